@@ -1,0 +1,57 @@
+"""Settings read from the environment: where the database is and where OptiInfra keeps its files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from optiinfra.errors import ConfigurationError
+
+DATABASE_URL_ENV = "OPTIINFRA_DATABASE_URL"
+DATA_DIR_ENV = "OPTIINFRA_DATA_DIR"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """OptiInfra's configuration. `database_url` None means: use the embedded PostgreSQL."""
+
+    database_url: URL | None
+    data_dir: Path
+
+
+def parse_database_url(raw: str) -> URL:
+    """Parse a PostgreSQL URL and pin it to the psycopg 3 driver.
+
+    Accepts `postgresql://`, `postgres://` and `postgresql+psycopg://` URLs.
+    """
+    try:
+        url = make_url(raw.strip())
+    except ArgumentError as error:
+        raise ConfigurationError(
+            f"{DATABASE_URL_ENV} is not a valid database URL.",
+            fix=f"Set it like: export {DATABASE_URL_ENV}=postgresql://user:password@localhost:5432/optiinfra",
+        ) from error
+    if url.get_backend_name() not in {"postgresql", "postgres"}:
+        raise ConfigurationError(
+            f"{DATABASE_URL_ENV} must point to PostgreSQL, not {url.get_backend_name()!r}.",
+            fix=f"Set it like: export {DATABASE_URL_ENV}=postgresql://user:password@localhost:5432/optiinfra",
+        )
+    if url.get_driver_name() not in {"psycopg", "postgresql", "postgres"}:
+        raise ConfigurationError(
+            f"{DATABASE_URL_ENV} names the driver {url.get_driver_name()!r}; OptiInfra uses psycopg 3.",
+            fix=f"Use postgresql:// or postgresql+psycopg:// in {DATABASE_URL_ENV}.",
+        )
+    return url.set(drivername="postgresql+psycopg")
+
+
+def load_settings() -> Settings:
+    """Read the settings from the environment."""
+    raw_url = os.environ.get(DATABASE_URL_ENV, "").strip()
+    raw_dir = os.environ.get(DATA_DIR_ENV, "").strip()
+    data_dir = Path(raw_dir).expanduser() if raw_dir else platformdirs.user_data_path("optiinfra")
+    return Settings(database_url=parse_database_url(raw_url) if raw_url else None, data_dir=data_dir.absolute())

@@ -1,0 +1,224 @@
+"""FOUNDATION-0.2e, application schema: per-request LLM quality metrics, baselines and regressions."""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from optiinfra.models.base import EMPTY_OBJECT, Base, CreatedAt, Timestamps, UUIDPrimaryKey, pg_enum
+
+if TYPE_CHECKING:
+    from optiinfra.models.core import Agent, Customer
+    from optiinfra.models.workflow_history import WorkflowExecution
+
+
+class BaselineType(enum.StrEnum):
+    INITIAL = "initial"
+    UPDATED = "updated"
+    ROLLBACK = "rollback"
+
+
+class RegressionType(enum.StrEnum):
+    QUALITY_DROP = "quality_drop"
+    LATENCY_INCREASE = "latency_increase"
+    HALLUCINATION_SPIKE = "hallucination_spike"
+    TOXICITY_INCREASE = "toxicity_increase"
+
+
+class RegressionSeverity(enum.StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+
+class RegressionAction(enum.StrEnum):
+    ALERT_ONLY = "alert_only"
+    ROLLBACK_TRIGGERED = "rollback_triggered"
+    MANUAL_REVIEW = "manual_review"
+    AUTO_FIXED = "auto_fixed"
+
+
+def _unit_interval(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} >= 0 AND {column} <= 1", name=f"{column}_range")
+
+
+def _non_negative(column: str) -> CheckConstraint:
+    return CheckConstraint(f"{column} >= 0", name=f"{column}_non_negative")
+
+
+class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
+    """The quality scores, latency and token counts of one LLM request."""
+
+    __tablename__ = "quality_metrics"
+    __table_args__ = (
+        # request_id is unique per customer, not globally: a global key would let one tenant's ids collide
+        # with (and so reveal) another's.
+        UniqueConstraint("customer_id", "request_id", name="uq_quality_metrics_customer_request"),
+        Index("ix_quality_metrics_agent_model", "agent_id", "model_name"),
+        Index("ix_quality_metrics_customer_model", "customer_id", "model_name"),
+        Index("ix_quality_metrics_model_timestamp", "model_name", "timestamp"),
+        *(
+            _unit_interval(column)
+            for column in (
+                "relevance_score",
+                "coherence_score",
+                "factuality_score",
+                "toxicity_score",
+                "overall_quality_score",
+            )
+        ),
+        *(_non_negative(column) for column in ("prompt_tokens", "completion_tokens", "latency_ms")),
+    )
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    request_id: Mapped[str] = mapped_column(String(255), index=True)
+    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    model_version: Mapped[str] = mapped_column(String(50))
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
+    latency_ms: Mapped[float | None]
+    relevance_score: Mapped[float | None]
+    coherence_score: Mapped[float | None]
+    factuality_score: Mapped[float | None]
+    hallucination_detected: Mapped[bool] = mapped_column(default=False, server_default="false", index=True)
+    toxicity_score: Mapped[float | None]
+    overall_quality_score: Mapped[float] = mapped_column(index=True)
+    timestamp: Mapped[datetime] = mapped_column(index=True)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
+
+    agent: Mapped[Agent] = relationship(back_populates="quality_metrics", lazy="raise")
+    customer: Mapped[Customer] = relationship(back_populates="quality_metrics", lazy="raise")
+
+    def __repr__(self) -> str:
+        return f"<QualityMetric id={self.id} model={self.model_name} score={self.overall_quality_score:.2f}>"
+
+
+class QualityBaseline(UUIDPrimaryKey, CreatedAt, Base):
+    """The expected quality of one model version, established from a window of quality metrics."""
+
+    __tablename__ = "quality_baselines"
+    __table_args__ = (
+        Index("ix_quality_baselines_agent_model", "agent_id", "model_name"),
+        Index("ix_quality_baselines_customer_model", "customer_id", "model_name"),
+        CheckConstraint("sample_size > 0", name="sample_size_positive"),
+        *(
+            _unit_interval(column)
+            for column in (
+                "avg_relevance_score",
+                "avg_coherence_score",
+                "avg_factuality_score",
+                "avg_overall_score",
+            )
+        ),
+        _non_negative("p95_latency_ms"),
+    )
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    model_version: Mapped[str] = mapped_column(String(50))
+    baseline_type: Mapped[BaselineType] = mapped_column(
+        pg_enum(BaselineType, "baseline_type"),
+        default=BaselineType.INITIAL,
+        server_default=BaselineType.INITIAL.value,
+        index=True,
+    )
+    sample_size: Mapped[int]
+    avg_relevance_score: Mapped[float | None]
+    avg_coherence_score: Mapped[float | None]
+    avg_factuality_score: Mapped[float | None]
+    avg_overall_score: Mapped[float]
+    p95_latency_ms: Mapped[float | None]
+    established_at: Mapped[datetime] = mapped_column(index=True)
+    valid_until: Mapped[datetime | None]
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
+
+    agent: Mapped[Agent] = relationship(back_populates="quality_baselines", lazy="raise")
+    customer: Mapped[Customer] = relationship(back_populates="quality_baselines", lazy="raise")
+    regressions: Mapped[list[QualityRegression]] = relationship(
+        back_populates="baseline", cascade="all, delete-orphan", passive_deletes=True, lazy="raise"
+    )
+
+    def __repr__(self) -> str:
+        return (
+            f"<QualityBaseline id={self.id} model={self.model_name}:{self.model_version} "
+            f"type={self.baseline_type} score={self.avg_overall_score:.2f}>"
+        )
+
+
+class QualityRegression(UUIDPrimaryKey, Timestamps, Base):
+    """A detected drop in quality against a baseline, the action taken, and its resolution."""
+
+    __tablename__ = "quality_regressions"
+    __table_args__ = (
+        Index("ix_quality_regressions_agent_severity", "agent_id", "severity"),
+        Index("ix_quality_regressions_customer_type", "customer_id", "regression_type"),
+        # Open regressions are the ones dashboards and the judge look up; a partial index keeps that small.
+        Index(
+            "ix_quality_regressions_unresolved",
+            "customer_id",
+            "detected_at",
+            postgresql_where="resolved_at IS NULL",
+        ),
+        _non_negative("sample_size"),
+    )
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    baseline_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("quality_baselines.id", ondelete="CASCADE"), index=True
+    )
+    workflow_execution_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("workflow_executions.id", ondelete="SET NULL"), index=True
+    )
+    regression_type: Mapped[RegressionType] = mapped_column(
+        pg_enum(RegressionType, "regression_type"), index=True
+    )
+    severity: Mapped[RegressionSeverity] = mapped_column(
+        pg_enum(RegressionSeverity, "regression_severity"), index=True
+    )
+    detected_at: Mapped[datetime] = mapped_column(index=True)
+    metric_name: Mapped[str] = mapped_column(String(100))
+    baseline_value: Mapped[float]
+    current_value: Mapped[float]
+    delta_percent: Mapped[float]
+    sample_size: Mapped[int]
+    action_taken: Mapped[RegressionAction] = mapped_column(
+        pg_enum(RegressionAction, "regression_action"),
+        default=RegressionAction.ALERT_ONLY,
+        server_default=RegressionAction.ALERT_ONLY.value,
+        index=True,
+    )
+    resolved_at: Mapped[datetime | None]
+    resolution_notes: Mapped[str | None] = mapped_column(Text)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
+
+    agent: Mapped[Agent] = relationship(back_populates="quality_regressions", lazy="raise")
+    customer: Mapped[Customer] = relationship(back_populates="quality_regressions", lazy="raise")
+    baseline: Mapped[QualityBaseline] = relationship(back_populates="regressions", lazy="raise")
+    workflow: Mapped[WorkflowExecution | None] = relationship(back_populates="quality_regressions", lazy="raise")
+
+    @property
+    def is_resolved(self) -> bool:
+        """Whether the regression has been resolved."""
+        return self.resolved_at is not None
+
+    @property
+    def time_to_resolve_minutes(self) -> float | None:
+        """Minutes from detection to resolution, or None while unresolved."""
+        if self.resolved_at is None:
+            return None
+        return (self.resolved_at - self.detected_at).total_seconds() / 60
+
+    def __repr__(self) -> str:
+        return (
+            f"<QualityRegression id={self.id} type={self.regression_type} severity={self.severity} "
+            f"resolved={self.is_resolved}>"
+        )
