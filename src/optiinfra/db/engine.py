@@ -37,7 +37,8 @@ def make_engine(url: URL) -> Engine:
 def describe_connection_error(url: URL, error: OperationalError) -> DatabaseUnavailableError:
     """Turn a driver error into one sentence and the fix, without the password."""
     where = url.render_as_string(hide_password=True)
-    detail = str(error.orig).strip().splitlines()[-1] if error.orig else str(error)
+    lines = [line.strip() for line in str(error.orig or error).splitlines() if line.strip()]
+    detail = lines[0] if lines else type(error).__name__
     lowered = detail.lower()
     if "does not exist" in lowered and "database" in lowered:
         return DatabaseUnavailableError(

@@ -125,15 +125,11 @@ def require_current_schema(engine: Engine) -> None:
     if current == head:
         return
     if current is None:
-        raise SchemaNotCurrentError(
-            "The database has no OptiInfra schema yet.", fix="Run: optiinfra db upgrade"
-        )
+        raise SchemaNotCurrentError("The database has no OptiInfra schema yet.", fix="Run: optiinfra db upgrade")
     if current not in known_revisions():
         raise SchemaNotCurrentError(
             f"The database schema is at {current}, a revision this version of OptiInfra does not know "
             "(a newer OptiInfra migrated it).",
             fix="Upgrade OptiInfra (pip install -U optiinfra) to the version that wrote it.",
         )
-    raise SchemaNotCurrentError(
-        f"The database schema is at {current}, behind {head}.", fix="Run: optiinfra db upgrade"
-    )
+    raise SchemaNotCurrentError(f"The database schema is at {current}, behind {head}.", fix="Run: optiinfra db upgrade")

@@ -80,18 +80,14 @@ class AgentState(UUIDPrimaryKey, Timestamps, Base):
     locks: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=EMPTY_OBJECT)
     last_activity: Mapped[datetime] = mapped_column(server_default=NOW, index=True)
     resource_usage: Mapped[dict[str, Any] | None] = mapped_column(default=dict, server_default=EMPTY_OBJECT)
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column(
-        "metadata", default=dict, server_default=EMPTY_OBJECT
-    )
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
     # Added by migration 003, which creates the table it points to.
     current_workflow_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow_executions.id", ondelete="SET NULL"), index=True
     )
 
     agent: Mapped[Agent] = relationship(back_populates="state", lazy="raise")
-    current_workflow: Mapped[WorkflowExecution | None] = relationship(
-        back_populates="current_for_states", lazy="raise"
-    )
+    current_workflow: Mapped[WorkflowExecution | None] = relationship(back_populates="current_for_states", lazy="raise")
 
 
 class AgentCapability(UUIDPrimaryKey, Timestamps, Base):

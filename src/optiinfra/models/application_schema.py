@@ -172,18 +172,12 @@ class QualityRegression(UUIDPrimaryKey, Timestamps, Base):
 
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
-    baseline_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("quality_baselines.id", ondelete="CASCADE"), index=True
-    )
+    baseline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quality_baselines.id", ondelete="CASCADE"), index=True)
     workflow_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow_executions.id", ondelete="SET NULL"), index=True
     )
-    regression_type: Mapped[RegressionType] = mapped_column(
-        pg_enum(RegressionType, "regression_type"), index=True
-    )
-    severity: Mapped[RegressionSeverity] = mapped_column(
-        pg_enum(RegressionSeverity, "regression_severity"), index=True
-    )
+    regression_type: Mapped[RegressionType] = mapped_column(pg_enum(RegressionType, "regression_type"), index=True)
+    severity: Mapped[RegressionSeverity] = mapped_column(pg_enum(RegressionSeverity, "regression_severity"), index=True)
     detected_at: Mapped[datetime] = mapped_column(index=True)
     metric_name: Mapped[str] = mapped_column(String(100))
     baseline_value: Mapped[float]

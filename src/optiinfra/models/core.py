@@ -111,7 +111,9 @@ class Customer(UUIDPrimaryKey, Timestamps, Base):
     # SHA-256 hex digest of the customer's API key; the key itself is never stored.
     api_key: Mapped[str] = mapped_column(String(64), unique=True, index=True)
     plan: Mapped[CustomerPlan] = mapped_column(
-        pg_enum(CustomerPlan, "customerplan"), default=CustomerPlan.FREE, server_default=CustomerPlan.FREE.value
+        pg_enum(CustomerPlan, "customerplan"),
+        default=CustomerPlan.FREE,
+        server_default=CustomerPlan.FREE.value,
     )
     status: Mapped[CustomerStatus] = mapped_column(
         pg_enum(CustomerStatus, "customerstatus"),
@@ -119,31 +121,17 @@ class Customer(UUIDPrimaryKey, Timestamps, Base):
         server_default=CustomerStatus.ACTIVE.value,
         index=True,
     )
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column(
-        "metadata", default=dict, server_default=EMPTY_OBJECT
-    )
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
 
     events: Mapped[list[Event]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
-    recommendations: Mapped[list[Recommendation]] = relationship(
-        back_populates="customer", **CASCADE_CHILDREN
-    )
+    recommendations: Mapped[list[Recommendation]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
     optimizations: Mapped[list[Optimization]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
-    workflow_executions: Mapped[list[WorkflowExecution]] = relationship(
-        back_populates="customer", **CASCADE_CHILDREN
-    )
-    resource_metrics: Mapped[list[ResourceMetric]] = relationship(
-        back_populates="customer", **CASCADE_CHILDREN
-    )
+    workflow_executions: Mapped[list[WorkflowExecution]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
+    resource_metrics: Mapped[list[ResourceMetric]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
     scaling_events: Mapped[list[ScalingEvent]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
-    quality_metrics: Mapped[list[QualityMetric]] = relationship(
-        back_populates="customer", **CASCADE_CHILDREN
-    )
-    quality_baselines: Mapped[list[QualityBaseline]] = relationship(
-        back_populates="customer", **CASCADE_CHILDREN
-    )
-    quality_regressions: Mapped[list[QualityRegression]] = relationship(
-        back_populates="customer", **CASCADE_CHILDREN
-    )
+    quality_metrics: Mapped[list[QualityMetric]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
+    quality_baselines: Mapped[list[QualityBaseline]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
+    quality_regressions: Mapped[list[QualityRegression]] = relationship(back_populates="customer", **CASCADE_CHILDREN)
 
     def __repr__(self) -> str:
         return f"<Customer id={self.id} name={self.name!r} plan={self.plan} status={self.status}>"
@@ -164,13 +152,13 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
     name: Mapped[str] = mapped_column(String(255))
     version: Mapped[str | None] = mapped_column(String(50))
     status: Mapped[AgentStatus] = mapped_column(
-        pg_enum(AgentStatus, "agentstatus"), default=AgentStatus.STARTING, server_default=AgentStatus.STARTING.value
+        pg_enum(AgentStatus, "agentstatus"),
+        default=AgentStatus.STARTING,
+        server_default=AgentStatus.STARTING.value,
     )
     endpoint: Mapped[str | None] = mapped_column(String(255))
     capabilities: Mapped[list[Any]] = mapped_column(default=list, server_default=EMPTY_ARRAY)
-    metadata_: Mapped[dict[str, Any] | None] = mapped_column(
-        "metadata", default=dict, server_default=EMPTY_OBJECT
-    )
+    metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
     last_heartbeat: Mapped[datetime | None]
 
     # events.agent_id is ON DELETE SET NULL: the audit log outlives the agent, so no delete cascade here.
@@ -179,24 +167,20 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
     optimizations: Mapped[list[Optimization]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
     configs: Mapped[list[AgentConfig]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
     state: Mapped[AgentState | None] = relationship(
-        back_populates="agent", cascade="all, delete-orphan", passive_deletes=True, lazy="raise", uselist=False
+        back_populates="agent",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+        lazy="raise",
+        uselist=False,
     )
-    agent_capabilities: Mapped[list[AgentCapability]] = relationship(
-        back_populates="agent", **CASCADE_CHILDREN
-    )
+    agent_capabilities: Mapped[list[AgentCapability]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
     metrics: Mapped[list[AgentMetric]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
-    workflow_executions: Mapped[list[WorkflowExecution]] = relationship(
-        back_populates="agent", **CASCADE_CHILDREN
-    )
+    workflow_executions: Mapped[list[WorkflowExecution]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
     resource_metrics: Mapped[list[ResourceMetric]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
     scaling_events: Mapped[list[ScalingEvent]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
     quality_metrics: Mapped[list[QualityMetric]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
-    quality_baselines: Mapped[list[QualityBaseline]] = relationship(
-        back_populates="agent", **CASCADE_CHILDREN
-    )
-    quality_regressions: Mapped[list[QualityRegression]] = relationship(
-        back_populates="agent", **CASCADE_CHILDREN
-    )
+    quality_baselines: Mapped[list[QualityBaseline]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
+    quality_regressions: Mapped[list[QualityRegression]] = relationship(back_populates="agent", **CASCADE_CHILDREN)
 
     def __repr__(self) -> str:
         return f"<Agent id={self.id} type={self.type} name={self.name!r} status={self.status}>"
@@ -231,9 +215,7 @@ class Recommendation(UUIDPrimaryKey, Timestamps, Base):
 
     __tablename__ = "recommendations"
     __table_args__ = (
-        CheckConstraint(
-            "confidence_score >= 0 AND confidence_score <= 1", name=conv("check_confidence_range")
-        ),
+        CheckConstraint("confidence_score >= 0 AND confidence_score <= 1", name=conv("check_confidence_range")),
     )
 
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
@@ -264,9 +246,7 @@ class Recommendation(UUIDPrimaryKey, Timestamps, Base):
     customer: Mapped[Customer] = relationship(back_populates="recommendations", lazy="raise")
     agent: Mapped[Agent] = relationship(back_populates="recommendations", lazy="raise")
     approvals: Mapped[list[Approval]] = relationship(back_populates="recommendation", **CASCADE_CHILDREN)
-    optimizations: Mapped[list[Optimization]] = relationship(
-        back_populates="recommendation", **CASCADE_CHILDREN
-    )
+    optimizations: Mapped[list[Optimization]] = relationship(back_populates="recommendation", **CASCADE_CHILDREN)
 
     def __repr__(self) -> str:
         return f"<Recommendation id={self.id} type={self.type!r} status={self.status}>"

@@ -84,9 +84,7 @@ class ScalingEvent(UUIDPrimaryKey, Timestamps, Base):
 
     agent: Mapped[Agent] = relationship(back_populates="scaling_events", lazy="raise")
     customer: Mapped[Customer] = relationship(back_populates="scaling_events", lazy="raise")
-    workflow_execution: Mapped[WorkflowExecution | None] = relationship(
-        back_populates="scaling_events", lazy="raise"
-    )
+    workflow_execution: Mapped[WorkflowExecution | None] = relationship(back_populates="scaling_events", lazy="raise")
 
     @property
     def duration_seconds(self) -> float | None:

@@ -120,9 +120,7 @@ class WorkflowStep(UUIDPrimaryKey, Timestamps, Base):
         CheckConstraint("max_retries >= 0", name="max_retries_non_negative"),
     )
 
-    workflow_execution_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workflow_executions.id", ondelete="CASCADE")
-    )
+    workflow_execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_executions.id", ondelete="CASCADE"))
     step_name: Mapped[str] = mapped_column(String(255))
     step_order: Mapped[int]
     status: Mapped[StepStatus] = mapped_column(
@@ -152,18 +150,16 @@ class WorkflowArtifact(UUIDPrimaryKey, Timestamps, Base):
     __tablename__ = "workflow_artifacts"
     __table_args__ = (
         Index(
-            "ix_workflow_artifacts_workflow_execution_id_artifact_type", "workflow_execution_id", "artifact_type"
+            "ix_workflow_artifacts_workflow_execution_id_artifact_type",
+            "workflow_execution_id",
+            "artifact_type",
         ),
         Index("ix_workflow_artifacts_workflow_step_id_artifact_type", "workflow_step_id", "artifact_type"),
         CheckConstraint("artifact_size_bytes >= 0", name="artifact_size_non_negative"),
     )
 
-    workflow_execution_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("workflow_executions.id", ondelete="CASCADE")
-    )
-    workflow_step_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("workflow_steps.id", ondelete="CASCADE")
-    )
+    workflow_execution_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("workflow_executions.id", ondelete="CASCADE"))
+    workflow_step_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("workflow_steps.id", ondelete="CASCADE"))
     artifact_type: Mapped[ArtifactType] = mapped_column(pg_enum(ArtifactType, "artifact_type"))
     artifact_name: Mapped[str] = mapped_column(String(255))
     artifact_path: Mapped[str] = mapped_column(Text)

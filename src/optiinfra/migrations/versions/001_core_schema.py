@@ -167,9 +167,7 @@ def upgrade() -> None:
         sa.Column("executed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "confidence_score >= 0 AND confidence_score <= 1", name=op.f("check_confidence_range")
-        ),
+        sa.CheckConstraint("confidence_score >= 0 AND confidence_score <= 1", name=op.f("check_confidence_range")),
         sa.ForeignKeyConstraint(
             ["agent_id"], ["agents.id"], name=op.f("fk_recommendations_agent_id_agents"), ondelete="CASCADE"
         ),

@@ -96,12 +96,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agent_metrics")),
     )
-    op.create_index(
-        "ix_agent_metrics_agent_id_metric_name", "agent_metrics", ["agent_id", "metric_name"], unique=False
-    )
-    op.create_index(
-        "ix_agent_metrics_agent_id_recorded_at", "agent_metrics", ["agent_id", "recorded_at"], unique=False
-    )
+    op.create_index("ix_agent_metrics_agent_id_metric_name", "agent_metrics", ["agent_id", "metric_name"], unique=False)
+    op.create_index("ix_agent_metrics_agent_id_recorded_at", "agent_metrics", ["agent_id", "recorded_at"], unique=False)
     op.create_index(op.f("ix_agent_metrics_metric_name"), "agent_metrics", ["metric_name"], unique=False)
     op.create_index(op.f("ix_agent_metrics_recorded_at"), "agent_metrics", ["recorded_at"], unique=False)
     op.create_table(
@@ -126,9 +122,7 @@ def upgrade() -> None:
             server_default=sa.text("'{}'::jsonb"),
             nullable=False,
         ),
-        sa.Column(
-            "last_activity", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False
-        ),
+        sa.Column("last_activity", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column(
             "resource_usage",
             postgresql.JSONB(astext_type=sa.Text()),

@@ -42,9 +42,7 @@ def upgrade() -> None:
         ),
         sa.Column(
             "status",
-            sa.Enum(
-                "pending", "running", "completed", "failed", "cancelled", "timeout", name="workflow_status"
-            ),
+            sa.Enum("pending", "running", "completed", "failed", "cancelled", "timeout", name="workflow_status"),
             server_default="pending",
             nullable=False,
         ),
@@ -85,24 +83,18 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_executions")),
     )
-    op.create_index(
-        op.f("ix_workflow_executions_agent_id"), "workflow_executions", ["agent_id"], unique=False
-    )
+    op.create_index(op.f("ix_workflow_executions_agent_id"), "workflow_executions", ["agent_id"], unique=False)
     op.create_index(
         "ix_workflow_executions_agent_id_status", "workflow_executions", ["agent_id", "status"], unique=False
     )
-    op.create_index(
-        op.f("ix_workflow_executions_customer_id"), "workflow_executions", ["customer_id"], unique=False
-    )
+    op.create_index(op.f("ix_workflow_executions_customer_id"), "workflow_executions", ["customer_id"], unique=False)
     op.create_index(
         "ix_workflow_executions_customer_id_workflow_type",
         "workflow_executions",
         ["customer_id", "workflow_type"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_workflow_executions_started_at"), "workflow_executions", ["started_at"], unique=False
-    )
+    op.create_index(op.f("ix_workflow_executions_started_at"), "workflow_executions", ["started_at"], unique=False)
     op.create_index(op.f("ix_workflow_executions_status"), "workflow_executions", ["status"], unique=False)
     op.create_index(
         op.f("ix_workflow_executions_workflow_type"), "workflow_executions", ["workflow_type"], unique=False
@@ -155,9 +147,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_workflow_steps")),
     )
     op.create_index(op.f("ix_workflow_steps_status"), "workflow_steps", ["status"], unique=False)
-    op.create_index(
-        "ix_workflow_steps_step_name_status", "workflow_steps", ["step_name", "status"], unique=False
-    )
+    op.create_index("ix_workflow_steps_step_name_status", "workflow_steps", ["step_name", "status"], unique=False)
     op.create_index(
         "ix_workflow_steps_workflow_execution_id_status",
         "workflow_steps",
@@ -202,9 +192,7 @@ def upgrade() -> None:
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "artifact_size_bytes >= 0", name=op.f("ck_workflow_artifacts_artifact_size_non_negative")
-        ),
+        sa.CheckConstraint("artifact_size_bytes >= 0", name=op.f("ck_workflow_artifacts_artifact_size_non_negative")),
         sa.ForeignKeyConstraint(
             ["workflow_execution_id"],
             ["workflow_executions.id"],
@@ -232,9 +220,7 @@ def upgrade() -> None:
         unique=False,
     )
     op.add_column("agent_states", sa.Column("current_workflow_id", sa.UUID(), nullable=True))
-    op.create_index(
-        op.f("ix_agent_states_current_workflow_id"), "agent_states", ["current_workflow_id"], unique=False
-    )
+    op.create_index(op.f("ix_agent_states_current_workflow_id"), "agent_states", ["current_workflow_id"], unique=False)
     op.create_foreign_key(
         op.f("fk_agent_states_current_workflow_id_workflow_executions"),
         "agent_states",
@@ -252,9 +238,7 @@ def downgrade() -> None:
     op.drop_index(op.f("ix_agent_states_current_workflow_id"), table_name="agent_states")
     op.drop_column("agent_states", "current_workflow_id")
     op.drop_index("ix_workflow_artifacts_workflow_step_id_artifact_type", table_name="workflow_artifacts")
-    op.drop_index(
-        "ix_workflow_artifacts_workflow_execution_id_artifact_type", table_name="workflow_artifacts"
-    )
+    op.drop_index("ix_workflow_artifacts_workflow_execution_id_artifact_type", table_name="workflow_artifacts")
     op.drop_table("workflow_artifacts")
     op.drop_index("ix_workflow_steps_workflow_execution_id_step_order", table_name="workflow_steps")
     op.drop_index("ix_workflow_steps_workflow_execution_id_status", table_name="workflow_steps")

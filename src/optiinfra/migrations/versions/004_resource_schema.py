@@ -127,12 +127,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_scaling_events")),
     )
-    op.create_index(
-        "ix_scaling_events_agent_id_event_type", "scaling_events", ["agent_id", "event_type"], unique=False
-    )
-    op.create_index(
-        "ix_scaling_events_customer_id_success", "scaling_events", ["customer_id", "success"], unique=False
-    )
+    op.create_index("ix_scaling_events_agent_id_event_type", "scaling_events", ["agent_id", "event_type"], unique=False)
+    op.create_index("ix_scaling_events_customer_id_success", "scaling_events", ["customer_id", "success"], unique=False)
     op.create_index(op.f("ix_scaling_events_executed_at"), "scaling_events", ["executed_at"], unique=False)
     op.create_index(
         op.f("ix_scaling_events_workflow_execution_id"),

@@ -65,9 +65,7 @@ def upgrade() -> None:
             "avg_relevance_score >= 0 AND avg_relevance_score <= 1",
             name=op.f("ck_quality_baselines_avg_relevance_score_range"),
         ),
-        sa.CheckConstraint(
-            "p95_latency_ms >= 0", name=op.f("ck_quality_baselines_p95_latency_ms_non_negative")
-        ),
+        sa.CheckConstraint("p95_latency_ms >= 0", name=op.f("ck_quality_baselines_p95_latency_ms_non_negative")),
         sa.CheckConstraint("sample_size > 0", name=op.f("ck_quality_baselines_sample_size_positive")),
         sa.ForeignKeyConstraint(
             ["agent_id"], ["agents.id"], name=op.f("fk_quality_baselines_agent_id_agents"), ondelete="CASCADE"
@@ -81,27 +79,17 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quality_baselines")),
     )
     op.create_index(op.f("ix_quality_baselines_agent_id"), "quality_baselines", ["agent_id"], unique=False)
-    op.create_index(
-        "ix_quality_baselines_agent_model", "quality_baselines", ["agent_id", "model_name"], unique=False
-    )
-    op.create_index(
-        op.f("ix_quality_baselines_baseline_type"), "quality_baselines", ["baseline_type"], unique=False
-    )
-    op.create_index(
-        op.f("ix_quality_baselines_customer_id"), "quality_baselines", ["customer_id"], unique=False
-    )
+    op.create_index("ix_quality_baselines_agent_model", "quality_baselines", ["agent_id", "model_name"], unique=False)
+    op.create_index(op.f("ix_quality_baselines_baseline_type"), "quality_baselines", ["baseline_type"], unique=False)
+    op.create_index(op.f("ix_quality_baselines_customer_id"), "quality_baselines", ["customer_id"], unique=False)
     op.create_index(
         "ix_quality_baselines_customer_model",
         "quality_baselines",
         ["customer_id", "model_name"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_quality_baselines_established_at"), "quality_baselines", ["established_at"], unique=False
-    )
-    op.create_index(
-        op.f("ix_quality_baselines_model_name"), "quality_baselines", ["model_name"], unique=False
-    )
+    op.create_index(op.f("ix_quality_baselines_established_at"), "quality_baselines", ["established_at"], unique=False)
+    op.create_index(op.f("ix_quality_baselines_model_name"), "quality_baselines", ["model_name"], unique=False)
     op.create_table(
         "quality_metrics",
         sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
@@ -131,9 +119,7 @@ def upgrade() -> None:
             "coherence_score >= 0 AND coherence_score <= 1",
             name=op.f("ck_quality_metrics_coherence_score_range"),
         ),
-        sa.CheckConstraint(
-            "completion_tokens >= 0", name=op.f("ck_quality_metrics_completion_tokens_non_negative")
-        ),
+        sa.CheckConstraint("completion_tokens >= 0", name=op.f("ck_quality_metrics_completion_tokens_non_negative")),
         sa.CheckConstraint(
             "factuality_score >= 0 AND factuality_score <= 1",
             name=op.f("ck_quality_metrics_factuality_score_range"),
@@ -165,13 +151,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("customer_id", "request_id", name="uq_quality_metrics_customer_request"),
     )
     op.create_index(op.f("ix_quality_metrics_agent_id"), "quality_metrics", ["agent_id"], unique=False)
-    op.create_index(
-        "ix_quality_metrics_agent_model", "quality_metrics", ["agent_id", "model_name"], unique=False
-    )
+    op.create_index("ix_quality_metrics_agent_model", "quality_metrics", ["agent_id", "model_name"], unique=False)
     op.create_index(op.f("ix_quality_metrics_customer_id"), "quality_metrics", ["customer_id"], unique=False)
-    op.create_index(
-        "ix_quality_metrics_customer_model", "quality_metrics", ["customer_id", "model_name"], unique=False
-    )
+    op.create_index("ix_quality_metrics_customer_model", "quality_metrics", ["customer_id", "model_name"], unique=False)
     op.create_index(
         op.f("ix_quality_metrics_hallucination_detected"),
         "quality_metrics",
@@ -179,9 +161,7 @@ def upgrade() -> None:
         unique=False,
     )
     op.create_index(op.f("ix_quality_metrics_model_name"), "quality_metrics", ["model_name"], unique=False)
-    op.create_index(
-        "ix_quality_metrics_model_timestamp", "quality_metrics", ["model_name", "timestamp"], unique=False
-    )
+    op.create_index("ix_quality_metrics_model_timestamp", "quality_metrics", ["model_name", "timestamp"], unique=False)
     op.create_index(
         op.f("ix_quality_metrics_overall_quality_score"),
         "quality_metrics",
@@ -221,9 +201,7 @@ def upgrade() -> None:
         sa.Column("sample_size", sa.Integer(), nullable=False),
         sa.Column(
             "action_taken",
-            sa.Enum(
-                "alert_only", "rollback_triggered", "manual_review", "auto_fixed", name="regression_action"
-            ),
+            sa.Enum("alert_only", "rollback_triggered", "manual_review", "auto_fixed", name="regression_action"),
             server_default="alert_only",
             nullable=False,
         ),
@@ -264,39 +242,27 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quality_regressions")),
     )
-    op.create_index(
-        op.f("ix_quality_regressions_action_taken"), "quality_regressions", ["action_taken"], unique=False
-    )
-    op.create_index(
-        op.f("ix_quality_regressions_agent_id"), "quality_regressions", ["agent_id"], unique=False
-    )
+    op.create_index(op.f("ix_quality_regressions_action_taken"), "quality_regressions", ["action_taken"], unique=False)
+    op.create_index(op.f("ix_quality_regressions_agent_id"), "quality_regressions", ["agent_id"], unique=False)
     op.create_index(
         "ix_quality_regressions_agent_severity", "quality_regressions", ["agent_id", "severity"], unique=False
     )
-    op.create_index(
-        op.f("ix_quality_regressions_baseline_id"), "quality_regressions", ["baseline_id"], unique=False
-    )
-    op.create_index(
-        op.f("ix_quality_regressions_customer_id"), "quality_regressions", ["customer_id"], unique=False
-    )
+    op.create_index(op.f("ix_quality_regressions_baseline_id"), "quality_regressions", ["baseline_id"], unique=False)
+    op.create_index(op.f("ix_quality_regressions_customer_id"), "quality_regressions", ["customer_id"], unique=False)
     op.create_index(
         "ix_quality_regressions_customer_type",
         "quality_regressions",
         ["customer_id", "regression_type"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_quality_regressions_detected_at"), "quality_regressions", ["detected_at"], unique=False
-    )
+    op.create_index(op.f("ix_quality_regressions_detected_at"), "quality_regressions", ["detected_at"], unique=False)
     op.create_index(
         op.f("ix_quality_regressions_regression_type"),
         "quality_regressions",
         ["regression_type"],
         unique=False,
     )
-    op.create_index(
-        op.f("ix_quality_regressions_severity"), "quality_regressions", ["severity"], unique=False
-    )
+    op.create_index(op.f("ix_quality_regressions_severity"), "quality_regressions", ["severity"], unique=False)
     op.create_index(
         "ix_quality_regressions_unresolved",
         "quality_regressions",

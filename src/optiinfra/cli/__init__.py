@@ -1,0 +1,20 @@
+"""The `optiinfra` command line."""
+
+from __future__ import annotations
+
+import typer
+
+from optiinfra.cli.db import db_app
+
+app = typer.Typer(
+    name="optiinfra",
+    help="OptiInfra: the control plane for LLM infrastructure optimization.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(db_app, name="db")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,1 @@
+"""The quality domain: LLM quality metrics, baselines and regressions."""
