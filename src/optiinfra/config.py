@@ -36,14 +36,15 @@ def parse_database_url(raw: str) -> URL:
             f"{DATABASE_URL_ENV} is not a valid database URL.",
             fix=f"Set it like: export {DATABASE_URL_ENV}=postgresql://user:password@localhost:5432/optiinfra",
         ) from error
-    if url.get_backend_name() not in {"postgresql", "postgres"}:
+    backend, _, driver = url.drivername.partition("+")
+    if backend not in {"postgresql", "postgres"}:
         raise ConfigurationError(
-            f"{DATABASE_URL_ENV} must point to PostgreSQL, not {url.get_backend_name()!r}.",
+            f"{DATABASE_URL_ENV} must point to PostgreSQL, not {backend!r}.",
             fix=f"Set it like: export {DATABASE_URL_ENV}=postgresql://user:password@localhost:5432/optiinfra",
         )
-    if url.get_driver_name() not in {"psycopg", "postgresql", "postgres"}:
+    if driver not in {"", "psycopg"}:
         raise ConfigurationError(
-            f"{DATABASE_URL_ENV} names the driver {url.get_driver_name()!r}; OptiInfra uses psycopg 3.",
+            f"{DATABASE_URL_ENV} names the driver {driver!r}; OptiInfra uses psycopg 3.",
             fix=f"Use postgresql:// or postgresql+psycopg:// in {DATABASE_URL_ENV}.",
         )
     return url.set(drivername="postgresql+psycopg")

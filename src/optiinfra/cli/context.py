@@ -53,7 +53,7 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
 
 
 def _fail(message: str, fix: str | None) -> NoReturn:
-    error_console.print(f"[bold red]Error:[/bold red] {message}", highlight=False)
+    error_console.print(f"[bold red]Error:[/bold red] {message}", highlight=False, soft_wrap=True)
     if fix:
-        error_console.print(f"[bold]Fix:[/bold] {fix}", highlight=False)
+        error_console.print(f"[bold]Fix:[/bold] {fix}", highlight=False, soft_wrap=True)
     sys.exit(1)

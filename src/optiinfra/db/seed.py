@@ -303,15 +303,15 @@ def _agent_state_tables(data: DemoData, agents: dict[AgentType, uuid.UUID], rng:
             recorded_at = data.at(hours=hour - 24)
             if metric_type is MetricType.COUNTER:
                 total += rng.randint(20, 120)
-                value = total
+                sample = total
             else:
-                value = round(rng.gauss(850, 120), 1)
+                sample = round(rng.gauss(850, 120), 1)
             data.add(
                 AgentMetric,
                 f"{agent_type}:{name}:{hour}",
                 agent_id=agents[agent_type],
                 metric_name=name,
-                metric_value=value,
+                metric_value=sample,
                 metric_type=metric_type,
                 tags={"source": "demo"},
                 recorded_at=recorded_at,
