@@ -76,8 +76,8 @@ def delete_through(session: Session, mode: str, model: type[Base], row_id: uuid.
 
 @dataclass
 class CustomerRows:
-    customer: Customer
-    agent: Agent
+    customer_id: uuid.UUID
+    agent_id: uuid.UUID
     children: dict[type[Base], uuid.UUID]
 
 
@@ -97,14 +97,17 @@ def make_customer_with_rows_in_every_child_table(session: Session) -> CustomerRo
         WorkflowStep: step.id,
         WorkflowArtifact: make_workflow_artifact(session, step=step).id,
         ResourceMetric: make_resource_metric(session, customer=customer, agent=agent).id,
-        ScalingEvent: make_scaling_event(
-            session, customer=customer, agent=agent, workflow_execution=execution
-        ).id,
+        ScalingEvent: make_scaling_event(session, customer=customer, agent=agent, workflow_execution=execution).id,
         QualityMetric: make_quality_metric(session, customer=customer, agent=agent).id,
         QualityBaseline: baseline.id,
         QualityRegression: make_quality_regression(session, baseline=baseline, workflow_execution=execution).id,
     }
-    return CustomerRows(customer=customer, agent=agent, children=children)
+    return CustomerRows(customer_id=customer.id, agent_id=agent.id, children=children)
+
+
+def surviving(session: Session, rows: dict[type[Base], uuid.UUID]) -> list[str]:
+    """The model names of the rows that still exist."""
+    return [model.__name__ for model, row_id in rows.items() if row_exists(session, model, row_id)]
 
 
 @pytest.mark.parametrize("mode", DELETE_MODES)
@@ -116,7 +119,7 @@ def test_deleting_customer_removes_its_rows_in_every_child_table(session: Sessio
         session,
         mode,
         Customer,
-        rows.customer.id,
+        rows.customer_id,
         Customer.events,
         Customer.recommendations,
         Customer.optimizations,
@@ -128,57 +131,65 @@ def test_deleting_customer_removes_its_rows_in_every_child_table(session: Sessio
         Customer.quality_regressions,
     )
 
-    assert not row_exists(session, Customer, rows.customer.id)
-    assert {model.__name__: row_exists(session, model, row_id) for model, row_id in rows.children.items()} == {
-        model.__name__: False for model in rows.children
-    }
-    # Agents are not owned by a customer; another customer's rows are untouched.
-    assert row_exists(session, Agent, rows.agent.id)
-    assert all(row_exists(session, model, row_id) for model, row_id in other.children.items())
+    assert not row_exists(session, Customer, rows.customer_id)
+    assert len(rows.children) == 12
+    assert surviving(session, rows.children) == []
+    # Agents are not owned by a customer, and another customer's rows are untouched.
+    assert row_exists(session, Agent, rows.agent_id)
+    assert surviving(session, other.children) == [model.__name__ for model in other.children]
 
 
 @pytest.mark.parametrize("mode", DELETE_MODES)
 def test_deleting_agent_keeps_its_events_with_null_agent_id(session: Session, mode: str) -> None:
-    customer = make_customer(session)
-    agent = make_agent(session)
-    event_ids = [make_event(session, customer=customer, agent=agent).id for _ in range(2)]
-    recommendation = make_recommendation(session, customer=customer, agent=agent)
+    customer_id = make_customer(session).id
+    agent_id = make_agent(session).id
+    event_ids = sorted(make_event(session, customer_id=customer_id, agent_id=agent_id).id for _ in range(2))
+    recommendation = make_recommendation(session, customer_id=customer_id, agent_id=agent_id)
     owned: dict[type[Base], uuid.UUID] = {
         Recommendation: recommendation.id,
         Optimization: make_optimization(session, recommendation=recommendation).id,
-        AgentConfig: make_agent_config(session, agent=agent).id,
-        AgentState: make_agent_state(session, agent=agent).id,
-        AgentCapability: make_agent_capability(session, agent=agent).id,
-        AgentMetric: make_agent_metric(session, agent=agent).id,
+        AgentConfig: make_agent_config(session, agent_id=agent_id).id,
+        AgentState: make_agent_state(session, agent_id=agent_id).id,
+        AgentCapability: make_agent_capability(session, agent_id=agent_id).id,
+        AgentMetric: make_agent_metric(session, agent_id=agent_id).id,
     }
 
-    delete_through(session, mode, Agent, agent.id, Agent.events)
+    delete_through(session, mode, Agent, agent_id, Agent.events)
 
-    assert not row_exists(session, Agent, agent.id)
+    assert not row_exists(session, Agent, agent_id)
     events = session.execute(
         text("SELECT id, agent_id, customer_id FROM events WHERE id = ANY(:ids) ORDER BY id"), {"ids": event_ids}
     ).all()
-    assert [(row.id, row.agent_id, row.customer_id) for row in events] == [
-        (event_id, None, customer.id) for event_id in sorted(event_ids)
-    ]
-    assert {model.__name__: row_exists(session, model, row_id) for model, row_id in owned.items()} == {
-        model.__name__: False for model in owned
-    }
-    assert row_exists(session, Customer, customer.id)
+    assert [tuple(row) for row in events] == [(event_id, None, customer_id) for event_id in event_ids]
+    assert surviving(session, owned) == []
+    assert row_exists(session, Customer, customer_id)
 
 
-@pytest.mark.parametrize("mode", ["orm", "orm_with_children_loaded"])
-def test_deleting_agent_with_all_collections_loaded_still_keeps_its_events(session: Session, mode: str) -> None:
+def test_deleting_agent_with_every_collection_loaded_keeps_events_and_deletes_owned_rows(
+    session: Session,
+) -> None:
     event = make_event(session)
-    make_agent_state(session, agent_id=event.agent_id)
-    make_recommendation(session, agent_id=event.agent_id)
+    event_id, agent_id = event.id, event.agent_id
+    state_id = make_agent_state(session, agent_id=agent_id).id
+    recommendation_id = make_recommendation(session, agent_id=agent_id).id
 
     delete_through(
-        session, mode, Agent, event.agent_id, Agent.events, Agent.state, Agent.recommendations, Agent.configs
+        session,
+        "orm_with_children_loaded",
+        Agent,
+        agent_id,
+        Agent.events,
+        Agent.state,
+        Agent.recommendations,
+        Agent.configs,
+        Agent.agent_capabilities,
+        Agent.metrics,
     )
 
-    assert session.get(Event, event.id) is not None
-    assert session.scalar(select(Event.agent_id).where(Event.id == event.id)) is None
+    assert row_exists(session, Event, event_id)
+    assert session.scalar(select(Event.agent_id).where(Event.id == event_id)) is None
+    assert not row_exists(session, AgentState, state_id)
+    assert not row_exists(session, Recommendation, recommendation_id)
 
 
 @pytest.mark.parametrize("mode", DELETE_MODES)
@@ -188,20 +199,25 @@ def test_deleting_workflow_execution_detaches_set_null_rows_and_deletes_steps_an
     customer = make_customer(session)
     agent = make_agent(session)
     execution = make_workflow_execution(session, customer=customer, agent=agent)
+    execution_id = execution.id
     step = make_workflow_step(session, execution=execution)
-    step_artifact = make_workflow_artifact(session, step=step)
-    execution_artifact = make_workflow_artifact(session, execution=execution)
-    scaling_event = make_scaling_event(session, customer=customer, agent=agent, workflow_execution=execution)
-    regression = make_quality_regression(
-        session, baseline=make_quality_baseline(session, customer=customer, agent=agent), workflow_execution=execution
-    )
-    state = make_agent_state(session, agent=agent, current_workflow_id=execution.id)
+    deleted: dict[type[Base], uuid.UUID] = {
+        WorkflowStep: step.id,
+        WorkflowArtifact: make_workflow_artifact(session, step=step).id,
+    }
+    execution_artifact_id = make_workflow_artifact(session, execution=execution).id
+    baseline = make_quality_baseline(session, customer=customer, agent=agent)
+    detached: dict[type[Base], uuid.UUID] = {
+        ScalingEvent: make_scaling_event(session, customer=customer, agent=agent, workflow_execution=execution).id,
+        QualityRegression: make_quality_regression(session, baseline=baseline, workflow_execution=execution).id,
+        AgentState: make_agent_state(session, agent=agent, current_workflow_id=execution_id).id,
+    }
 
     delete_through(
         session,
         mode,
         WorkflowExecution,
-        execution.id,
+        execution_id,
         WorkflowExecution.steps,
         WorkflowExecution.artifacts,
         WorkflowExecution.scaling_events,
@@ -209,58 +225,64 @@ def test_deleting_workflow_execution_detaches_set_null_rows_and_deletes_steps_an
         WorkflowExecution.current_for_states,
     )
 
-    assert not row_exists(session, WorkflowExecution, execution.id)
-    assert not row_exists(session, WorkflowStep, step.id)
-    assert not row_exists(session, WorkflowArtifact, step_artifact.id)
-    assert not row_exists(session, WorkflowArtifact, execution_artifact.id)
-    assert session.scalar(
-        select(ScalingEvent.workflow_execution_id).where(ScalingEvent.id == scaling_event.id)
-    ) is None
-    assert row_exists(session, ScalingEvent, scaling_event.id)
-    assert session.scalar(
-        select(QualityRegression.workflow_execution_id).where(QualityRegression.id == regression.id)
-    ) is None
-    assert row_exists(session, QualityRegression, regression.id)
-    assert session.scalar(select(AgentState.current_workflow_id).where(AgentState.id == state.id)) is None
-    assert row_exists(session, AgentState, state.id)
+    assert not row_exists(session, WorkflowExecution, execution_id)
+    assert surviving(session, deleted) == []
+    assert not row_exists(session, WorkflowArtifact, execution_artifact_id)
+    assert surviving(session, detached) == ["ScalingEvent", "QualityRegression", "AgentState"]
+    references = {
+        "ScalingEvent": select(ScalingEvent.workflow_execution_id).where(ScalingEvent.id == detached[ScalingEvent]),
+        "QualityRegression": select(QualityRegression.workflow_execution_id).where(
+            QualityRegression.id == detached[QualityRegression]
+        ),
+        "AgentState": select(AgentState.current_workflow_id).where(AgentState.id == detached[AgentState]),
+    }
+    assert {name: session.scalar(query) for name, query in references.items()} == dict.fromkeys(references)
 
 
 @pytest.mark.parametrize("mode", DELETE_MODES)
 def test_deleting_workflow_step_deletes_its_artifacts_but_not_the_execution_ones(session: Session, mode: str) -> None:
-    step = make_workflow_step(session)
-    step_artifact = make_workflow_artifact(session, step=step)
-    execution_artifact = make_workflow_artifact(session, step=None, execution=None, workflow_execution_id=step.workflow_execution_id)
+    execution = make_workflow_execution(session)
+    execution_id = execution.id
+    step = make_workflow_step(session, execution=execution)
+    step_id = step.id
+    step_artifact_id = make_workflow_artifact(session, step=step).id
+    execution_artifact_id = make_workflow_artifact(session, execution=execution).id
 
-    delete_through(session, mode, WorkflowStep, step.id, WorkflowStep.artifacts)
+    delete_through(session, mode, WorkflowStep, step_id, WorkflowStep.artifacts)
 
-    assert not row_exists(session, WorkflowArtifact, step_artifact.id)
-    assert row_exists(session, WorkflowArtifact, execution_artifact.id)
-    assert row_exists(session, WorkflowExecution, step.workflow_execution_id)
+    assert not row_exists(session, WorkflowStep, step_id)
+    assert not row_exists(session, WorkflowArtifact, step_artifact_id)
+    assert row_exists(session, WorkflowArtifact, execution_artifact_id)
+    assert row_exists(session, WorkflowExecution, execution_id)
 
 
 @pytest.mark.parametrize("mode", DELETE_MODES)
 def test_deleting_baseline_deletes_its_regressions(session: Session, mode: str) -> None:
     baseline = make_quality_baseline(session)
+    baseline_id, customer_id = baseline.id, baseline.customer_id
     regression_ids = [make_quality_regression(session, baseline=baseline).id for _ in range(2)]
-    other_regression = make_quality_regression(session)
+    other_regression_id = make_quality_regression(session).id
 
-    delete_through(session, mode, QualityBaseline, baseline.id, QualityBaseline.regressions)
+    delete_through(session, mode, QualityBaseline, baseline_id, QualityBaseline.regressions)
 
+    assert not row_exists(session, QualityBaseline, baseline_id)
     assert [row_exists(session, QualityRegression, row_id) for row_id in regression_ids] == [False, False]
-    assert row_exists(session, QualityRegression, other_regression.id)
-    assert row_exists(session, Customer, baseline.customer_id)
+    assert row_exists(session, QualityRegression, other_regression_id)
+    assert row_exists(session, Customer, customer_id)
 
 
 @pytest.mark.parametrize("mode", DELETE_MODES)
 def test_deleting_recommendation_deletes_its_approvals_and_optimizations(session: Session, mode: str) -> None:
     recommendation = make_recommendation(session)
-    approval = make_approval(session, recommendation=recommendation)
-    optimization = make_optimization(session, recommendation=recommendation)
+    recommendation_id, customer_id = recommendation.id, recommendation.customer_id
+    children: dict[type[Base], uuid.UUID] = {
+        Approval: make_approval(session, recommendation=recommendation).id,
+        Optimization: make_optimization(session, recommendation=recommendation).id,
+    }
 
     delete_through(
-        session, mode, Recommendation, recommendation.id, Recommendation.approvals, Recommendation.optimizations
+        session, mode, Recommendation, recommendation_id, Recommendation.approvals, Recommendation.optimizations
     )
 
-    assert not row_exists(session, Approval, approval.id)
-    assert not row_exists(session, Optimization, optimization.id)
-    assert row_exists(session, Customer, recommendation.customer_id)
+    assert surviving(session, children) == []
+    assert row_exists(session, Customer, customer_id)
