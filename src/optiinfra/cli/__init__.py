@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from optiinfra.cli.db import db_app
+from optiinfra.cli.serve import serve
 
 app = typer.Typer(
     name="optiinfra",
@@ -13,6 +14,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(db_app, name="db")
+app.command()(serve)
 
 
 def main() -> None:

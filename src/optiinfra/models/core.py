@@ -146,6 +146,7 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
         Index("idx_agent_status", "status"),
         Index("idx_agent_heartbeat", "last_heartbeat"),
         UniqueConstraint("type", "name", name="uq_agent_type_name"),
+        CheckConstraint("heartbeat_interval_seconds > 0", name="heartbeat_interval_positive"),
     )
 
     type: Mapped[AgentType] = mapped_column(pg_enum(AgentType, "agenttype"))
@@ -160,6 +161,9 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
     capabilities: Mapped[list[Any]] = mapped_column(default=list, server_default=EMPTY_ARRAY)
     metadata_: Mapped[dict[str, Any] | None] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
     last_heartbeat: Mapped[datetime | None]
+    # Added by migration 006: the agent's own API key (SHA-256 digest) and how often it promises to heartbeat.
+    api_key_digest: Mapped[str | None] = mapped_column(String(64), unique=True, index=True, sort_order=50)
+    heartbeat_interval_seconds: Mapped[int] = mapped_column(default=30, server_default="30", sort_order=51)
 
     # events.agent_id is ON DELETE SET NULL: the audit log outlives the agent, so no delete cascade here.
     events: Mapped[list[Event]] = relationship(back_populates="agent", passive_deletes=True, lazy="raise")
@@ -191,7 +195,9 @@ class Event(UUIDPrimaryKey, CreatedAt, Base):
 
     __tablename__ = "events"
 
-    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    # NULL (since migration 006) for platform events that belong to no tenant, such as an agent's health change;
+    # only the operator sees those.
+    customer_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     agent_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("agents.id", ondelete="SET NULL"), index=True)
     event_type: Mapped[str] = mapped_column(String(100), index=True)
     severity: Mapped[EventSeverity] = mapped_column(
@@ -203,7 +209,7 @@ class Event(UUIDPrimaryKey, CreatedAt, Base):
     data: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default=EMPTY_OBJECT)
     created_at: Mapped[datetime] = mapped_column(server_default=NOW, index=True, sort_order=100)
 
-    customer: Mapped[Customer] = relationship(back_populates="events", lazy="raise")
+    customer: Mapped[Customer | None] = relationship(back_populates="events", lazy="raise")
     agent: Mapped[Agent | None] = relationship(back_populates="events", lazy="raise")
 
     def __repr__(self) -> str:

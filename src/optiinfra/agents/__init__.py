@@ -1,0 +1,1 @@
+"""Agents: registration, heartbeats and health derived from heartbeat age."""

@@ -1,0 +1,189 @@
+"""Agent rules: the operator registers agents; an agent may re-register and heartbeat only as itself."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
+
+from optiinfra.agents import health, repository
+from optiinfra.agents import schemas as agent_schemas
+from optiinfra.api.pagination import Page, page_of
+from optiinfra.auth.keys import generate_key, key_digest
+from optiinfra.auth.principal import Principal, Role
+from optiinfra.errors import ForbiddenError
+from optiinfra.events import service as events
+from optiinfra.models import Agent, AgentStatus, AgentType, EventSeverity
+
+STATUS_SEVERITY = {
+    AgentStatus.STARTING: EventSeverity.INFO,
+    AgentStatus.HEALTHY: EventSeverity.INFO,
+    AgentStatus.STOPPED: EventSeverity.INFO,
+    AgentStatus.DEGRADED: EventSeverity.WARNING,
+    AgentStatus.FAILED: EventSeverity.ERROR,
+}
+
+
+def _snapshot(agent: Agent) -> dict[str, object]:
+    return {
+        "version": agent.version,
+        "endpoint": agent.endpoint,
+        "capabilities": list(agent.capabilities),
+        "heartbeat_interval_seconds": agent.heartbeat_interval_seconds,
+    }
+
+
+def register_agent(
+    session: Session, principal: Principal, payload: agent_schemas.AgentRegister
+) -> agent_schemas.AgentRegistered:
+    """Create the agent, or update the one with the same type and name; a key is issued only on creation.
+
+    The operator registers any agent; an agent may re-register itself (to report a new version, endpoint or
+    capabilities) but no other.
+    """
+    principal.require(Role.OPERATOR, Role.AGENT)
+    agent = repository.find_by_type_and_name(session, payload.type, payload.name, for_update=True)
+    if principal.role is Role.AGENT and (agent is None or agent.id != principal.agent_id):
+        raise ForbiddenError("An agent may only re-register itself; ask the operator to register new agents.")
+    capabilities = payload.capability_names()
+    key: str | None = None
+    if agent is None:
+        key = generate_key(Role.AGENT)
+        agent = Agent(
+            type=payload.type,
+            name=payload.name,
+            version=payload.version,
+            endpoint=payload.endpoint,
+            capabilities=capabilities,
+            heartbeat_interval_seconds=payload.heartbeat_interval_seconds,
+            metadata_=payload.metadata,
+            api_key_digest=key_digest(key),
+        )
+        session.add(agent)
+        # Two registrations racing on (type, name): the loser's INSERT waits on the unique index and then fails;
+        # the API turns that IntegrityError into 409 and the client retries into the update path.
+        session.flush()
+        before = None
+        event_type = "agent.registered"
+    else:
+        before = _snapshot(agent)
+        agent.version = payload.version
+        agent.endpoint = payload.endpoint
+        agent.capabilities = capabilities
+        agent.heartbeat_interval_seconds = payload.heartbeat_interval_seconds
+        if payload.metadata:
+            agent.metadata_ = {**(agent.metadata_ or {}), **payload.metadata}
+        session.flush()
+        event_type = "agent.updated"
+    repository.replace_capabilities(session, agent.id, capabilities)
+    after = _snapshot(agent)
+    if before != after:
+        events.record(
+            session,
+            event_type=event_type,
+            actor=principal,
+            customer_id=None,
+            agent_id=agent.id,
+            subject={"agent_id": str(agent.id), "type": str(agent.type), "name": agent.name},
+            before=before,
+            after=after,
+        )
+    session.flush()
+    session.refresh(agent)
+    return agent_schemas.AgentRegistered.model_validate(
+        {**agent_schemas.Agent.model_validate(agent).model_dump(), "api_key": key, "created": key is not None}
+    )
+
+
+def rotate_agent_key(session: Session, principal: Principal, agent_id: uuid.UUID) -> agent_schemas.AgentRegistered:
+    principal.require(Role.OPERATOR)
+    agent = repository.get_agent(session, agent_id, for_update=True)
+    key = generate_key(Role.AGENT)
+    agent.api_key_digest = key_digest(key)
+    session.flush()
+    events.record(
+        session,
+        event_type="agent.key_rotated",
+        actor=principal,
+        customer_id=None,
+        agent_id=agent.id,
+        severity=EventSeverity.WARNING,
+        subject={"agent_id": str(agent.id)},
+    )
+    return agent_schemas.AgentRegistered.model_validate(
+        {**agent_schemas.Agent.model_validate(agent).model_dump(), "api_key": key, "created": False}
+    )
+
+
+def _set_status(session: Session, agent: Agent, status: AgentStatus, actor: Principal, reason: str) -> None:
+    if agent.status is status:
+        return
+    before = agent.status
+    agent.status = status
+    events.record(
+        session,
+        event_type="agent.status_changed",
+        actor=actor,
+        customer_id=None,
+        agent_id=agent.id,
+        severity=STATUS_SEVERITY[status],
+        subject={"agent_id": str(agent.id), "type": str(agent.type), "name": agent.name},
+        before={"status": str(before)},
+        after={"status": str(status)},
+        extra={"reason": reason},
+    )
+
+
+def heartbeat(
+    session: Session, principal: Principal, agent_id: uuid.UUID, payload: agent_schemas.Heartbeat
+) -> agent_schemas.Agent:
+    """Record a heartbeat from the agent itself; a change of reported status writes an event."""
+    principal.require(Role.AGENT)
+    if principal.agent_id != agent_id:
+        raise ForbiddenError("An agent may only send its own heartbeats.")
+    agent = repository.get_agent(session, agent_id, for_update=True)
+    agent.last_heartbeat = datetime.now(UTC)
+    if payload.metadata:
+        agent.metadata_ = {**(agent.metadata_ or {}), **payload.metadata}
+    _set_status(session, agent, payload.status, principal, "reported by the agent's heartbeat")
+    session.flush()
+    session.refresh(agent)
+    return agent_schemas.Agent.model_validate(agent)
+
+
+def sweep_health(session: Session, now: datetime | None = None) -> int:
+    """Mark agents degraded or failed whose heartbeats stopped; returns how many changed. Safe to run anywhere."""
+    moment = now or datetime.now(UTC)
+    changed = 0
+    for agent in repository.overdue_agents(session, moment, health.DEGRADED_AFTER_INTERVALS):
+        status = health.derived_status(agent, moment)
+        if status is not agent.status and agent.last_heartbeat is not None:
+            missed = (moment - agent.last_heartbeat).total_seconds()
+            _set_status(
+                session,
+                agent,
+                status,
+                Principal.system("health"),
+                f"no heartbeat for {missed:.0f} s (interval {agent.heartbeat_interval_seconds} s)",
+            )
+            changed += 1
+    session.flush()
+    return changed
+
+
+def get_agent(session: Session, principal: Principal, agent_id: uuid.UUID) -> agent_schemas.Agent:
+    return agent_schemas.Agent.model_validate(repository.get_agent(session, agent_id))
+
+
+def list_agents(
+    session: Session,
+    principal: Principal,
+    *,
+    agent_type: AgentType | None,
+    status: AgentStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[agent_schemas.Agent]:
+    rows = repository.list_agents(session, agent_type=agent_type, status=status, cursor=cursor, limit=limit)
+    return page_of(rows, limit, agent_schemas.Agent.model_validate)

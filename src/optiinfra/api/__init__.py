@@ -1,0 +1,1 @@
+"""The HTTP API: a FastAPI app under /api/v1, plus health, readiness and metrics."""

@@ -1,0 +1,42 @@
+"""Request dependencies: the unit of work and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from optiinfra.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from optiinfra.auth.principal import Principal
+from optiinfra.auth.service import authenticate
+
+
+def _session(request: Request) -> Iterator[Session]:
+    """One transaction per request, committed before the response is sent, rolled back on any error."""
+    with request.app.state.session_factory() as session, session.begin():
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An operator, customer or agent API key.")
+
+
+def _principal(
+    request: Request,
+    session: SessionDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    key = credentials.credentials if credentials is not None else None
+    principal = authenticate(session, key, request.app.state.operator_key_digest)
+    request.state.principal = principal
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(_principal)]
+CursorQuery = Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")]
+LimitQuery = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+DEFAULT_PAGE_SIZE = DEFAULT_LIMIT

@@ -1,0 +1,117 @@
+"""One JSON shape for every error: {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from optiinfra.errors import OptiInfraError
+
+logger = logging.getLogger("optiinfra.api")
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: dict[str, Any]
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
+    return JSONResponse(
+        status_code=status, content={"error": {"code": code, "message": message, "details": details or {}}}
+    )
+
+
+def _validation_details(error: RequestValidationError) -> dict[str, Any]:
+    problems = []
+    for problem in error.errors():
+        problems.append(
+            {
+                "location": [str(part) for part in problem.get("loc", ())],
+                "message": problem.get("msg", ""),
+                "type": problem.get("type", ""),
+            }
+        )
+    return {"problems": problems}
+
+
+HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_input",
+    429: "too_many_requests",
+}
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(OptiInfraError)
+    async def _domain(_: Request, error: OptiInfraError) -> JSONResponse:
+        details = dict(error.details)
+        if error.fix:
+            details["fix"] = error.fix
+        return error_response(error.status_code, error.code, error.message, details)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        return error_response(422, "invalid_input", "The request is not valid.", _validation_details(error))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        code = HTTP_CODES.get(error.status_code, "http_error")
+        return error_response(error.status_code, code, str(error.detail))
+
+    @app.exception_handler(IntegrityError)
+    async def _integrity(_: Request, error: IntegrityError) -> JSONResponse:
+        # A concurrent request created the same row first (unique key) or a row it relied on went away.
+        constraint = getattr(getattr(error.orig, "diag", None), "constraint_name", None)
+        return error_response(
+            409,
+            "conflict",
+            "The change conflicts with another change made at the same time; retry the request.",
+            {"constraint": constraint} if constraint else {},
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
+        logger.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else error)
+        return error_response(503, "database_unavailable", "The database is unavailable; retry shortly.")
+
+    @app.exception_handler(DBAPIError)
+    async def _database(_: Request, error: DBAPIError) -> JSONResponse:
+        logger.error("database error: %s", type(error.orig).__name__ if error.orig else error)
+        return error_response(500, "database_error", "The database refused the request.")
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.exception("unhandled error")
+        return error_response(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorResponse, "description": description}
+    for status, description in {
+        401: "Missing or invalid API key",
+        403: "The key's role may not do this, or the tenant is suspended",
+        404: "No such row, or not the caller's",
+        409: "The change conflicts with the current state",
+        413: "Request body too large",
+        422: "Invalid input",
+    }.items()
+}

@@ -1,0 +1,1 @@
+"""API keys and the callers they identify: operator, customer, agent."""

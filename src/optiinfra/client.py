@@ -1,0 +1,285 @@
+"""A typed, synchronous Python client for the OptiInfra API (httpx).
+
+    from optiinfra.client import OptiInfraClient
+
+    with OptiInfraClient("http://127.0.0.1:8000", api_key="oi_ag_...") as client:
+        agent = client.heartbeat(agent_id)
+
+Errors come back as `ApiError` with the HTTP status and the server's error code, message and details.
+"""
+
+from __future__ import annotations
+
+import uuid
+from decimal import Decimal
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, TypeAdapter
+
+from optiinfra.agents import schemas as agent_schemas
+from optiinfra.api.pagination import Page
+from optiinfra.customers import schemas as customer_schemas
+from optiinfra.events import schemas as event_schemas
+from optiinfra.models import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
+from optiinfra.recommendations import schemas as rec_schemas
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class ApiError(Exception):
+    """An error answer from the API."""
+
+    def __init__(self, status_code: int, code: str, message: str, details: dict[str, Any]) -> None:
+        super().__init__(f"{status_code} {code}: {message}")
+        self.status_code = status_code
+        self.code = code
+        self.message = message
+        self.details = details
+
+
+def _clean(params: dict[str, Any]) -> dict[str, Any]:
+    return {key: str(value) for key, value in params.items() if value is not None}
+
+
+class OptiInfraClient:
+    """One API key, one base URL. Pass `http` to reuse an existing httpx.Client (tests, custom transports)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        http: httpx.Client | None = None,
+    ) -> None:
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._owns_http = http is None
+        self._http = http or httpx.Client(base_url=base_url, timeout=timeout)
+        self._headers = headers
+
+    def __enter__(self) -> OptiInfraClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+
+    def with_key(self, api_key: str) -> OptiInfraClient:
+        """The same connection, another caller."""
+        return OptiInfraClient("", api_key, http=self._http)
+
+    # --- plumbing ---------------------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        response = self._http.request(
+            method, f"/api/v1{path}", json=json, params=_clean(params or {}), headers=self._headers
+        )
+        if response.status_code >= 400:
+            try:
+                error = response.json()["error"]
+            except (ValueError, KeyError, TypeError):
+                error = {"code": "http_error", "message": response.text[:500], "details": {}}
+            raise ApiError(response.status_code, error["code"], error["message"], error.get("details", {}))
+        return response.json()
+
+    def _one(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
+        return model.model_validate(self.request(method, path, **kwargs))
+
+    def _page(self, model: type[M], path: str, params: dict[str, Any]) -> Page[M]:
+        return TypeAdapter(Page[model]).validate_python(self.request("GET", path, params=params))  # type: ignore[valid-type]
+
+    @staticmethod
+    def _body(model: BaseModel) -> Any:
+        return model.model_dump(mode="json", exclude_unset=True)
+
+    # --- customers -----------------------------------------------------------------------------------------
+
+    def create_customer(
+        self, name: str, email: str, plan: CustomerPlan = CustomerPlan.FREE, metadata: dict[str, Any] | None = None
+    ) -> customer_schemas.CustomerWithKey:
+        body = customer_schemas.CustomerCreate(name=name, email=email, plan=plan, metadata=metadata or {})
+        return self._one(customer_schemas.CustomerWithKey, "POST", "/customers", json=self._body(body))
+
+    def list_customers(
+        self, *, status: CustomerStatus | None = None, cursor: str | None = None, limit: int = 50
+    ) -> Page[customer_schemas.Customer]:
+        return self._page(customer_schemas.Customer, "/customers", {"status": status, "cursor": cursor, "limit": limit})
+
+    def get_customer(self, customer_id: uuid.UUID) -> customer_schemas.Customer:
+        return self._one(customer_schemas.Customer, "GET", f"/customers/{customer_id}")
+
+    def me(self) -> customer_schemas.Customer:
+        return self._one(customer_schemas.Customer, "GET", "/customers/me")
+
+    def update_customer(self, customer_id: uuid.UUID, **changes: Any) -> customer_schemas.Customer:
+        body = customer_schemas.CustomerUpdate(**changes)
+        return self._one(customer_schemas.Customer, "PATCH", f"/customers/{customer_id}", json=self._body(body))
+
+    def rotate_customer_key(self, customer_id: uuid.UUID) -> customer_schemas.CustomerWithKey:
+        return self._one(customer_schemas.CustomerWithKey, "POST", f"/customers/{customer_id}/rotate-key")
+
+    # --- agents --------------------------------------------------------------------------------------------
+
+    def register_agent(
+        self,
+        type: AgentType,
+        name: str,
+        *,
+        version: str | None = None,
+        endpoint: str | None = None,
+        capabilities: list[str] | None = None,
+        heartbeat_interval_seconds: int = 30,
+        metadata: dict[str, Any] | None = None,
+    ) -> agent_schemas.AgentRegistered:
+        body = agent_schemas.AgentRegister(
+            type=type,
+            name=name,
+            version=version,
+            endpoint=endpoint,
+            capabilities=capabilities or [],
+            heartbeat_interval_seconds=heartbeat_interval_seconds,
+            metadata=metadata or {},
+        )
+        return self._one(agent_schemas.AgentRegistered, "POST", "/agents", json=self._body(body))
+
+    def heartbeat(
+        self, agent_id: uuid.UUID, status: AgentStatus = AgentStatus.HEALTHY, metadata: dict[str, Any] | None = None
+    ) -> agent_schemas.Agent:
+        body = agent_schemas.Heartbeat(status=status, metadata=metadata)
+        return self._one(agent_schemas.Agent, "POST", f"/agents/{agent_id}/heartbeat", json=self._body(body))
+
+    def get_agent(self, agent_id: uuid.UUID) -> agent_schemas.Agent:
+        return self._one(agent_schemas.Agent, "GET", f"/agents/{agent_id}")
+
+    def list_agents(
+        self,
+        *,
+        type: AgentType | None = None,
+        status: AgentStatus | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page[agent_schemas.Agent]:
+        return self._page(
+            agent_schemas.Agent, "/agents", {"type": type, "status": status, "cursor": cursor, "limit": limit}
+        )
+
+    def rotate_agent_key(self, agent_id: uuid.UUID) -> agent_schemas.AgentRegistered:
+        return self._one(agent_schemas.AgentRegistered, "POST", f"/agents/{agent_id}/rotate-key")
+
+    # --- events --------------------------------------------------------------------------------------------
+
+    def list_events(self, *, cursor: str | None = None, limit: int = 50, **filters: Any) -> Page[event_schemas.Event]:
+        event_schemas.EventFilters(**filters)  # validate the filter names before asking
+        return self._page(event_schemas.Event, "/events", {**filters, "cursor": cursor, "limit": limit})
+
+    def append_event(
+        self,
+        event_type: str,
+        *,
+        severity: EventSeverity = EventSeverity.INFO,
+        customer_id: uuid.UUID | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> event_schemas.Event:
+        body = event_schemas.EventCreate(
+            event_type=event_type, severity=severity, customer_id=customer_id, data=data or {}
+        )
+        return self._one(event_schemas.Event, "POST", "/events", json=self._body(body))
+
+    # --- recommendations and optimizations -------------------------------------------------------------------
+
+    def create_recommendation(
+        self,
+        customer_id: uuid.UUID,
+        type: str,
+        title: str,
+        *,
+        confidence_score: float,
+        description: str | None = None,
+        estimated_savings: Decimal | float | None = None,
+        estimated_improvement: Decimal | float | None = None,
+        priority: str = "medium",
+        data: dict[str, Any] | None = None,
+    ) -> rec_schemas.Recommendation:
+        body = {
+            "customer_id": str(customer_id),
+            "type": type,
+            "title": title,
+            "description": description,
+            "estimated_savings": None if estimated_savings is None else str(estimated_savings),
+            "estimated_improvement": None if estimated_improvement is None else str(estimated_improvement),
+            "confidence_score": confidence_score,
+            "priority": priority,
+            "data": data or {},
+        }
+        return self._one(rec_schemas.Recommendation, "POST", "/recommendations", json=body)
+
+    def list_recommendations(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Any
+    ) -> Page[rec_schemas.Recommendation]:
+        return self._page(rec_schemas.Recommendation, "/recommendations", {**filters, "cursor": cursor, "limit": limit})
+
+    def get_recommendation(self, recommendation_id: uuid.UUID) -> rec_schemas.RecommendationDetail:
+        return self._one(rec_schemas.RecommendationDetail, "GET", f"/recommendations/{recommendation_id}")
+
+    def decide(
+        self, recommendation_id: uuid.UUID, decision: str, comment: str | None = None
+    ) -> rec_schemas.DecisionResult:
+        body = {"decision": decision, "comment": comment}
+        return self._one(
+            rec_schemas.DecisionResult, "POST", f"/recommendations/{recommendation_id}/decision", json=body
+        )
+
+    def approve(self, recommendation_id: uuid.UUID, comment: str | None = None) -> rec_schemas.DecisionResult:
+        return self.decide(recommendation_id, "approve", comment)
+
+    def reject(self, recommendation_id: uuid.UUID, comment: str | None = None) -> rec_schemas.DecisionResult:
+        return self.decide(recommendation_id, "reject", comment)
+
+    def summary(self, customer_id: uuid.UUID | None = None) -> rec_schemas.Summary:
+        return self._one(rec_schemas.Summary, "GET", "/recommendations/summary", params={"customer_id": customer_id})
+
+    def list_optimizations(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Any
+    ) -> Page[rec_schemas.Optimization]:
+        return self._page(rec_schemas.Optimization, "/optimizations", {**filters, "cursor": cursor, "limit": limit})
+
+    def get_optimization(self, optimization_id: uuid.UUID) -> rec_schemas.Optimization:
+        return self._one(rec_schemas.Optimization, "GET", f"/optimizations/{optimization_id}")
+
+    def start_optimization(self, optimization_id: uuid.UUID) -> rec_schemas.Optimization:
+        return self._one(rec_schemas.Optimization, "POST", f"/optimizations/{optimization_id}/start")
+
+    def report_progress(
+        self, optimization_id: uuid.UUID, progress: int, result: dict[str, Any] | None = None
+    ) -> rec_schemas.Optimization:
+        body = {"progress": progress, "result": result}
+        return self._one(rec_schemas.Optimization, "POST", f"/optimizations/{optimization_id}/progress", json=body)
+
+    def complete_optimization(
+        self,
+        optimization_id: uuid.UUID,
+        *,
+        actual_savings: Decimal | float | None = None,
+        actual_improvement: Decimal | float | None = None,
+        result: dict[str, Any] | None = None,
+    ) -> rec_schemas.Optimization:
+        body = {
+            "actual_savings": None if actual_savings is None else str(actual_savings),
+            "actual_improvement": None if actual_improvement is None else str(actual_improvement),
+            "result": result or {},
+        }
+        return self._one(rec_schemas.Optimization, "POST", f"/optimizations/{optimization_id}/complete", json=body)
+
+    def fail_optimization(
+        self, optimization_id: uuid.UUID, error: str, result: dict[str, Any] | None = None
+    ) -> rec_schemas.Optimization:
+        body = {"error": error, "result": result}
+        return self._one(rec_schemas.Optimization, "POST", f"/optimizations/{optimization_id}/fail", json=body)
+
+    def rollback_optimization(self, optimization_id: uuid.UUID, reason: str) -> rec_schemas.Optimization:
+        body = {"reason": reason}
+        return self._one(rec_schemas.Optimization, "POST", f"/optimizations/{optimization_id}/rollback", json=body)

@@ -1,0 +1,1 @@
+"""Tenants: created and managed by the operator, each with its own API key."""

@@ -1,0 +1,50 @@
+"""Customer queries."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from optiinfra.api.pagination import paginate
+from optiinfra.auth.principal import Principal
+from optiinfra.errors import NotFoundError
+from optiinfra.models import Customer, CustomerStatus
+from optiinfra.tenancy import scope_to_caller
+
+
+def get_customer(
+    session: Session, principal: Principal, customer_id: uuid.UUID, *, for_update: bool = False
+) -> Customer:
+    """The customer, if the caller may see it; 404 otherwise."""
+    statement = scope_to_caller(
+        select(Customer).where(Customer.id == customer_id), principal, customer_column=Customer.id
+    )
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    customer = session.scalar(statement)
+    if customer is None:
+        raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
+    return customer
+
+
+def email_taken(session: Session, email: str) -> bool:
+    return session.scalar(select(Customer.id).where(Customer.email == email)) is not None
+
+
+def list_customers(
+    session: Session,
+    principal: Principal,
+    *,
+    status: CustomerStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> list[Customer]:
+    statement = scope_to_caller(select(Customer), principal, customer_column=Customer.id)
+    if status is not None:
+        statement = statement.where(Customer.status == status)
+    statement = paginate(
+        statement, created_column=Customer.created_at, id_column=Customer.id, cursor=cursor, limit=limit
+    )
+    return list(session.scalars(statement))

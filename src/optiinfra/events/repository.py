@@ -1,0 +1,34 @@
+"""Event queries."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from optiinfra.api.pagination import paginate
+from optiinfra.auth.principal import Principal
+from optiinfra.events.schemas import EventFilters
+from optiinfra.models import Event
+from optiinfra.tenancy import scope_to_caller
+
+
+def list_events(
+    session: Session, principal: Principal, filters: EventFilters, *, cursor: str | None, limit: int
+) -> list[Event]:
+    statement = scope_to_caller(
+        select(Event), principal, customer_column=Event.customer_id, agent_column=Event.agent_id
+    )
+    if filters.customer_id is not None:
+        statement = statement.where(Event.customer_id == filters.customer_id)
+    if filters.agent_id is not None:
+        statement = statement.where(Event.agent_id == filters.agent_id)
+    if filters.event_type is not None:
+        statement = statement.where(Event.event_type == filters.event_type)
+    if filters.severity is not None:
+        statement = statement.where(Event.severity == filters.severity)
+    if filters.since is not None:
+        statement = statement.where(Event.created_at >= filters.since)
+    if filters.until is not None:
+        statement = statement.where(Event.created_at < filters.until)
+    statement = paginate(statement, created_column=Event.created_at, id_column=Event.id, cursor=cursor, limit=limit)
+    return list(session.scalars(statement))

@@ -1,0 +1,45 @@
+"""Events on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optiinfra.models import EventSeverity
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: uuid.UUID | None
+    agent_id: uuid.UUID | None
+    event_type: str
+    severity: EventSeverity
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventCreate(BaseModel):
+    """An event an agent appends about its own work."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.:-]*$")
+    severity: EventSeverity = EventSeverity.INFO
+    customer_id: uuid.UUID | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class EventFilters(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    event_type: str | None = None
+    severity: EventSeverity | None = None
+    since: datetime | None = None
+    until: datetime | None = None

@@ -1,0 +1,72 @@
+"""Writing and reading the audit log. Every state change calls `record` in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from optiinfra.api.pagination import Page, page_of
+from optiinfra.auth.principal import Principal, Role
+from optiinfra.errors import NotFoundError
+from optiinfra.events import repository
+from optiinfra.events import schemas as event_schemas
+from optiinfra.models import Customer, Event, EventSeverity
+
+
+def record(
+    session: Session,
+    *,
+    event_type: str,
+    actor: Principal,
+    customer_id: uuid.UUID | None,
+    agent_id: uuid.UUID | None = None,
+    severity: EventSeverity = EventSeverity.INFO,
+    subject: dict[str, Any] | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Event:
+    """Append one event: what happened, to what, by whom, and the state before and after."""
+    data: dict[str, Any] = {"actor": actor.as_actor()}
+    if subject is not None:
+        data["subject"] = subject
+    if before is not None:
+        data["before"] = before
+    if after is not None:
+        data["after"] = after
+    if extra:
+        data.update(extra)
+    event = Event(customer_id=customer_id, agent_id=agent_id, event_type=event_type, severity=severity, data=data)
+    session.add(event)
+    session.flush()
+    return event
+
+
+def append_agent_event(session: Session, principal: Principal, payload: event_schemas.EventCreate) -> Event:
+    """An agent appends an event about its own work; it is always recorded as that agent's."""
+    principal.require(Role.AGENT)
+    if payload.customer_id is not None and session.get(Customer, payload.customer_id) is None:
+        raise NotFoundError("No such customer.", details={"customer_id": str(payload.customer_id)})
+    return record(
+        session,
+        event_type=payload.event_type,
+        actor=principal,
+        customer_id=payload.customer_id,
+        agent_id=principal.agent_id,
+        severity=payload.severity,
+        extra={"payload": payload.data},
+    )
+
+
+def list_events(
+    session: Session,
+    principal: Principal,
+    filters: event_schemas.EventFilters,
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[event_schemas.Event]:
+    rows = repository.list_events(session, principal, filters, cursor=cursor, limit=limit)
+    return page_of(rows, limit, event_schemas.Event.model_validate)

@@ -1,0 +1,1 @@
+"""Recommendations, the customer's approvals, and the optimizations that execute them."""

@@ -1,0 +1,142 @@
+"""A real OptiInfra server (uvicorn on loopback, in a thread) on a migrated database, and clients for it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import Engine, create_engine
+
+from optiinfra.api.app import AppConfig, create_app
+from optiinfra.auth.keys import generate_key, key_digest
+from optiinfra.auth.principal import Role
+from optiinfra.client import OptiInfraClient
+from optiinfra.customers.schemas import CustomerWithKey
+from optiinfra.db import migrations
+from optiinfra.models import AgentType, CustomerPlan
+from tests.conftest import DatabaseFactory
+
+
+@dataclass
+class Server:
+    base_url: str
+    operator_key: str
+    engine: Engine
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def api_server(create_database: DatabaseFactory) -> Iterator[Server]:
+    engine = create_engine(create_database(), pool_size=10, max_overflow=10)
+    migrations.upgrade(engine)
+    operator_key = generate_key(Role.OPERATOR)
+    app = create_app(
+        AppConfig(
+            engine=engine,
+            operator_key_digest=key_digest(operator_key),
+            max_body_bytes=256 * 1024,
+            health_sweep_seconds=0,  # tests call the sweep themselves, with a chosen clock
+        )
+    )
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    yield Server(base_url=f"http://127.0.0.1:{port}", operator_key=operator_key, engine=engine)
+    server.should_exit = True
+    thread.join(timeout=10)
+    engine.dispose()
+
+
+@pytest.fixture
+def http(api_server: Server) -> Iterator[httpx.Client]:
+    """A raw HTTP client on the server, for requests the typed client would not send."""
+    with httpx.Client(base_url=api_server.base_url, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def operator(api_server: Server) -> Iterator[OptiInfraClient]:
+    with OptiInfraClient(api_server.base_url, api_server.operator_key) as client:
+        yield client
+
+
+@dataclass
+class Tenant:
+    customer: CustomerWithKey
+    client: OptiInfraClient
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.customer.id
+
+
+@dataclass
+class AgentHandle:
+    agent_id: uuid.UUID
+    key: str
+    client: OptiInfraClient
+
+
+@pytest.fixture
+def make_tenant(api_server: Server, operator: OptiInfraClient) -> Iterator[Callable[..., Tenant]]:
+    clients: list[OptiInfraClient] = []
+
+    def factory(plan: CustomerPlan = CustomerPlan.STARTUP) -> Tenant:
+        suffix = uuid.uuid4().hex[:10]
+        customer = operator.create_customer(f"Tenant {suffix}", f"ops-{suffix}@tenant.example", plan=plan)
+        client = OptiInfraClient(api_server.base_url, customer.api_key)
+        clients.append(client)
+        return Tenant(customer=customer, client=client)
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def make_agent(api_server: Server, operator: OptiInfraClient) -> Iterator[Callable[..., AgentHandle]]:
+    clients: list[OptiInfraClient] = []
+
+    def factory(agent_type: AgentType = AgentType.COST, **options: object) -> AgentHandle:
+        registered = operator.register_agent(agent_type, f"{agent_type}-{uuid.uuid4().hex[:10]}", **options)  # type: ignore[arg-type]
+        assert registered.api_key is not None
+        client = OptiInfraClient(api_server.base_url, registered.api_key)
+        clients.append(client)
+        return AgentHandle(agent_id=registered.id, key=registered.api_key, client=client)
+
+    yield factory
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
+    return make_tenant()
+
+
+@pytest.fixture
+def other_tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
+    return make_tenant()
+
+
+@pytest.fixture
+def agent(make_agent: Callable[..., AgentHandle]) -> AgentHandle:
+    return make_agent()
