@@ -106,9 +106,7 @@ def make_approval(session: Session, recommendation: Recommendation | None = None
     return _persist(session, Approval(**{**values, **overrides}))
 
 
-def make_optimization(
-    session: Session, recommendation: Recommendation | None = None, **overrides: Any
-) -> Optimization:
+def make_optimization(session: Session, recommendation: Recommendation | None = None, **overrides: Any) -> Optimization:
     recommendation = recommendation or make_recommendation(session)
     values: dict[str, Any] = {
         "recommendation_id": recommendation.id,
@@ -158,9 +156,7 @@ def make_workflow_execution(
     return _persist(session, WorkflowExecution(**{**values, **overrides}))
 
 
-def make_workflow_step(
-    session: Session, execution: WorkflowExecution | None = None, **overrides: Any
-) -> WorkflowStep:
+def make_workflow_step(session: Session, execution: WorkflowExecution | None = None, **overrides: Any) -> WorkflowStep:
     execution = execution or make_workflow_execution(session)
     values: dict[str, Any] = {"workflow_execution_id": execution.id, "step_name": "collect", "step_order": 1}
     return _persist(session, WorkflowStep(**{**values, **overrides}))

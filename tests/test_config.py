@@ -27,9 +27,7 @@ def test_other_urls_are_refused_with_a_fix(raw: str) -> None:
     assert caught.value.fix
 
 
-def test_unset_url_means_embedded_and_data_dir_is_overridable(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_unset_url_means_embedded_and_data_dir_is_overridable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("OPTIINFRA_DATABASE_URL", raising=False)
     monkeypatch.setenv("OPTIINFRA_DATA_DIR", str(tmp_path / "data"))
     settings = load_settings()

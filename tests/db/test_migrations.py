@@ -272,22 +272,25 @@ def stepping_engine(create_database: Any) -> Iterator[Engine]:
     engine.dispose()
 
 
-def test_chain_has_one_head_and_the_five_revision_ids_in_order() -> None:
+def test_chain_is_linear_with_one_head_and_starts_with_the_five_foundation_revisions() -> None:
     scripts = script_directory()
+    chain = known_revisions()
 
-    assert scripts.get_heads() == ["005_application_schema"]
-    assert head_revision() == "005_application_schema"
-    assert known_revisions() == REVISIONS
-    for previous, revision in zip([None, *REVISIONS], REVISIONS, strict=False):
+    assert chain[: len(REVISIONS)] == REVISIONS
+    assert scripts.get_heads() == [chain[-1]]
+    assert head_revision() == chain[-1]
+    for previous, revision in zip([None, *chain], chain, strict=False):
         script = scripts.get_revision(revision)
         assert script is not None
         assert script.down_revision == previous
         assert not script.is_branch_point
         assert not script.is_merge_point
+    # Later changes are new revisions numbered on from 006.
+    assert [revision[:4] for revision in chain] == [f"{number:03d}_" for number in range(1, len(chain) + 1)]
 
 
 def test_every_revision_explains_itself_and_has_a_downgrade() -> None:
-    for revision in REVISIONS:
+    for revision in known_revisions():
         script = script_directory().get_revision(revision)
         assert script is not None
         assert (script.module.__doc__ or "").strip(), f"{revision} has no docstring"
@@ -300,7 +303,7 @@ def test_upgrade_head_creates_exactly_the_18_tables_and_22_enum_types(empty_engi
 
     upgrade(empty_engine)
 
-    assert current_revision(empty_engine) == "005_application_schema"
+    assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
     assert len(ALL_TABLES) == 18
     assert enum_types(empty_engine) == ENUMS
@@ -324,7 +327,7 @@ def test_downgrade_to_base_removes_every_table_and_enum_type_and_upgrade_works_a
 
     upgrade(empty_engine)
 
-    assert current_revision(empty_engine) == "005_application_schema"
+    assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
     assert enum_types(empty_engine) == ENUMS
     assert schema_differences(empty_engine) == []
@@ -349,9 +352,7 @@ def test_stepping_down_one_revision_removes_exactly_its_own_tables_and_stepping_
     assert set(enums_before) - set(enum_types(stepping_engine)) == ENUMS_BY_REVISION[revision]
     if revision == "003_workflow_history":
         # 003 also owns the agent_states column pointing at workflow_executions.
-        assert column_names(stepping_engine, "agent_states") == agent_state_columns_before - {
-            "current_workflow_id"
-        }
+        assert column_names(stepping_engine, "agent_states") == agent_state_columns_before - {"current_workflow_id"}
 
     upgrade(stepping_engine, "+1")
 
@@ -360,6 +361,25 @@ def test_stepping_down_one_revision_removes_exactly_its_own_tables_and_stepping_
     assert enum_types(stepping_engine) == enums_before
     assert column_names(stepping_engine, "agent_states") == agent_state_columns_before
     upgrade(stepping_engine)
+
+
+def test_walking_the_whole_chain_down_to_base_and_up_one_step_at_a_time_ends_without_drift(
+    stepping_engine: Engine,
+) -> None:
+    chain = known_revisions()
+
+    visited_down = []
+    for _ in chain:
+        downgrade(stepping_engine, "-1")
+        visited_down.append(current_revision(stepping_engine))
+    visited_up = []
+    for _ in chain:
+        upgrade(stepping_engine, "+1")
+        visited_up.append(current_revision(stepping_engine))
+
+    assert visited_down == [*reversed(chain[:-1]), None]
+    assert visited_up == chain
+    assert schema_differences(stepping_engine) == []
 
 
 def test_downgrading_to_core_with_data_present_keeps_the_core_rows(empty_engine: Engine) -> None:
@@ -401,9 +421,7 @@ def test_downgrading_to_core_with_data_present_keeps_the_core_rows(empty_engine:
 
     upgrade(empty_engine, "002_agent_state_tables")
     with empty_engine.begin() as connection:
-        connection.execute(
-            text("INSERT INTO agent_states (agent_id) VALUES (:agent_id)"), {"agent_id": agent_id}
-        )
+        connection.execute(text("INSERT INTO agent_states (agent_id) VALUES (:agent_id)"), {"agent_id": agent_id})
         connection.execute(
             text("INSERT INTO agent_configs (agent_id, config_key, config_value) VALUES (:agent_id, :k, :v)"),
             {"agent_id": agent_id, "k": "poll_seconds", "v": "30"},
@@ -487,7 +505,7 @@ def test_downgrading_to_core_with_data_present_keeps_the_core_rows(empty_engine:
 
     upgrade(empty_engine)
 
-    assert current_revision(empty_engine) == "005_application_schema"
+    assert current_revision(empty_engine) == head_revision()
     with empty_engine.connect() as connection:
         assert [tuple(row) for row in connection.execute(core_rows_query)] == expected_core_rows
         assert connection.scalar(text("SELECT count(*) FROM agent_states")) == 0

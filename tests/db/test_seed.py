@@ -31,7 +31,7 @@ def fingerprint(engine: Engine) -> dict[str, str]:
     with engine.connect() as connection:
         return {
             name: connection.execute(
-                text(f'SELECT md5(coalesce(string_agg(t::text, \',\' ORDER BY t.id), \'\')) FROM "{name}" t')
+                text(f"SELECT md5(coalesce(string_agg(t::text, ',' ORDER BY t.id), '')) FROM \"{name}\" t")
             ).scalar_one()
             for name in names
         }
@@ -104,13 +104,17 @@ def test_regressions_include_one_resolved_and_one_open(seeded_engine: Engine) ->
 def test_quality_metrics_span_several_models_versions_and_days(seeded_engine: Engine) -> None:
     assert scalar(seeded_engine, "SELECT count(DISTINCT model_name) FROM quality_metrics") >= 3
     assert scalar(seeded_engine, "SELECT count(DISTINCT (model_name, model_version)) FROM quality_metrics") >= 4
-    days = scalar(seeded_engine, "SELECT extract(epoch FROM max(timestamp) - min(timestamp)) / 86400 FROM quality_metrics")
+    days = scalar(
+        seeded_engine, "SELECT extract(epoch FROM max(timestamp) - min(timestamp)) / 86400 FROM quality_metrics"
+    )
     assert days >= 3
     assert scalar(seeded_engine, "SELECT max(timestamp) FROM quality_metrics") <= NOW
 
 
 def test_resource_metrics_cover_a_day_and_every_resource_type(seeded_engine: Engine) -> None:
-    hours = scalar(seeded_engine, "SELECT extract(epoch FROM max(timestamp) - min(timestamp)) / 3600 FROM resource_metrics")
+    hours = scalar(
+        seeded_engine, "SELECT extract(epoch FROM max(timestamp) - min(timestamp)) / 3600 FROM resource_metrics"
+    )
     assert hours >= 23
     assert scalar(seeded_engine, "SELECT count(DISTINCT resource_type) FROM resource_metrics") == 5
 

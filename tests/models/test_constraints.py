@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from optiinfra.models import AgentType
 from tests.factories import (
     make_agent,
     make_agent_capability,
@@ -19,33 +23,35 @@ from tests.factories import (
     make_recommendation,
     make_workflow_step,
 )
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm import Session
-
-from optiinfra.models import AgentType
 
 CHECK_VIOLATION = "23514"
 UNIQUE_VIOLATION = "23505"
 INVALID_TEXT_REPRESENTATION = "22P02"
 
 
-@contextmanager
-def refused(session: Session, sqlstate: str, constraint: str | None = None) -> Iterator[None]:
-    """Expect the block's writes to be refused with `sqlstate` (and by `constraint`), inside a savepoint."""
-    with pytest.raises(DBAPIError) as raised, session.begin_nested():
-        yield
-        session.flush()
-    diagnostics = raised.value.orig.diag  # type: ignore[union-attr]
-    assert raised.value.orig.sqlstate == sqlstate  # type: ignore[union-attr]
+def assert_refused(session: Session, write: Callable[[], object], sqlstate: str, constraint: str | None = None) -> None:
+    """Run `write` and flush inside a savepoint; PostgreSQL must refuse it with `sqlstate` (by `constraint`)."""
+
+    def write_in_savepoint() -> None:
+        with session.begin_nested():
+            write()
+            session.flush()
+
+    with pytest.raises(DBAPIError) as raised:
+        write_in_savepoint()
+
+    error = raised.value.orig
+    assert error is not None
+    assert error.sqlstate == sqlstate  # type: ignore[attr-defined]
     if constraint is not None:
-        assert diagnostics.constraint_name == constraint
+        assert error.diag.constraint_name == constraint  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("score", [1.5, -0.1, 1.0000001])
 def test_confidence_score_outside_unit_interval_is_refused(session: Session, score: float) -> None:
-    with refused(session, CHECK_VIOLATION, "check_confidence_range"):
-        make_recommendation(session, confidence_score=score)
+    assert_refused(
+        session, lambda: make_recommendation(session, confidence_score=score), CHECK_VIOLATION, "check_confidence_range"
+    )
 
 
 @pytest.mark.parametrize("score", [0.0, 0.5, 1.0])
@@ -62,8 +68,12 @@ def test_confidence_score_inside_unit_interval_is_accepted(session: Session, sco
 def test_progress_outside_0_to_100_is_refused(session: Session, progress: int) -> None:
     recommendation = make_recommendation(session)
 
-    with refused(session, CHECK_VIOLATION, "check_progress_range"):
-        make_optimization(session, recommendation=recommendation, progress=progress)
+    assert_refused(
+        session,
+        lambda: make_optimization(session, recommendation=recommendation, progress=progress),
+        CHECK_VIOLATION,
+        "check_progress_range",
+    )
 
 
 @pytest.mark.parametrize("progress", [0, 100])
@@ -93,8 +103,9 @@ def test_quality_score_outside_unit_interval_is_refused(
 ) -> None:
     customer, agent = make_customer(session), make_agent(session, type=AgentType.APPLICATION)
 
-    with refused(session, CHECK_VIOLATION):
-        factory(session, customer=customer, agent=agent, **{column: value})
+    assert_refused(
+        session, lambda: factory(session, customer=customer, agent=agent, **{column: value}), CHECK_VIOLATION
+    )
 
 
 def test_quality_scores_at_the_bounds_are_accepted(session: Session) -> None:
@@ -114,13 +125,10 @@ NON_NEGATIVE_COLUMNS: list[tuple[Callable[..., Any], str]] = [
 @pytest.mark.parametrize(
     ("factory", "column"), NON_NEGATIVE_COLUMNS, ids=[column for _, column in NON_NEGATIVE_COLUMNS]
 )
-def test_negative_token_count_or_latency_is_refused(
-    session: Session, factory: Callable[..., Any], column: str
-) -> None:
+def test_negative_token_count_or_latency_is_refused(session: Session, factory: Callable[..., Any], column: str) -> None:
     customer, agent = make_customer(session), make_agent(session, type=AgentType.APPLICATION)
 
-    with refused(session, CHECK_VIOLATION):
-        factory(session, customer=customer, agent=agent, **{column: -1})
+    assert_refused(session, lambda: factory(session, customer=customer, agent=agent, **{column: -1}), CHECK_VIOLATION)
 
 
 def test_zero_tokens_and_latency_are_accepted(session: Session) -> None:
@@ -132,22 +140,28 @@ def test_zero_tokens_and_latency_are_accepted(session: Session) -> None:
 def test_negative_retry_count_is_refused(session: Session) -> None:
     step = make_workflow_step(session)
 
-    with refused(session, CHECK_VIOLATION):
-        session.execute(text("UPDATE workflow_steps SET retry_count = -1 WHERE id = :id"), {"id": step.id})
+    assert_refused(
+        session,
+        lambda: session.execute(text("UPDATE workflow_steps SET retry_count = -1 WHERE id = :id"), {"id": step.id}),
+        CHECK_VIOLATION,
+    )
 
 
 def test_negative_retry_count_is_refused_through_the_orm(session: Session) -> None:
     step = make_workflow_step(session)
 
-    with refused(session, CHECK_VIOLATION):
-        step.retry_count = -1
+    assert_refused(session, lambda: setattr(step, "retry_count", -1), CHECK_VIOLATION)
 
 
 def test_agent_with_the_same_type_and_name_is_refused(session: Session) -> None:
     agent = make_agent(session, type=AgentType.COST)
 
-    with refused(session, UNIQUE_VIOLATION, "uq_agent_type_name"):
-        make_agent(session, type=AgentType.COST, name=agent.name)
+    assert_refused(
+        session,
+        lambda: make_agent(session, type=AgentType.COST, name=agent.name),
+        UNIQUE_VIOLATION,
+        "uq_agent_type_name",
+    )
 
 
 def test_agent_with_the_same_name_but_another_type_is_accepted(session: Session) -> None:
@@ -159,37 +173,48 @@ def test_agent_with_the_same_name_but_another_type_is_accepted(session: Session)
 def test_duplicate_config_key_for_one_agent_is_refused(session: Session) -> None:
     config = make_agent_config(session)
 
-    with refused(session, UNIQUE_VIOLATION, "uq_agent_config"):
-        make_agent_config(session, agent_id=config.agent_id, config_key=config.config_key)
+    assert_refused(
+        session,
+        lambda: make_agent_config(session, agent_id=config.agent_id, config_key=config.config_key),
+        UNIQUE_VIOLATION,
+        "uq_agent_config",
+    )
 
 
 def test_duplicate_capability_for_one_agent_is_refused(session: Session) -> None:
     capability = make_agent_capability(session)
 
-    with refused(session, UNIQUE_VIOLATION, "uq_agent_capability"):
-        make_agent_capability(session, agent_id=capability.agent_id, capability_name=capability.capability_name)
+    assert_refused(
+        session,
+        lambda: make_agent_capability(
+            session, agent_id=capability.agent_id, capability_name=capability.capability_name
+        ),
+        UNIQUE_VIOLATION,
+        "uq_agent_capability",
+    )
 
 
 def test_second_state_row_for_one_agent_is_refused(session: Session) -> None:
     state = make_agent_state(session)
 
-    with refused(session, UNIQUE_VIOLATION):
-        make_agent_state(session, agent_id=state.agent_id)
+    assert_refused(session, lambda: make_agent_state(session, agent_id=state.agent_id), UNIQUE_VIOLATION)
 
 
 @pytest.mark.parametrize("column", ["email", "api_key"])
 def test_duplicate_customer_email_or_api_key_is_refused(session: Session, column: str) -> None:
     customer = make_customer(session)
 
-    with refused(session, UNIQUE_VIOLATION):
-        make_customer(session, **{column: getattr(customer, column)})
+    assert_refused(session, lambda: make_customer(session, **{column: getattr(customer, column)}), UNIQUE_VIOLATION)
 
 
 def test_duplicate_request_id_for_the_same_customer_is_refused(session: Session) -> None:
     metric = make_quality_metric(session)
 
-    with refused(session, UNIQUE_VIOLATION):
-        make_quality_metric(session, customer_id=metric.customer_id, request_id=metric.request_id)
+    assert_refused(
+        session,
+        lambda: make_quality_metric(session, customer_id=metric.customer_id, request_id=metric.request_id),
+        UNIQUE_VIOLATION,
+    )
 
 
 def test_same_request_id_for_another_customer_is_accepted(session: Session) -> None:
@@ -202,32 +227,34 @@ def test_same_request_id_for_another_customer_is_accepted(session: Session) -> N
 
 
 @pytest.mark.parametrize(
-    ("table", "column", "value"),
+    ("statement", "value"),
     [
-        ("customers", "plan", "platinum"),
-        ("customers", "plan", "FREE"),
-        ("customers", "status", "deleted"),
+        ("UPDATE customers SET plan = :value WHERE id = :id", "platinum"),
+        ("UPDATE customers SET plan = :value WHERE id = :id", "FREE"),
+        ("UPDATE customers SET status = :value WHERE id = :id", "deleted"),
+        ("INSERT INTO agents (type, name) VALUES (:value, CAST(:id AS text))", "gpu"),
     ],
+    ids=["unknown-plan", "enum-name-instead-of-value", "unknown-status", "unknown-agent-type-on-insert"],
 )
-def test_invalid_enum_value_through_raw_sql_is_refused(
-    session: Session, table: str, column: str, value: str
-) -> None:
+def test_invalid_enum_value_through_raw_sql_is_refused(session: Session, statement: str, value: str) -> None:
     customer = make_customer(session)
-    statements = {
-        ("customers", "plan"): "UPDATE customers SET plan = :value WHERE id = :id",
-        ("customers", "status"): "UPDATE customers SET status = :value WHERE id = :id",
-    }
 
-    with refused(session, INVALID_TEXT_REPRESENTATION):
-        session.execute(text(statements[(table, column)]), {"value": value, "id": customer.id})
+    assert_refused(
+        session,
+        lambda: session.execute(text(statement), {"value": value, "id": customer.id}),
+        INVALID_TEXT_REPRESENTATION,
+    )
 
 
 def test_the_seed_typo_none_is_not_a_recommendation_status_but_rolled_back_is(session: Session) -> None:
     recommendation = make_recommendation(session)
     update = text("UPDATE recommendations SET status = :status WHERE id = :id")
 
-    with refused(session, INVALID_TEXT_REPRESENTATION):
-        session.execute(update, {"status": "none", "id": recommendation.id})
+    assert_refused(
+        session,
+        lambda: session.execute(update, {"status": "none", "id": recommendation.id}),
+        INVALID_TEXT_REPRESENTATION,
+    )
     session.execute(update, {"status": "rolled_back", "id": recommendation.id})
 
     status = session.scalar(text("SELECT status::text FROM recommendations WHERE id = :id"), {"id": recommendation.id})

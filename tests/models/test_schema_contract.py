@@ -116,7 +116,10 @@ def foreign_keys(engine: Engine) -> dict[tuple[str, str], tuple[str, str, str]]:
         "WHERE c.contype = 'f' AND n.nspname = 'public'",
     )
     assert all(row[5] == 1 for row in rows), "every foreign key is on a single column"
-    return {(table, column): (target, target_column, ON_DELETE_RULES[rule]) for table, column, target, target_column, rule, _ in rows}
+    return {
+        (table, column): (target, target_column, ON_DELETE_RULES[rule])
+        for table, column, target, target_column, rule, _ in rows
+    }
 
 
 def unique_indexes(engine: Engine) -> list[tuple[str, str, list[str]]]:
@@ -167,8 +170,7 @@ def test_set_null_foreign_key_columns_are_nullable(migrated_engine: Engine) -> N
         (table, column): is_nullable
         for table, column, is_nullable in _query(
             migrated_engine,
-            "SELECT table_name, column_name, is_nullable FROM information_schema.columns "
-            "WHERE table_schema = 'public'",
+            "SELECT table_name, column_name, is_nullable FROM information_schema.columns WHERE table_schema = 'public'",
         )
     }
 
@@ -233,9 +235,7 @@ def test_every_table_has_a_uuid_primary_key_id_generated_by_the_server(migrated_
         "WHERE c.table_schema = 'public' AND c.column_name = 'id'",
     )
 
-    assert {row[0]: tuple(row[1:]) for row in id_columns} == dict.fromkeys(
-        TABLES, ("uuid", "gen_random_uuid()", True)
-    )
+    assert {row[0]: tuple(row[1:]) for row in id_columns} == dict.fromkeys(TABLES, ("uuid", "gen_random_uuid()", True))
 
 
 def test_every_metadata_column_is_jsonb(migrated_engine: Engine) -> None:

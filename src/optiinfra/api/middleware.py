@@ -79,6 +79,22 @@ class BodySizeLimit:
                 await _send_413(send, self.limit)
 
 
+def _route_template(scope: Scope) -> str:
+    """The matched route's template with its router prefixes (`/api/v1/agents/{agent_id}`), or 'unmatched'.
+
+    Routes of included routers report their path without the prefixes; path parameters never contain '/', so the
+    prefix is the part of the concrete path before the route's own segments.
+    """
+    route: Any = scope.get("route")
+    route_path = getattr(route, "path", None)
+    if not route_path:
+        return "unmatched"
+    own_segments = route_path.count("/")
+    concrete = scope["path"].rstrip("/").split("/")
+    prefix = "/".join(concrete[: len(concrete) - own_segments])
+    return prefix + route_path
+
+
 class RequestMetrics:
     """Count requests and time them per method, route template and status."""
 
@@ -113,8 +129,7 @@ class RequestMetrics:
         try:
             await self.app(scope, receive, recording_send)
         finally:
-            route: Any = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = _route_template(scope)
             method = scope.get("method", "")
             self.requests.labels(method, template, str(status["code"])).inc()
             self.latency.labels(method, template).observe(time.perf_counter() - started)

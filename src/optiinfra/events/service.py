@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import Page, page_of
@@ -38,7 +39,15 @@ def record(
         data["after"] = after
     if extra:
         data.update(extra)
-    event = Event(customer_id=customer_id, agent_id=agent_id, event_type=event_type, severity=severity, data=data)
+    # clock_timestamp(), not now(): events written in one transaction keep their order in the log.
+    event = Event(
+        customer_id=customer_id,
+        agent_id=agent_id,
+        event_type=event_type,
+        severity=severity,
+        data=data,
+        created_at=func.clock_timestamp(),
+    )
     session.add(event)
     session.flush()
     return event
