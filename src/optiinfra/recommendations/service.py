@@ -63,12 +63,17 @@ def set_optimization_status(
     target: OptimizationStatus,
     actor: Principal,
     severity: EventSeverity = EventSeverity.INFO,
+    *,
+    progress: int | None = None,
     **extra: Any,
 ) -> None:
-    """The one way an optimization changes status: guarded, and written to the event log."""
+    """The one way an optimization changes status (and, with it, progress): guarded, and logged."""
     check_transition("optimization", optimization.status, target, OPTIMIZATION_TRANSITIONS)
     before = optimization.status
+    before_progress = optimization.progress
     optimization.status = target
+    if progress is not None:
+        optimization.progress = progress
     events.record(
         session,
         event_type=f"optimization.{target}",
@@ -77,7 +82,7 @@ def set_optimization_status(
         agent_id=optimization.agent_id,
         severity=severity,
         subject={"optimization_id": str(optimization.id), "recommendation_id": str(optimization.recommendation_id)},
-        before={"status": str(before), "progress": optimization.progress},
+        before={"status": str(before), "progress": before_progress},
         after={"status": str(target), "progress": optimization.progress},
         extra=extra or None,
     )
@@ -294,7 +299,6 @@ def complete_optimization(
     _require_executor(principal)
     recommendation, optimization = _lock(session, principal, optimization_id)
     check_transition("optimization", optimization.status, OptimizationStatus.COMPLETED, OPTIMIZATION_TRANSITIONS)
-    optimization.progress = 100
     optimization.completed_at = _now()
     optimization.actual_savings = payload.actual_savings
     optimization.actual_improvement = payload.actual_improvement
@@ -305,6 +309,7 @@ def complete_optimization(
         optimization,
         OptimizationStatus.COMPLETED,
         principal,
+        progress=100,
         actual_savings=str(payload.actual_savings) if payload.actual_savings is not None else None,
     )
     session.flush()
