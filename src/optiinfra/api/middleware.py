@@ -86,7 +86,7 @@ def _route_template(scope: Scope) -> str:
     prefix is the part of the concrete path before the route's own segments.
     """
     route: Any = scope.get("route")
-    route_path = getattr(route, "path", None)
+    route_path: str | None = getattr(route, "path", None)
     if not route_path:
         return "unmatched"
     own_segments = route_path.count("/")
