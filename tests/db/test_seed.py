@@ -147,7 +147,7 @@ def test_baselines_summarise_exactly_the_rows_of_their_window(seeded_engine: Eng
             assert statistics.fmean(r.overall_quality_score for r in rows) == pytest.approx(
                 baseline.avg_overall_score, abs=1e-4
             )
-            stats = baseline.metadata["statistics"]["overall_quality_score"]
+            stats = baseline.metadata["components"]["overall_quality_score"]
             assert stats["ci95_low"] < baseline.avg_overall_score < stats["ci95_high"]
 
 

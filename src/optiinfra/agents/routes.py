@@ -9,9 +9,10 @@ from fastapi import APIRouter
 from optiinfra.agents import schemas, service
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
+from optiinfra.api.strict import StrictRoute
 from optiinfra.models import AgentStatus, AgentType
 
-router = APIRouter(prefix="/agents", tags=["agents"])
+router = APIRouter(prefix="/agents", tags=["agents"], route_class=StrictRoute)
 
 
 @router.post("", response_model=schemas.AgentRegistered)

@@ -21,11 +21,13 @@ from optiinfra.agents import service as agent_service
 from optiinfra.agents.routes import router as agents_router
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
+from optiinfra.api.strict import StrictRoute
 from optiinfra.customers.routes import router as customers_router
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.events.routes import router as events_router
 from optiinfra.models import Agent, Optimization, QualityRegression, Recommendation
+from optiinfra.quality.routes import router as quality_router
 from optiinfra.recommendations.routes import router as recommendations_router
 
 logger = logging.getLogger("optiinfra.api")
@@ -121,8 +123,8 @@ def create_app(config: AppConfig) -> FastAPI:
     app.state.metrics_registry = registry
     install_error_handlers(app)
 
-    api = APIRouter(prefix="/api/v1")
-    for router in (customers_router, agents_router, events_router, recommendations_router):
+    api = APIRouter(prefix="/api/v1", route_class=StrictRoute)
+    for router in (customers_router, agents_router, events_router, recommendations_router, quality_router):
         api.include_router(router)
     app.include_router(api)
 

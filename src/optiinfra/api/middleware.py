@@ -55,27 +55,35 @@ class BodySizeLimit:
                     await _send_413(send, self.limit)
                     return
         received = 0
-        response_started = False
+        too_large = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.limit:
+                    too_large = True
                     raise _BodyTooLargeError
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
+        async def guarded_send(message: Message) -> None:
+            # The framework may turn the error raised while reading into its own answer (a 400); whatever it
+            # answers, a body over the limit is a 413.
+            nonlocal replaced
+            if too_large:
+                if message["type"] == "http.response.start" and not replaced:
+                    replaced = True
+                    await _send_413(send, self.limit)
+                return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _BodyTooLargeError:
-            if not response_started:
+            if not replaced:
+                replaced = True
                 await _send_413(send, self.limit)
 
 

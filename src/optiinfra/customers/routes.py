@@ -8,10 +8,11 @@ from fastapi import APIRouter
 
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
+from optiinfra.api.strict import StrictRoute
 from optiinfra.customers import schemas, service
 from optiinfra.models import CustomerStatus
 
-router = APIRouter(prefix="/customers", tags=["customers"])
+router = APIRouter(prefix="/customers", tags=["customers"], route_class=StrictRoute)
 
 
 @router.post("", status_code=201, response_model=schemas.CustomerWithKey)

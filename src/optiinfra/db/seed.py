@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import random
-import statistics
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -57,7 +56,6 @@ from optiinfra.models import (
     RecommendationStatus,
     RegressionAction,
     RegressionSeverity,
-    RegressionType,
     ResourceMetric,
     ResourceType,
     ScalingEvent,
@@ -69,7 +67,13 @@ from optiinfra.models import (
     WorkflowStep,
     WorkflowType,
 )
+from optiinfra.quality.judge import judge
+from optiinfra.quality.repository import WindowRows
+from optiinfra.quality.schemas import Finding
 from optiinfra.quality.scoring import overall_quality_score
+from optiinfra.quality.service import build_baseline
+from optiinfra.quality.settings import QualitySettings
+from optiinfra.quality.statistics import WindowSummary, summarize_window
 
 SEED_NAMESPACE = uuid.UUID("6f1c2a7e-3b9d-4c55-9a0e-0d5e7f4b2c11")
 
@@ -1078,7 +1082,7 @@ PROFILES: tuple[ModelProfile, ...] = (
     ModelProfile("nimbus", "claude-3-haiku", "20240307", 5, 0, 0.86, 0.90, 0.85, 0.03, 430),
 )
 
-REQUESTS_PER_HOUR = 2
+REQUESTS_PER_HOUR = 12
 
 
 def _quality(
@@ -1090,8 +1094,8 @@ def _quality(
     rng: random.Random,
 ) -> None:
     agent_id = agents[AgentType.APPLICATION]
-    # The vLLM change (rolled back) ran from 30 to 26 hours before the anchor and slowed GPT-4o 2024-11-20.
-    incident_start, incident_end = data.at(hours=-30), data.at(hours=-26)
+    # The vLLM change (rolled back) ran from 32 to 26 hours before the anchor and slowed GPT-4o 2024-11-20.
+    incident_start, incident_end = data.at(hours=-32), data.at(hours=-26)
     samples: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for profile in PROFILES:
         rows = samples.setdefault((profile.model_name, profile.model_version), [])
@@ -1118,51 +1122,57 @@ def _quality(
     for rows in samples.values():
         data.rows.setdefault(QualityMetric, []).extend(rows)
 
+    gpt_old = samples[("gpt-4o", "2024-08-06")]
     gpt_new = samples[("gpt-4o", "2024-11-20")]
     fp16 = samples[("llama-3-70b", "v1-fp16")]
     int8 = samples[("llama-3-70b", "v1-int8")]
+
+    def between(rows: list[dict[str, Any]], start: datetime, hours: int) -> list[dict[str, Any]]:
+        return [r for r in rows if start <= r["timestamp"] < start + timedelta(hours=hours)]
+
+    def first_day(rows: list[dict[str, Any]]) -> datetime:
+        earliest: datetime = min(r["timestamp"] for r in rows)
+        return earliest.replace(minute=0, second=0)
+
     baselines = {
         "gpt-4o-2024-08-06": _baseline(
             data,
             "gpt-4o-2024-08-06",
-            samples[("gpt-4o", "2024-08-06")][:48],
+            between(gpt_old, first_day(gpt_old), 24),
             BaselineType.INITIAL,
             valid_until=data.at(days=-4),
         ),
         "gpt-4o-2024-11-20": _baseline(
             data,
             "gpt-4o-2024-11-20",
-            [r for r in gpt_new if r["timestamp"] < incident_start][:48],
+            between(gpt_new, first_day(gpt_new), 24),
             BaselineType.UPDATED,
             valid_until=incident_end + timedelta(hours=1),
         ),
         "gpt-4o-2024-11-20-rollback": _baseline(
             data,
             "gpt-4o-2024-11-20-rollback",
-            [r for r in gpt_new if r["timestamp"] >= incident_end][:48],
+            between(gpt_new, incident_end + timedelta(hours=1), 12),
             BaselineType.ROLLBACK,
         ),
-        "llama-fp16": _baseline(data, "llama-fp16", fp16[:96], BaselineType.INITIAL),
-        "claude": _baseline(data, "claude", samples[("claude-3-haiku", "20240307")][:60], BaselineType.INITIAL),
+        "llama-fp16": _baseline(data, "llama-fp16", between(fp16, first_day(fp16), 48), BaselineType.INITIAL),
+        "claude": _baseline(
+            data,
+            "claude",
+            between(samples[("claude-3-haiku", "20240307")], first_day(gpt_new), 24),
+            BaselineType.INITIAL,
+        ),
     }
 
     slow_rows = [r for r in gpt_new if incident_start <= r["timestamp"] < incident_end]
-    baseline_p95 = _percentile([r["latency_ms"] for r in gpt_new if r["timestamp"] < incident_start][:48], 95)
-    current_p95 = _percentile([r["latency_ms"] for r in slow_rows], 95)
-    detected = incident_start + timedelta(hours=2)
+    detected = incident_end - timedelta(minutes=5)
     _regression(
         data,
         "gpt-4o-latency",
         baselines["gpt-4o-2024-11-20"],
-        agent_id,
-        customers["acme"],
-        workflows["latency-check"],
-        RegressionType.LATENCY_INCREASE,
-        RegressionSeverity.HIGH,
+        slow_rows,
         "p95_latency_ms",
-        baseline_p95,
-        current_p95,
-        len(slow_rows),
+        workflows["latency-check"],
         RegressionAction.ROLLBACK_TRIGGERED,
         detected,
         resolved_at=detected + timedelta(minutes=47),
@@ -1170,56 +1180,28 @@ def _quality(
         "p95 latency back within the baseline band.",
         extra={"recommendation_id": str(recommendations["acme-vllm"])},
     )
-    fp16_rate = sum(r["hallucination_detected"] for r in fp16) / len(fp16)
-    int8_rate = sum(r["hallucination_detected"] for r in int8) / len(int8)
-    _regression(
-        data,
-        "llama-int8-hallucination",
-        baselines["llama-fp16"],
-        agent_id,
-        customers["acme"],
-        workflows["int8-check"],
-        RegressionType.HALLUCINATION_SPIKE,
-        RegressionSeverity.CRITICAL,
-        "hallucination_rate",
-        fp16_rate,
-        int8_rate,
-        len(int8),
-        RegressionAction.MANUAL_REVIEW,
-        data.at(hours=-3),
-        resolved_at=None,
-        notes=None,
-        extra={
-            "recommendation_id": str(recommendations["acme-int8"]),
-            "candidate_version": "v1-int8",
-            "baseline_version": "v1-fp16",
-        },
-    )
-    fp16_factuality = statistics.fmean(r["factuality_score"] for r in fp16)
-    int8_factuality = statistics.fmean(r["factuality_score"] for r in int8)
-    _regression(
-        data,
-        "llama-int8-factuality",
-        baselines["llama-fp16"],
-        agent_id,
-        customers["acme"],
-        workflows["int8-check"],
-        RegressionType.QUALITY_DROP,
-        RegressionSeverity.HIGH,
-        "factuality_score",
-        fp16_factuality,
-        int8_factuality,
-        len(int8),
-        RegressionAction.MANUAL_REVIEW,
-        data.at(hours=-3),
-        resolved_at=None,
-        notes=None,
-        extra={
-            "recommendation_id": str(recommendations["acme-int8"]),
-            "candidate_version": "v1-int8",
-            "baseline_version": "v1-fp16",
-        },
-    )
+    int8_extra = {
+        "recommendation_id": str(recommendations["acme-int8"]),
+        "candidate_version": "v1-int8",
+        "baseline_version": "v1-fp16",
+    }
+    for key, metric in (
+        ("llama-int8-hallucination", "hallucination_rate"),
+        ("llama-int8-factuality", "factuality_score"),
+    ):
+        _regression(
+            data,
+            key,
+            baselines["llama-fp16"],
+            int8,
+            metric,
+            workflows["int8-check"],
+            RegressionAction.MANUAL_REVIEW,
+            data.at(hours=-3),
+            resolved_at=None,
+            notes=None,
+            extra=int8_extra,
+        )
 
 
 def _quality_row(
@@ -1274,19 +1256,20 @@ def _quality_row(
     }
 
 
-def _percentile(values: list[float], percent: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[percent - 1]
-
-
-def _mean_ci95(values: list[float]) -> dict[str, float]:
-    mean = statistics.fmean(values)
-    half_width = 1.96 * statistics.stdev(values) / len(values) ** 0.5
-    return {
-        "mean": round(mean, 5),
-        "std": round(statistics.stdev(values), 5),
-        "ci95_low": round(mean - half_width, 5),
-        "ci95_high": round(mean + half_width, 5),
-    }
+def _window_rows(rows: list[dict[str, Any]]) -> WindowRows:
+    ordered = sorted(rows, key=lambda row: row["timestamp"])
+    return WindowRows(
+        overall=[r["overall_quality_score"] for r in ordered],
+        relevance=[r["relevance_score"] for r in ordered],
+        coherence=[r["coherence_score"] for r in ordered],
+        factuality=[r["factuality_score"] for r in ordered],
+        latency_ms=[r["latency_ms"] for r in ordered],
+        hallucination=[r["hallucination_detected"] for r in ordered],
+        toxicity=[r["toxicity_score"] for r in ordered],
+        timestamps=[r["timestamp"] for r in ordered],
+        agent_ids=[r["agent_id"] for r in ordered],
+        optimization_ids=[None for _ in ordered],
+    )
 
 
 def _baseline(
@@ -1295,59 +1278,52 @@ def _baseline(
     rows: list[dict[str, Any]],
     baseline_type: BaselineType,
     valid_until: datetime | None = None,
-) -> uuid.UUID:
-    """A baseline computed from the demo rows it summarises (the statistics are real, not made up)."""
-    first = rows[0]
-    latencies = [r["latency_ms"] for r in rows]
-    components = ("relevance_score", "coherence_score", "factuality_score", "overall_quality_score")
-    stats = {name: _mean_ci95([r[name] for r in rows]) for name in components}
-    window_end = max(r["timestamp"] for r in rows)
-    return data.add(
-        QualityBaseline,
-        key,
-        agent_id=first["agent_id"],
-        customer_id=first["customer_id"],
-        model_name=first["model_name"],
-        model_version=first["model_version"],
+) -> tuple[uuid.UUID, WindowSummary]:
+    """A baseline built by the quality service's own code from the demo rows it summarises."""
+    window = _window_rows(rows)
+    baseline = build_baseline(
+        customer_id=rows[0]["customer_id"],
+        agent_id=rows[0]["agent_id"],
+        model_name=rows[0]["model_name"],
+        model_version=rows[0]["model_version"],
         baseline_type=baseline_type,
-        sample_size=len(rows),
-        avg_relevance_score=stats["relevance_score"]["mean"],
-        avg_coherence_score=stats["coherence_score"]["mean"],
-        avg_factuality_score=stats["factuality_score"]["mean"],
-        avg_overall_score=stats["overall_quality_score"]["mean"],
-        p95_latency_ms=round(_percentile(latencies, 95), 1),
-        established_at=window_end + timedelta(minutes=5),
+        rows=window,
+        established_at=window.timestamps[-1] + timedelta(minutes=5),
         valid_until=valid_until,
-        metadata_={
-            "statistics": stats,
-            "latency_ms": {
-                "p50": round(_percentile(latencies, 50), 1),
-                "p99": round(_percentile(latencies, 99), 1),
-            },
-            "hallucination_rate": round(sum(r["hallucination_detected"] for r in rows) / len(rows), 5),
-            "toxicity_mean": round(statistics.fmean(r["toxicity_score"] for r in rows), 5),
-            "overall_quantiles": [
-                round(q, 4)
-                for q in statistics.quantiles([r["overall_quality_score"] for r in rows], n=10, method="inclusive")
-            ],
-            "window": {"start": min(r["timestamp"] for r in rows).isoformat(), "end": window_end.isoformat()},
-        },
+        window={"start": window.timestamps[0].isoformat(), "end": window.timestamps[-1].isoformat(), "last_n": None},
     )
+    values = {attribute.key: getattr(baseline, attribute.key) for attribute in inspect(QualityBaseline).column_attrs}
+    values = {k: v for k, v in values.items() if v is not None or k == "valid_until"}
+    values.pop("id", None)
+    values.pop("created_at", None)
+    return data.add(QualityBaseline, key, **values), WindowSummary.model_validate(baseline.metadata_)
+
+
+def _finding(baseline: WindowSummary, rows: list[dict[str, Any]], metric_name: str) -> Finding:
+    """What the regression judge, with default settings, finds on `rows` for one metric."""
+    window = _window_rows(rows)
+    current = summarize_window(
+        overall=window.overall,
+        relevance=window.relevance,
+        coherence=window.coherence,
+        factuality=window.factuality,
+        latency_ms=window.latency_ms,
+        hallucination=window.hallucination,
+        toxicity=window.toxicity,
+    )
+    findings = judge(baseline, current, window.latency_ms, QualitySettings())
+    finding = next(f for f in findings if f.metric_name == metric_name)
+    assert finding.verdict == "regression", f"the demo data should regress on {metric_name}: {finding}"
+    return finding
 
 
 def _regression(
     data: DemoData,
     key: str,
-    baseline_id: uuid.UUID,
-    agent_id: uuid.UUID,
-    customer_id: uuid.UUID,
-    workflow_id: uuid.UUID,
-    regression_type: RegressionType,
-    severity: RegressionSeverity,
+    baseline: tuple[uuid.UUID, WindowSummary],
+    rows: list[dict[str, Any]],
     metric_name: str,
-    baseline_value: float,
-    current_value: float,
-    sample_size: int,
+    workflow_id: uuid.UUID,
     action: RegressionAction,
     detected_at: datetime,
     *,
@@ -1355,26 +1331,50 @@ def _regression(
     notes: str | None,
     extra: dict[str, Any],
 ) -> None:
-    delta_percent = 100 * (current_value - baseline_value) / baseline_value if baseline_value else 0.0
+    """A regression as the judge reports it on the demo rows, with the action the story says was taken."""
+    baseline_id, summary = baseline
+    finding = _finding(summary, rows, metric_name)
+    assert finding.severity is not None
+    assert finding.baseline_value is not None
+    assert finding.current_value is not None
+    first = rows[0]
+    customer_id, agent_id, severity = first["customer_id"], first["agent_id"], finding.severity
+    baseline_value, current_value = finding.baseline_value, finding.current_value
     data.add(
         QualityRegression,
         key,
         agent_id=agent_id,
         customer_id=customer_id,
+        model_name=first["model_name"],
+        model_version=first["model_version"],
         baseline_id=baseline_id,
         workflow_execution_id=workflow_id,
-        regression_type=regression_type,
+        regression_type=finding.regression_type,
         severity=severity,
         detected_at=detected_at,
         metric_name=metric_name,
-        baseline_value=round(baseline_value, 5),
-        current_value=round(current_value, 5),
-        delta_percent=round(delta_percent, 2),
-        sample_size=sample_size,
+        baseline_value=baseline_value,
+        current_value=current_value,
+        delta_percent=finding.delta_percent or 0.0,
+        sample_size=finding.sample_size,
         action_taken=action,
         resolved_at=resolved_at,
         resolution_notes=notes,
-        metadata_={"source": "demo data", **extra},
+        metadata_={
+            "test": finding.test,
+            "p_value": finding.p_value,
+            "p_value_adjusted": finding.p_value_adjusted,
+            "ci95": list(finding.ci95) if finding.ci95 else None,
+            "floors": finding.floors,
+            "floor_ratio": finding.floor_ratio,
+            "affected_requests": len(rows),
+            "window": {
+                "start": min(r["timestamp"] for r in rows).isoformat(),
+                "end": max(r["timestamp"] for r in rows).isoformat(),
+            },
+            "source": "demo data, judged by the regression judge",
+            **extra,
+        },
         created_at=detected_at,
         updated_at=resolved_at or detected_at,
     )

@@ -9,10 +9,11 @@ from fastapi import APIRouter
 
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
+from optiinfra.api.strict import StrictRoute
 from optiinfra.events import schemas, service
 from optiinfra.models import EventSeverity
 
-router = APIRouter(prefix="/events", tags=["events"])
+router = APIRouter(prefix="/events", tags=["events"], route_class=StrictRoute)
 
 
 @router.get("", response_model=Page[schemas.Event])

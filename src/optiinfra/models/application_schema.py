@@ -63,6 +63,14 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
         Index("ix_quality_metrics_agent_model", "agent_id", "model_name"),
         Index("ix_quality_metrics_customer_model", "customer_id", "model_name"),
         Index("ix_quality_metrics_model_timestamp", "model_name", "timestamp"),
+        # Added by migration 007: the windows the baselines and the judge read.
+        Index(
+            "ix_quality_metrics_customer_model_version_timestamp",
+            "customer_id",
+            "model_name",
+            "model_version",
+            "timestamp",
+        ),
         *(
             _unit_interval(column)
             for column in (
@@ -168,10 +176,25 @@ class QualityRegression(UUIDPrimaryKey, Timestamps, Base):
             postgresql_where="resolved_at IS NULL",
         ),
         _non_negative("sample_size"),
+        # Added by migration 007: one open regression per (customer, model, version, type, metric); a later
+        # detection updates it instead of adding a duplicate.
+        Index(
+            "uq_quality_regressions_open",
+            "customer_id",
+            "model_name",
+            "model_version",
+            "regression_type",
+            "metric_name",
+            unique=True,
+            postgresql_where="resolved_at IS NULL",
+        ),
     )
 
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
+    # Added by migration 007 (copied from the baseline when the regression is detected).
+    model_name: Mapped[str | None] = mapped_column(String(100), sort_order=10)
+    model_version: Mapped[str | None] = mapped_column(String(50), sort_order=11)
     baseline_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("quality_baselines.id", ondelete="CASCADE"), index=True)
     workflow_execution_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("workflow_executions.id", ondelete="SET NULL"), index=True

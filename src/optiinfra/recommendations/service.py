@@ -24,6 +24,7 @@ from optiinfra.models import (
     RecommendationPriority,
     RecommendationStatus,
 )
+from optiinfra.quality import gate as quality_gate
 from optiinfra.recommendations import repository
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations.states import (
@@ -299,6 +300,7 @@ def complete_optimization(
     _require_executor(principal)
     recommendation, optimization = _lock(session, principal, optimization_id)
     check_transition("optimization", optimization.status, OptimizationStatus.COMPLETED, OPTIMIZATION_TRANSITIONS)
+    quality_gate.check_completion(session, optimization)
     optimization.completed_at = _now()
     optimization.actual_savings = payload.actual_savings
     optimization.actual_improvement = payload.actual_improvement

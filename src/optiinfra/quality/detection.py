@@ -1,0 +1,304 @@
+"""Detection: run the judge on a window, record regressions (one open per metric), resolve recovered ones, and act
+by the customer's policy, rolling back the infrastructure change in effect through the control plane's service."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from optiinfra.auth.principal import Principal, Role
+from optiinfra.errors import ConflictError
+from optiinfra.events import service as events
+from optiinfra.models import (
+    EventSeverity,
+    QualityBaseline,
+    QualityRegression,
+    RegressionAction,
+    RegressionSeverity,
+)
+from optiinfra.quality import repository
+from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.judge import judge, overall_verdict
+from optiinfra.quality.service import resolve_customer
+from optiinfra.quality.settings import QualitySettings, settings_of
+from optiinfra.quality.statistics import WindowSummary, summarize_window
+from optiinfra.recommendations import schemas as rec_schemas
+from optiinfra.recommendations import service as recommendations
+
+SEVERITY_ORDER = [
+    RegressionSeverity.LOW,
+    RegressionSeverity.MEDIUM,
+    RegressionSeverity.HIGH,
+    RegressionSeverity.CRITICAL,
+]
+EVENT_SEVERITY = {
+    RegressionSeverity.LOW: EventSeverity.INFO,
+    RegressionSeverity.MEDIUM: EventSeverity.WARNING,
+    RegressionSeverity.HIGH: EventSeverity.ERROR,
+    RegressionSeverity.CRITICAL: EventSeverity.CRITICAL,
+}
+SYSTEM = Principal.system("quality")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def baseline_summary(baseline: QualityBaseline) -> WindowSummary:
+    return WindowSummary.model_validate(baseline.metadata_)
+
+
+def evaluate(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    window: quality_schemas.BaselineWindow,
+    settings: QualitySettings,
+    now: datetime,
+) -> tuple[QualityBaseline | None, repository.WindowRows, list[quality_schemas.Finding], str]:
+    """Judge one window against the active baseline; stores nothing."""
+    baseline = repository.active_baseline(session, customer_id, model_name, model_version, now)
+    rows = repository.read_window(
+        session,
+        customer_id,
+        model_name,
+        model_version=model_version,
+        start=window.start,
+        end=window.end,
+        last_n=window.last_n,
+    )
+    if baseline is None:
+        return None, rows, [], "no_baseline"
+    current = summarize_window(
+        overall=rows.overall,
+        relevance=rows.relevance,
+        coherence=rows.coherence,
+        factuality=rows.factuality,
+        latency_ms=rows.latency_ms,
+        hallucination=rows.hallucination,
+        toxicity=rows.toxicity,
+    )
+    findings = judge(baseline_summary(baseline), current, rows.latency_ms, settings)
+    return baseline, rows, findings, overall_verdict(current, findings, settings)
+
+
+def detect(
+    session: Session, principal: Principal, request: quality_schemas.DetectRequest
+) -> quality_schemas.DetectionReport:
+    """Run the judge for one model version and, unless dry_run, record and act on what it finds."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    if not request.dry_run:
+        principal.require_writable()
+    customer = resolve_customer(session, principal, request.customer_id)
+    key = f"quality-detect:{customer.id}:{request.model_name}:{request.model_version}"
+    if not request.dry_run and not repository.lock_key(session, key):
+        raise ConflictError("Detection for this model version is already running; try again shortly.")
+    settings = settings_of(customer)
+    now = _now()
+    baseline, rows, findings, verdict = evaluate(
+        session, customer.id, request.model_name, request.model_version, request.window, settings, now
+    )
+    window_info: dict[str, Any] = {
+        "start": (request.window.start or (rows.timestamps[0] if rows.size else None)),
+        "end": (request.window.end or (rows.timestamps[-1] if rows.size else None)),
+        "last_n": request.window.last_n,
+        "sample_size": rows.size,
+    }
+    window_info = {k: v.isoformat() if isinstance(v, datetime) else v for k, v in window_info.items()}
+    report = quality_schemas.DetectionReport(
+        customer_id=customer.id,
+        model_name=request.model_name,
+        model_version=request.model_version,
+        baseline_id=baseline.id if baseline else None,
+        verdict=verdict,  # type: ignore[arg-type]
+        window=window_info,
+        findings=findings,
+    )
+    if request.dry_run or baseline is None or verdict == "insufficient_data":
+        return report
+    return _record_and_act(session, principal, customer.id, baseline, rows, findings, settings, report, now)
+
+
+def _record_and_act(
+    session: Session,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    baseline: QualityBaseline,
+    rows: repository.WindowRows,
+    findings: list[quality_schemas.Finding],
+    settings: QualitySettings,
+    report: quality_schemas.DetectionReport,
+    now: datetime,
+) -> quality_schemas.DetectionReport:
+    detected: list[QualityRegression] = []
+    resolved: list[QualityRegression] = []
+    affected = sum(1 for _ in rows.overall)
+    for finding in findings:
+        if finding.verdict == "insufficient_data":
+            continue
+        existing = repository.open_regression(
+            session,
+            customer_id,
+            baseline.model_name,
+            baseline.model_version,
+            finding.regression_type,
+            finding.metric_name,
+        )
+        if finding.verdict == "pass":
+            if existing is not None:
+                existing.resolved_at = now
+                existing.resolution_notes = (
+                    f"Auto-resolved: {finding.metric_name} is back within its floors "
+                    f"({finding.current_value:.4g} against baseline {finding.baseline_value:.4g})."
+                )
+                resolved.append(existing)
+                events.record(
+                    session,
+                    event_type="quality.regression_resolved",
+                    actor=SYSTEM,
+                    customer_id=customer_id,
+                    agent_id=existing.agent_id,
+                    subject={"regression_id": str(existing.id), "metric_name": existing.metric_name},
+                    before={"resolved": False},
+                    after={"resolved": True},
+                    extra={"notes": existing.resolution_notes},
+                )
+            continue
+        evidence = {
+            "test": finding.test,
+            "statistic": finding.statistic,
+            "p_value": finding.p_value,
+            "p_value_adjusted": finding.p_value_adjusted,
+            "alpha": settings.alpha,
+            "ci95": list(finding.ci95) if finding.ci95 else None,
+            "floors": finding.floors,
+            "floor_ratio": finding.floor_ratio,
+            "delta": finding.delta,
+            "window": report.window,
+            "affected_requests": affected,
+            "last_detected_at": now.isoformat(),
+        }
+        assert finding.severity is not None
+        assert finding.baseline_value is not None
+        assert finding.current_value is not None
+        values = {
+            "baseline_id": baseline.id,
+            "severity": finding.severity,
+            "baseline_value": finding.baseline_value,
+            "current_value": finding.current_value,
+            "delta_percent": finding.delta_percent or 0.0,
+            "sample_size": finding.sample_size,
+        }
+        if existing is None:
+            regression = QualityRegression(
+                agent_id=baseline.agent_id,
+                customer_id=customer_id,
+                model_name=baseline.model_name,
+                model_version=baseline.model_version,
+                regression_type=finding.regression_type,
+                metric_name=finding.metric_name,
+                detected_at=now,
+                action_taken=RegressionAction.ALERT_ONLY,
+                metadata_={**evidence, "detections": 1},
+                **values,
+            )
+            session.add(regression)
+            session.flush()
+            event_type = "quality.regression_detected"
+        else:
+            regression = existing
+            for field, value in values.items():
+                setattr(regression, field, value)
+            regression.metadata_ = {
+                **regression.metadata_,
+                **evidence,
+                "detections": int(regression.metadata_.get("detections", 1)) + 1,
+            }
+            event_type = "quality.regression_updated"
+        detected.append(regression)
+        events.record(
+            session,
+            event_type=event_type,
+            actor=principal,
+            customer_id=customer_id,
+            agent_id=regression.agent_id,
+            severity=EVENT_SEVERITY[finding.severity],
+            subject={
+                "regression_id": str(regression.id),
+                "model_name": baseline.model_name,
+                "model_version": baseline.model_version,
+                "metric_name": finding.metric_name,
+            },
+            after={
+                "severity": str(finding.severity),
+                "baseline_value": finding.baseline_value,
+                "current_value": finding.current_value,
+                "p_value_adjusted": finding.p_value_adjusted,
+            },
+        )
+    rolled_back = _act(session, customer_id, detected, rows, settings) if detected else None
+    session.flush()
+    return report.model_copy(
+        update={
+            "regressions": [quality_schemas.Regression.model_validate(r) for r in detected],
+            "resolved": [quality_schemas.Regression.model_validate(r) for r in resolved],
+            "rolled_back_optimization_id": rolled_back,
+        }
+    )
+
+
+def _act(
+    session: Session,
+    customer_id: uuid.UUID,
+    regressions: list[QualityRegression],
+    rows: repository.WindowRows,
+    settings: QualitySettings,
+) -> uuid.UUID | None:
+    """Apply the policy per regression; at most one rollback per detection, of the change in effect."""
+    wants_rollback = [
+        r
+        for r in regressions
+        if settings.policy[r.severity] is RegressionAction.ROLLBACK_TRIGGERED
+        and r.action_taken is not RegressionAction.ROLLBACK_TRIGGERED
+    ]
+    for regression in regressions:
+        action = settings.policy[regression.severity]
+        if action is not RegressionAction.ROLLBACK_TRIGGERED and regression.action_taken is RegressionAction.ALERT_ONLY:
+            regression.action_taken = action
+    if not wants_rollback:
+        return None
+    named = sorted({value for value in rows.optimization_ids if value})
+    window_start = rows.timestamps[0] if rows.timestamps else _now()
+    optimization = repository.optimization_to_roll_back(session, customer_id, named, window_start + timedelta(0))
+    worst = max(wants_rollback, key=lambda r: SEVERITY_ORDER.index(r.severity))
+    if optimization is None:
+        for regression in wants_rollback:
+            regression.action_taken = RegressionAction.MANUAL_REVIEW
+            regression.metadata_ = {
+                **regression.metadata_,
+                "action_note": "rollback wanted, but no executing or completed optimization was found to roll back",
+            }
+        return None
+    reason = (
+        f"Quality regression: {worst.metric_name} of {worst.model_name} {worst.model_version} "
+        f"{worst.current_value:.4g} against baseline {worst.baseline_value:.4g} ({worst.severity})."
+    )
+    recommendations.rollback_optimization(session, SYSTEM, optimization.id, rec_schemas.Rollback(reason=reason))
+    for regression in wants_rollback:
+        regression.action_taken = RegressionAction.ROLLBACK_TRIGGERED
+        regression.metadata_ = {**regression.metadata_, "rolled_back_optimization_id": str(optimization.id)}
+    events.record(
+        session,
+        event_type="quality.rollback_triggered",
+        actor=SYSTEM,
+        customer_id=customer_id,
+        agent_id=worst.agent_id,
+        severity=EventSeverity.CRITICAL,
+        subject={"optimization_id": str(optimization.id), "regression_id": str(worst.id)},
+        extra={"reason": reason, "regressions": [str(r.id) for r in wants_rollback]},
+    )
+    return optimization.id

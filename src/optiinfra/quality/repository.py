@@ -1,0 +1,412 @@
+"""Quality queries: the COPY fast path for ingest, window reads, baselines and regressions."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+from sqlalchemy import ColumnElement, and_, func, select, text, update
+from sqlalchemy.orm import Session
+
+from optiinfra.api.pagination import paginate
+from optiinfra.auth.principal import Principal
+from optiinfra.errors import NotFoundError
+from optiinfra.models import (
+    Agent,
+    AgentType,
+    Optimization,
+    OptimizationStatus,
+    QualityBaseline,
+    QualityMetric,
+    QualityRegression,
+    RegressionAction,
+    RegressionType,
+)
+from optiinfra.tenancy import scope_to_caller
+
+INGEST_COLUMNS = (
+    "id",
+    "agent_id",
+    "customer_id",
+    "request_id",
+    "model_name",
+    "model_version",
+    "prompt_tokens",
+    "completion_tokens",
+    "latency_ms",
+    "relevance_score",
+    "coherence_score",
+    "factuality_score",
+    "hallucination_detected",
+    "toxicity_score",
+    "overall_quality_score",
+    "timestamp",
+    "metadata",
+)
+
+# Fixed SQL (no user input is ever formatted into it): a per-transaction staging table, COPY into it, then one
+# INSERT … ON CONFLICT DO NOTHING so concurrent overlapping batches neither fail nor duplicate.
+_COLUMN_LIST = ", ".join(f'"{name}"' for name in INGEST_COLUMNS)
+_CREATE_STAGING = (
+    "CREATE TEMP TABLE IF NOT EXISTS quality_ingest_staging (LIKE quality_metrics INCLUDING DEFAULTS) ON COMMIT DROP"
+)
+_COPY = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
+_INSERT = (
+    f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging "  # noqa: S608
+    "ON CONFLICT (customer_id, request_id) DO NOTHING"
+)
+
+
+def bulk_insert_metrics(session: Session, rows: Iterable[Sequence[Any]]) -> int:
+    """COPY rows (in INGEST_COLUMNS order; metadata a dict) into quality_metrics; returns how many were new."""
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(_CREATE_STAGING)
+        cursor.execute("TRUNCATE quality_ingest_staging")
+        with cursor.copy(_COPY) as copy:
+            for row in rows:
+                copy.write_row((*row[:-1], Jsonb(row[-1])))
+        cursor.execute(_INSERT)
+        inserted = cursor.rowcount
+        cursor.execute("TRUNCATE quality_ingest_staging")
+    return int(inserted)
+
+
+def default_application_agent(session: Session, customer_id: uuid.UUID) -> uuid.UUID | None:
+    """The application agent that last reported this customer's quality, else the most recently alive one."""
+    recent = session.scalar(
+        select(QualityMetric.agent_id)
+        .join(Agent, Agent.id == QualityMetric.agent_id)
+        .where(QualityMetric.customer_id == customer_id, Agent.type == AgentType.APPLICATION)
+        .order_by(QualityMetric.timestamp.desc())
+        .limit(1)
+    )
+    if recent is not None:
+        return recent
+    return session.scalar(
+        select(Agent.id)
+        .where(Agent.type == AgentType.APPLICATION)
+        .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
+        .limit(1)
+    )
+
+
+def agent_exists(session: Session, agent_id: uuid.UUID) -> bool:
+    return session.scalar(select(Agent.id).where(Agent.id == agent_id)) is not None
+
+
+@dataclass(frozen=True)
+class WindowRows:
+    """The columns of one window of a model version's metrics, oldest first."""
+
+    overall: list[float]
+    relevance: list[float | None]
+    coherence: list[float | None]
+    factuality: list[float | None]
+    latency_ms: list[float | None]
+    hallucination: list[bool]
+    toxicity: list[float | None]
+    timestamps: list[datetime]
+    agent_ids: list[uuid.UUID]
+    optimization_ids: list[str | None]
+
+    @property
+    def size(self) -> int:
+        return len(self.overall)
+
+
+def read_window(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    *,
+    model_version: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    last_n: int | None = None,
+    extra_condition: ColumnElement[bool] | None = None,
+) -> WindowRows:
+    """One window of metrics: a time range [start, end), or the last N records (newest N by timestamp)."""
+    conditions = [QualityMetric.customer_id == customer_id, QualityMetric.model_name == model_name]
+    if model_version is not None:
+        conditions.append(QualityMetric.model_version == model_version)
+    if start is not None:
+        conditions.append(QualityMetric.timestamp >= start)
+    if end is not None:
+        conditions.append(QualityMetric.timestamp < end)
+    if extra_condition is not None:
+        conditions.append(extra_condition)
+    statement = select(
+        QualityMetric.overall_quality_score,
+        QualityMetric.relevance_score,
+        QualityMetric.coherence_score,
+        QualityMetric.factuality_score,
+        QualityMetric.latency_ms,
+        QualityMetric.hallucination_detected,
+        QualityMetric.toxicity_score,
+        QualityMetric.timestamp,
+        QualityMetric.agent_id,
+        QualityMetric.metadata_["optimization_id"].astext,
+    ).where(and_(*conditions))
+    if last_n is not None:
+        statement = statement.order_by(QualityMetric.timestamp.desc()).limit(last_n)
+    rows = sorted(session.execute(statement).all(), key=lambda row: row[7])
+    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(10)]
+    return WindowRows(
+        overall=list(columns[0]),
+        relevance=list(columns[1]),
+        coherence=list(columns[2]),
+        factuality=list(columns[3]),
+        latency_ms=list(columns[4]),
+        hallucination=list(columns[5]),
+        toxicity=list(columns[6]),
+        timestamps=list(columns[7]),
+        agent_ids=list(columns[8]),
+        optimization_ids=list(columns[9]),
+    )
+
+
+def active_baseline(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, now: datetime
+) -> QualityBaseline | None:
+    """The newest baseline of the model version that is still valid at `now`."""
+    return session.scalar(
+        select(QualityBaseline)
+        .where(
+            QualityBaseline.customer_id == customer_id,
+            QualityBaseline.model_name == model_name,
+            QualityBaseline.model_version == model_version,
+            QualityBaseline.established_at <= now,
+            (QualityBaseline.valid_until.is_(None)) | (QualityBaseline.valid_until > now),
+        )
+        .order_by(QualityBaseline.established_at.desc())
+        .limit(1)
+    )
+
+
+def latest_baseline(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str
+) -> QualityBaseline | None:
+    return session.scalar(
+        select(QualityBaseline)
+        .where(
+            QualityBaseline.customer_id == customer_id,
+            QualityBaseline.model_name == model_name,
+            QualityBaseline.model_version == model_version,
+        )
+        .order_by(QualityBaseline.established_at.desc())
+        .limit(1)
+    )
+
+
+def expire_baselines(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, at: datetime
+) -> None:
+    """End the validity of every baseline of the model version still valid at `at`."""
+    session.execute(
+        update(QualityBaseline)
+        .where(
+            QualityBaseline.customer_id == customer_id,
+            QualityBaseline.model_name == model_name,
+            QualityBaseline.model_version == model_version,
+            (QualityBaseline.valid_until.is_(None)) | (QualityBaseline.valid_until > at),
+        )
+        .values(valid_until=at)
+    )
+
+
+def rollback_since(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, since: datetime | None
+) -> bool:
+    """Whether a regression of this model version triggered a rollback after `since`."""
+    conditions = [
+        QualityRegression.customer_id == customer_id,
+        QualityRegression.model_name == model_name,
+        QualityRegression.model_version == model_version,
+        QualityRegression.action_taken == RegressionAction.ROLLBACK_TRIGGERED,
+    ]
+    if since is not None:
+        conditions.append(QualityRegression.updated_at > since)
+    return session.scalar(select(func.count()).select_from(QualityRegression).where(*conditions)) > 0  # type: ignore[operator]
+
+
+def lock_key(session: Session, key: str) -> bool:
+    """Try a transaction-scoped advisory lock on `key` (released at commit); False if another holds it."""
+    return bool(session.scalar(text("SELECT pg_try_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": key}))
+
+
+def open_regression(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    regression_type: RegressionType,
+    metric_name: str,
+) -> QualityRegression | None:
+    return session.scalar(
+        select(QualityRegression)
+        .where(
+            QualityRegression.customer_id == customer_id,
+            QualityRegression.model_name == model_name,
+            QualityRegression.model_version == model_version,
+            QualityRegression.regression_type == regression_type,
+            QualityRegression.metric_name == metric_name,
+            QualityRegression.resolved_at.is_(None),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+def get_regression(
+    session: Session, principal: Principal, regression_id: uuid.UUID, *, for_update: bool = False
+) -> QualityRegression:
+    statement = scope_to_caller(
+        select(QualityRegression).where(QualityRegression.id == regression_id),
+        principal,
+        customer_column=QualityRegression.customer_id,
+        agent_column=QualityRegression.agent_id,
+    )
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    regression = session.scalar(statement)
+    if regression is None:
+        raise NotFoundError("No such regression.", details={"regression_id": str(regression_id)})
+    return regression
+
+
+def list_regressions(
+    session: Session,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    model_name: str | None,
+    is_open: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> list[QualityRegression]:
+    statement = scope_to_caller(
+        select(QualityRegression),
+        principal,
+        customer_column=QualityRegression.customer_id,
+        agent_column=QualityRegression.agent_id,
+    )
+    if customer_id is not None:
+        statement = statement.where(QualityRegression.customer_id == customer_id)
+    if model_name is not None:
+        statement = statement.where(QualityRegression.model_name == model_name)
+    if is_open is not None:
+        statement = statement.where(
+            QualityRegression.resolved_at.is_(None) if is_open else QualityRegression.resolved_at.is_not(None)
+        )
+    statement = paginate(
+        statement,
+        created_column=QualityRegression.created_at,
+        id_column=QualityRegression.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return list(session.scalars(statement))
+
+
+def list_baselines(
+    session: Session,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    model_name: str | None,
+    model_version: str | None,
+    cursor: str | None,
+    limit: int,
+) -> list[QualityBaseline]:
+    statement = scope_to_caller(
+        select(QualityBaseline),
+        principal,
+        customer_column=QualityBaseline.customer_id,
+        agent_column=QualityBaseline.agent_id,
+    )
+    if customer_id is not None:
+        statement = statement.where(QualityBaseline.customer_id == customer_id)
+    if model_name is not None:
+        statement = statement.where(QualityBaseline.model_name == model_name)
+    if model_version is not None:
+        statement = statement.where(QualityBaseline.model_version == model_version)
+    statement = paginate(
+        statement,
+        created_column=QualityBaseline.created_at,
+        id_column=QualityBaseline.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return list(session.scalars(statement))
+
+
+def optimization_to_roll_back(
+    session: Session, customer_id: uuid.UUID, named_ids: Sequence[str], window_start: datetime
+) -> Optimization | None:
+    """The infrastructure change in effect: an optimization named by the metrics, else the customer's most recent
+    completed, not rolled back optimization that finished before the window."""
+    valid_named = []
+    for value in named_ids:
+        try:
+            valid_named.append(uuid.UUID(value))
+        except ValueError:
+            continue
+    if valid_named:
+        named = session.scalar(
+            select(Optimization)
+            .where(
+                Optimization.customer_id == customer_id,
+                Optimization.id.in_(valid_named),
+                Optimization.status.in_([OptimizationStatus.EXECUTING, OptimizationStatus.COMPLETED]),
+            )
+            .order_by(Optimization.started_at.desc().nulls_last())
+            .limit(1)
+        )
+        if named is not None:
+            return named
+    return session.scalar(
+        select(Optimization)
+        .where(
+            Optimization.customer_id == customer_id,
+            Optimization.status == OptimizationStatus.COMPLETED,
+            Optimization.completed_at <= window_start,
+        )
+        .order_by(Optimization.completed_at.desc())
+        .limit(1)
+    )
+
+
+def model_versions_since(session: Session, customer_id: uuid.UUID, since: datetime) -> list[tuple[str, str]]:
+    """The customer's (model, version) pairs with metrics at or after `since`."""
+    rows = session.execute(
+        select(QualityMetric.model_name, QualityMetric.model_version)
+        .where(QualityMetric.customer_id == customer_id, QualityMetric.timestamp >= since)
+        .distinct()
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+def fresh_model_versions(session: Session, since: datetime) -> list[tuple[uuid.UUID, str, str]]:
+    """(customer, model, version) keys with metrics newer than `since` and an active baseline."""
+    rows = session.execute(
+        select(QualityMetric.customer_id, QualityMetric.model_name, QualityMetric.model_version)
+        .where(QualityMetric.timestamp >= since)
+        .where(
+            select(QualityBaseline.id)
+            .where(
+                QualityBaseline.customer_id == QualityMetric.customer_id,
+                QualityBaseline.model_name == QualityMetric.model_name,
+                QualityBaseline.model_version == QualityMetric.model_version,
+                (QualityBaseline.valid_until.is_(None)) | (QualityBaseline.valid_until > func.now()),
+            )
+            .exists()
+        )
+        .distinct()
+    )
+    return [(row[0], row[1], row[2]) for row in rows]

@@ -1,0 +1,128 @@
+"""/api/v1/quality"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Body
+
+from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.pagination import Page
+from optiinfra.api.strict import StrictRoute
+from optiinfra.quality import abtest, detection, service
+from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.settings import QualitySettings
+
+router = APIRouter(prefix="/quality", tags=["quality"], route_class=StrictRoute)
+
+
+class SingleRecord(quality_schemas.QualityRecord):
+    """One record, optionally naming the customer (operator and agent keys) and the agent."""
+
+    customer_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+
+
+@router.post("/metrics", response_model=quality_schemas.IngestResult)
+def ingest_metrics(
+    payload: Annotated[quality_schemas.IngestRequest | SingleRecord, Body()],
+    session: SessionDep,
+    principal: PrincipalDep,
+) -> quality_schemas.IngestResult:
+    """Store one record or a batch of up to 10,000. A batch with any invalid record is refused whole (422, with each
+    bad record's index and reasons); records whose request_id is already stored are counted as duplicates."""
+    if isinstance(payload, SingleRecord):
+        record = payload.model_dump(mode="json", exclude={"customer_id", "agent_id"}, exclude_none=True)
+        return service.ingest(session, principal, [record], customer_id=payload.customer_id, agent_id=payload.agent_id)
+    return service.ingest(
+        session, principal, payload.records, customer_id=payload.customer_id, agent_id=payload.agent_id
+    )
+
+
+@router.post("/baselines", status_code=201, response_model=quality_schemas.Baseline)
+def establish_baseline(
+    payload: quality_schemas.BaselineCreate, session: SessionDep, principal: PrincipalDep
+) -> quality_schemas.Baseline:
+    """Establish a baseline for a model version from a window (time range or last N records)."""
+    return service.establish_baseline(session, principal, payload)
+
+
+@router.get("/baselines", response_model=Page[quality_schemas.Baseline])
+def list_baselines(
+    session: SessionDep,
+    principal: PrincipalDep,
+    customer_id: uuid.UUID | None = None,
+    model_name: str | None = None,
+    model_version: str | None = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+) -> Page[quality_schemas.Baseline]:
+    return service.list_baselines(
+        session,
+        principal,
+        customer_id=customer_id,
+        model_name=model_name,
+        model_version=model_version,
+        cursor=cursor,
+        limit=limit,
+    )
+
+
+@router.post("/detect", response_model=quality_schemas.DetectionReport)
+def detect(
+    payload: quality_schemas.DetectRequest, session: SessionDep, principal: PrincipalDep
+) -> quality_schemas.DetectionReport:
+    """Judge a window of one model version against its active baseline; record regressions and act on them."""
+    return detection.detect(session, principal, payload)
+
+
+@router.get("/regressions", response_model=Page[quality_schemas.Regression])
+def list_regressions(
+    session: SessionDep,
+    principal: PrincipalDep,
+    customer_id: uuid.UUID | None = None,
+    model_name: str | None = None,
+    open: bool | None = None,
+    cursor: CursorQuery = None,
+    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+) -> Page[quality_schemas.Regression]:
+    return service.list_regressions(
+        session, principal, customer_id=customer_id, model_name=model_name, is_open=open, cursor=cursor, limit=limit
+    )
+
+
+@router.get("/regressions/{regression_id}", response_model=quality_schemas.Regression)
+def get_regression(
+    regression_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> quality_schemas.Regression:
+    return service.get_regression(session, principal, regression_id)
+
+
+@router.post("/regressions/{regression_id}/resolve", response_model=quality_schemas.Regression)
+def resolve_regression(
+    regression_id: uuid.UUID, payload: quality_schemas.ResolveRequest, session: SessionDep, principal: PrincipalDep
+) -> quality_schemas.Regression:
+    """Mark a regression resolved, with notes (customer or operator)."""
+    return service.resolve_regression(session, principal, regression_id, payload.notes)
+
+
+@router.post("/abtest", response_model=quality_schemas.ABTestResult)
+def ab_test(
+    payload: quality_schemas.ABTestRequest, session: SessionDep, principal: PrincipalDep
+) -> quality_schemas.ABTestResult:
+    """Compare a control and a candidate arm: per-arm statistics, tests, and promote / reject / inconclusive."""
+    return abtest.run_ab_test(session, principal, payload)
+
+
+@router.get("/settings", response_model=QualitySettings)
+def get_settings(session: SessionDep, principal: PrincipalDep, customer_id: uuid.UUID | None = None) -> QualitySettings:
+    """Score weights, judge thresholds and the action policy in force (defaults where not set)."""
+    return service.get_settings(session, principal, customer_id)
+
+
+@router.put("/settings", response_model=QualitySettings)
+def update_settings(
+    payload: QualitySettings, session: SessionDep, principal: PrincipalDep, customer_id: uuid.UUID | None = None
+) -> QualitySettings:
+    return service.update_settings(session, principal, customer_id, payload)

@@ -1,0 +1,224 @@
+"""Quality metrics, baselines, verdicts, regressions and A/B tests on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+
+from optiinfra.models import BaselineType, RegressionAction, RegressionSeverity, RegressionType
+
+MAX_BATCH = 10_000
+
+Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+Count = Annotated[int, Field(ge=0, le=2_147_483_647)]
+
+
+class QualityRecord(BaseModel):
+    """One LLM request's quality metrics."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: str = Field(min_length=1, max_length=255)
+    model_name: str = Field(min_length=1, max_length=100)
+    model_version: str = Field(min_length=1, max_length=50)
+    timestamp: AwareDatetime
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    latency_ms: Annotated[float, Field(ge=0.0, le=86_400_000, allow_inf_nan=False)] | None = None
+    relevance_score: Score | None = None
+    coherence_score: Score | None = None
+    factuality_score: Score | None = None
+    hallucination_detected: bool = False
+    toxicity_score: Score | None = None
+    overall_quality_score: Score | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IngestRequest(BaseModel):
+    """A batch of records for one customer. An agent names the customer; a customer's key implies it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class IngestResult(BaseModel):
+    received: int
+    inserted: int
+    duplicates: int
+
+
+class BaselineWindow(BaseModel):
+    """Which rows a baseline (or a judged window) is made of: a time range, or the last N records."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+    last_n: int | None = Field(default=None, ge=1, le=1_000_000)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> BaselineWindow:
+        if self.last_n is not None and (self.start is not None or self.end is not None):
+            raise ValueError("give either a time range (start, end) or last_n, not both")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError("start must be before end")
+        return self
+
+
+class BaselineCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID | None = None
+    model_name: str = Field(min_length=1, max_length=100)
+    model_version: str = Field(min_length=1, max_length=50)
+    window: BaselineWindow = Field(default_factory=lambda: BaselineWindow(last_n=1000))
+    valid_until: AwareDatetime | None = None
+
+
+class Baseline(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    agent_id: uuid.UUID
+    model_name: str
+    model_version: str
+    baseline_type: BaselineType
+    sample_size: int
+    avg_relevance_score: float | None
+    avg_coherence_score: float | None
+    avg_factuality_score: float | None
+    avg_overall_score: float
+    p95_latency_ms: float | None
+    established_at: datetime
+    valid_until: datetime | None
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+
+
+class DetectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID | None = None
+    model_name: str = Field(min_length=1, max_length=100)
+    model_version: str = Field(min_length=1, max_length=50)
+    window: BaselineWindow = Field(default_factory=lambda: BaselineWindow(last_n=500))
+    dry_run: bool = Field(False, description="judge only: record nothing and act on nothing")
+
+
+class Finding(BaseModel):
+    """The judge's verdict on one metric."""
+
+    regression_type: RegressionType
+    metric_name: str
+    verdict: Literal["pass", "regression", "insufficient_data"]
+    baseline_value: float | None = None
+    current_value: float | None = None
+    delta: float | None = None
+    delta_percent: float | None = None
+    test: str | None = None
+    statistic: float | None = None
+    p_value: float | None = None
+    p_value_adjusted: float | None = None
+    ci95: tuple[float, float] | None = None
+    floors: dict[str, float] = Field(default_factory=dict)
+    floor_ratio: float | None = None
+    severity: RegressionSeverity | None = None
+    sample_size: int = 0
+
+
+class Regression(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    agent_id: uuid.UUID
+    baseline_id: uuid.UUID
+    workflow_execution_id: uuid.UUID | None
+    model_name: str | None
+    model_version: str | None
+    regression_type: RegressionType
+    severity: RegressionSeverity
+    detected_at: datetime
+    metric_name: str
+    baseline_value: float
+    current_value: float
+    delta_percent: float
+    sample_size: int
+    action_taken: RegressionAction
+    resolved_at: datetime | None
+    resolution_notes: str | None
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    created_at: datetime
+    updated_at: datetime
+
+
+class DetectionReport(BaseModel):
+    customer_id: uuid.UUID
+    model_name: str
+    model_version: str
+    baseline_id: uuid.UUID | None
+    verdict: Literal["pass", "regression", "insufficient_data", "no_baseline"]
+    window: dict[str, Any]
+    findings: list[Finding]
+    regressions: list[Regression] = Field(default_factory=list)
+    resolved: list[Regression] = Field(default_factory=list)
+    rolled_back_optimization_id: uuid.UUID | None = None
+
+
+class ResolveRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    notes: str = Field(min_length=1, max_length=5_000)
+
+
+class Arm(BaseModel):
+    """One arm of an A/B test: a model version, or rows whose metadata has key = value."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_version: str | None = Field(default=None, max_length=50)
+    metadata_key: str | None = Field(default=None, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    metadata_value: str | None = Field(default=None, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> Arm:
+        by_version = self.model_version is not None
+        by_label = self.metadata_key is not None and self.metadata_value is not None
+        if by_version == by_label:
+            raise ValueError("select an arm by model_version, or by metadata_key and metadata_value")
+        return self
+
+
+class ABTestRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID | None = None
+    model_name: str = Field(min_length=1, max_length=100)
+    control: Arm
+    candidate: Arm
+    start: AwareDatetime | None = None
+    end: AwareDatetime | None = None
+
+
+class ArmResult(BaseModel):
+    label: str
+    count: int
+    overall: dict[str, float | None]
+    components: dict[str, dict[str, float | None]]
+    p95_latency_ms: float | None
+    hallucination_rate: float | None
+
+
+class ABTestResult(BaseModel):
+    control: ArmResult
+    candidate: ArmResult
+    tests: dict[str, dict[str, Any]]
+    verdict: Literal["promote", "reject", "inconclusive"]
+    reason: str
+    extra_samples_needed: int

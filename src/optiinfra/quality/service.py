@@ -1,0 +1,369 @@
+"""Quality rules: ingest, baselines, settings, and people resolving regressions."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from optiinfra.api.pagination import Page, page_of
+from optiinfra.auth.principal import Principal, Role
+from optiinfra.customers import repository as customer_repository
+from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
+from optiinfra.events import service as events
+from optiinfra.models import BaselineType, Customer, QualityBaseline
+from optiinfra.quality import repository
+from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.scoring import overall_quality_score
+from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
+from optiinfra.quality.statistics import summarize_window
+
+# How far into the future a record's timestamp may be (client clocks drift).
+CLOCK_SKEW = timedelta(minutes=5)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def resolve_customer(
+    session: Session, principal: Principal, customer_id: uuid.UUID | None, *, for_update: bool = False
+) -> Customer:
+    """The customer a quality call is about: a customer's own; the one an operator or agent names."""
+    if principal.role is Role.CUSTOMER:
+        assert principal.customer_id is not None
+        if customer_id is not None and customer_id != principal.customer_id:
+            raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
+        return customer_repository.get_customer(session, principal, principal.customer_id, for_update=for_update)
+    if customer_id is None:
+        raise InvalidInputError("Name the customer: customer_id is required for operator and agent keys.")
+    return customer_repository.get_customer(session, Principal.operator(), customer_id, for_update=for_update)
+
+
+# --- ingest ----------------------------------------------------------------------------------------------------
+
+
+def validate_records(raw_records: list[dict[str, Any]], now: datetime) -> list[quality_schemas.QualityRecord]:
+    """Validate a whole batch; any bad record refuses it all, listing every bad record's index and reasons."""
+    valid: list[quality_schemas.QualityRecord] = []
+    problems: list[dict[str, Any]] = []
+    for index, raw in enumerate(raw_records):
+        try:
+            record = quality_schemas.QualityRecord.model_validate(raw)
+        except ValidationError as error:
+            problems.append(
+                {
+                    "index": index,
+                    "problems": [
+                        {"field": ".".join(str(part) for part in problem["loc"]) or "record", "message": problem["msg"]}
+                        for problem in error.errors()
+                    ],
+                }
+            )
+            continue
+        if record.timestamp > now + CLOCK_SKEW:
+            problems.append(
+                {
+                    "index": index,
+                    "problems": [{"field": "timestamp", "message": "is in the future (more than 5 minutes ahead)"}],
+                }
+            )
+            continue
+        valid.append(record)
+    if problems:
+        raise InvalidInputError(
+            f"{len(problems)} of {len(raw_records)} records are invalid; nothing was stored.",
+            details={"records": problems[:100], "invalid_count": len(problems)},
+        )
+    return valid
+
+
+def ingest(
+    session: Session,
+    principal: Principal,
+    raw_records: list[dict[str, Any]],
+    *,
+    customer_id: uuid.UUID | None,
+    agent_id: uuid.UUID | None,
+) -> quality_schemas.IngestResult:
+    """Store a batch of quality records atomically; records already stored (same request_id) are skipped."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    principal.require_writable()
+    if len(raw_records) > quality_schemas.MAX_BATCH:
+        raise InvalidInputError(f"A batch holds at most {quality_schemas.MAX_BATCH} records.")
+    customer = resolve_customer(session, principal, customer_id)
+    records = validate_records(raw_records, _now())
+    if principal.role is Role.AGENT:
+        if agent_id is not None and agent_id != principal.agent_id:
+            raise InvalidInputError("An agent reports metrics as itself; leave agent_id out.")
+        agent_id = principal.agent_id
+    elif agent_id is not None:
+        if not repository.agent_exists(session, agent_id):
+            raise NotFoundError("No such agent.", details={"agent_id": str(agent_id)})
+    else:
+        agent_id = repository.default_application_agent(session, customer.id)
+        if agent_id is None:
+            raise InvalidInputError(
+                "No application agent is registered to attribute these metrics to; register one or pass agent_id."
+            )
+    weights = settings_of(customer).weights
+    seen: set[str] = set()
+    rows = []
+    for record in records:
+        if record.request_id in seen:
+            continue  # a duplicate inside the batch counts as a duplicate, like one already stored
+        seen.add(record.request_id)
+        overall = record.overall_quality_score
+        if overall is None:
+            overall = overall_quality_score(
+                relevance=record.relevance_score,
+                coherence=record.coherence_score,
+                factuality=record.factuality_score,
+                toxicity=record.toxicity_score,
+                hallucination_detected=record.hallucination_detected,
+                weights=weights,
+            )
+        rows.append(
+            (
+                uuid.uuid4(),
+                agent_id,
+                customer.id,
+                record.request_id,
+                record.model_name,
+                record.model_version,
+                record.prompt_tokens,
+                record.completion_tokens,
+                record.latency_ms,
+                record.relevance_score,
+                record.coherence_score,
+                record.factuality_score,
+                record.hallucination_detected,
+                record.toxicity_score,
+                overall,
+                record.timestamp,
+                record.metadata,
+            )
+        )
+    inserted = repository.bulk_insert_metrics(session, rows)
+    return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
+
+
+# --- baselines -------------------------------------------------------------------------------------------------
+
+
+def establish_baseline(
+    session: Session, principal: Principal, request: quality_schemas.BaselineCreate
+) -> quality_schemas.Baseline:
+    """Summarise a window of one model version into a new baseline, which replaces the active one."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    principal.require_writable()
+    customer = resolve_customer(session, principal, request.customer_id, for_update=True)
+    settings = settings_of(customer)
+    window = request.window
+    rows = repository.read_window(
+        session,
+        customer.id,
+        request.model_name,
+        model_version=request.model_version,
+        start=window.start,
+        end=window.end,
+        last_n=window.last_n,
+    )
+    if rows.size < settings.min_samples:
+        raise InvalidInputError(
+            f"A baseline needs at least {settings.min_samples} records; the window has {rows.size}.",
+            details={"sample_size": rows.size, "min_samples": settings.min_samples},
+        )
+    now = _now()
+    latest = repository.latest_baseline(session, customer.id, request.model_name, request.model_version)
+    if latest is None:
+        baseline_type = BaselineType.INITIAL
+    elif repository.rollback_since(
+        session, customer.id, request.model_name, request.model_version, latest.established_at
+    ):
+        baseline_type = BaselineType.ROLLBACK
+    else:
+        baseline_type = BaselineType.UPDATED
+    repository.expire_baselines(session, customer.id, request.model_name, request.model_version, now)
+    baseline = build_baseline(
+        customer_id=customer.id,
+        agent_id=Counter(rows.agent_ids).most_common(1)[0][0],
+        model_name=request.model_name,
+        model_version=request.model_version,
+        baseline_type=baseline_type,
+        rows=rows,
+        established_at=now,
+        valid_until=request.valid_until,
+        window={
+            "start": (window.start or rows.timestamps[0]).isoformat(),
+            "end": (window.end or rows.timestamps[-1]).isoformat(),
+            "last_n": window.last_n,
+        },
+    )
+    session.add(baseline)
+    session.flush()
+    events.record(
+        session,
+        event_type="quality.baseline_established",
+        actor=principal,
+        customer_id=customer.id,
+        agent_id=baseline.agent_id,
+        subject={
+            "baseline_id": str(baseline.id),
+            "model_name": baseline.model_name,
+            "model_version": baseline.model_version,
+        },
+        after={
+            "baseline_type": str(baseline.baseline_type),
+            "sample_size": baseline.sample_size,
+            "avg_overall_score": baseline.avg_overall_score,
+        },
+    )
+    return quality_schemas.Baseline.model_validate(baseline)
+
+
+def build_baseline(
+    *,
+    customer_id: uuid.UUID,
+    agent_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    baseline_type: BaselineType,
+    rows: repository.WindowRows,
+    established_at: datetime,
+    valid_until: datetime | None,
+    window: dict[str, Any],
+) -> QualityBaseline:
+    """A QualityBaseline summarising `rows` (used by the service and by the demo data alike)."""
+    summary = summarize_window(
+        overall=rows.overall,
+        relevance=rows.relevance,
+        coherence=rows.coherence,
+        factuality=rows.factuality,
+        latency_ms=rows.latency_ms,
+        hallucination=rows.hallucination,
+        toxicity=rows.toxicity,
+    )
+    components = summary.components
+    overall_mean = components["overall_quality_score"].mean
+    assert overall_mean is not None
+    return QualityBaseline(
+        customer_id=customer_id,
+        agent_id=agent_id,
+        model_name=model_name,
+        model_version=model_version,
+        baseline_type=baseline_type,
+        sample_size=summary.sample_size,
+        avg_relevance_score=components["relevance_score"].mean,
+        avg_coherence_score=components["coherence_score"].mean,
+        avg_factuality_score=components["factuality_score"].mean,
+        avg_overall_score=overall_mean,
+        p95_latency_ms=summary.latency_ms.p95,
+        established_at=established_at,
+        valid_until=valid_until,
+        metadata_={**summary.model_dump(mode="json"), "window": window},
+    )
+
+
+def list_baselines(
+    session: Session,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    model_name: str | None,
+    model_version: str | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[quality_schemas.Baseline]:
+    rows = repository.list_baselines(
+        session,
+        principal,
+        customer_id=customer_id,
+        model_name=model_name,
+        model_version=model_version,
+        cursor=cursor,
+        limit=limit,
+    )
+    return page_of(rows, limit, quality_schemas.Baseline.model_validate)
+
+
+# --- settings --------------------------------------------------------------------------------------------------
+
+
+def get_settings(session: Session, principal: Principal, customer_id: uuid.UUID | None) -> QualitySettings:
+    return settings_of(resolve_customer(session, principal, customer_id))
+
+
+def update_settings(
+    session: Session, principal: Principal, customer_id: uuid.UUID | None, settings: QualitySettings
+) -> QualitySettings:
+    principal.require(Role.CUSTOMER, Role.OPERATOR)
+    principal.require_writable()
+    customer = resolve_customer(session, principal, customer_id, for_update=True)
+    before = settings_of(customer)
+    store_settings(customer, settings)
+    session.flush()
+    events.record(
+        session,
+        event_type="quality.settings_updated",
+        actor=principal,
+        customer_id=customer.id,
+        before=before.model_dump(mode="json"),
+        after=settings.model_dump(mode="json"),
+    )
+    return settings
+
+
+# --- regressions -----------------------------------------------------------------------------------------------
+
+
+def list_regressions(
+    session: Session,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    model_name: str | None,
+    is_open: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[quality_schemas.Regression]:
+    rows = repository.list_regressions(
+        session, principal, customer_id=customer_id, model_name=model_name, is_open=is_open, cursor=cursor, limit=limit
+    )
+    return page_of(rows, limit, quality_schemas.Regression.model_validate)
+
+
+def get_regression(session: Session, principal: Principal, regression_id: uuid.UUID) -> quality_schemas.Regression:
+    return quality_schemas.Regression.model_validate(repository.get_regression(session, principal, regression_id))
+
+
+def resolve_regression(
+    session: Session, principal: Principal, regression_id: uuid.UUID, notes: str
+) -> quality_schemas.Regression:
+    """A person marks a regression resolved, with notes."""
+    principal.require(Role.CUSTOMER, Role.OPERATOR)
+    principal.require_writable()
+    regression = repository.get_regression(session, principal, regression_id, for_update=True)
+    if regression.resolved_at is not None:
+        raise ConflictError(
+            "The regression is already resolved.", details={"resolved_at": regression.resolved_at.isoformat()}
+        )
+    regression.resolved_at = _now()
+    regression.resolution_notes = notes
+    session.flush()
+    events.record(
+        session,
+        event_type="quality.regression_resolved",
+        actor=principal,
+        customer_id=regression.customer_id,
+        agent_id=regression.agent_id,
+        subject={"regression_id": str(regression.id), "metric_name": regression.metric_name},
+        before={"resolved": False},
+        after={"resolved": True},
+        extra={"notes": notes},
+    )
+    return quality_schemas.Regression.model_validate(regression)
