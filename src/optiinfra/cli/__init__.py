@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from optiinfra.cli.db import db_app
+from optiinfra.cli.quality import quality_app, worker
 from optiinfra.cli.serve import serve
 
 app = typer.Typer(
@@ -15,6 +16,8 @@ app = typer.Typer(
 )
 app.add_typer(db_app, name="db")
 app.command()(serve)
+app.add_typer(quality_app, name="quality")
+app.command()(worker)
 
 
 def main() -> None:

@@ -108,7 +108,7 @@ class DetectRequest(BaseModel):
     model_name: str = Field(min_length=1, max_length=100)
     model_version: str = Field(min_length=1, max_length=50)
     window: BaselineWindow = Field(default_factory=lambda: BaselineWindow(last_n=500))
-    dry_run: bool = Field(False, description="judge only: record nothing and act on nothing")
+    dry_run: bool = Field(default=False, description="judge only: record nothing and act on nothing")
 
 
 class Finding(BaseModel):

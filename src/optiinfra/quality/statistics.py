@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -63,12 +63,12 @@ class WindowSummary(BaseModel):
     overall_quantiles: list[float]
 
 
-def _finite(values: Sequence[float | None] | NDArray[np.float64]) -> NDArray[np.float64]:
+def _finite(values: Sequence[Any] | NDArray[Any]) -> NDArray[np.float64]:
     array = np.asarray([np.nan if v is None else v for v in values], dtype=float)
     return cast(NDArray[np.float64], array[np.isfinite(array)])
 
 
-def summarize_mean(values: Sequence[float | None] | NDArray[np.float64]) -> MeanSummary:
+def summarize_mean(values: Sequence[Any] | NDArray[Any]) -> MeanSummary:
     data = _finite(values)
     n = int(data.size)
     if n == 0:
@@ -81,15 +81,18 @@ def summarize_mean(values: Sequence[float | None] | NDArray[np.float64]) -> Mean
     return MeanSummary(n=n, mean=mean, std=std, ci95_low=mean - half, ci95_high=mean + half)
 
 
+Column = Sequence[Any] | NDArray[Any]
+
+
 def summarize_window(
     *,
-    overall: Sequence[float | None],
-    relevance: Sequence[float | None],
-    coherence: Sequence[float | None],
-    factuality: Sequence[float | None],
-    latency_ms: Sequence[float | None],
-    hallucination: Sequence[bool],
-    toxicity: Sequence[float | None],
+    overall: Column,
+    relevance: Column,
+    coherence: Column,
+    factuality: Column,
+    latency_ms: Column,
+    hallucination: Column,
+    toxicity: Column,
 ) -> WindowSummary:
     """Summarise one window of per-request metrics (the columns of quality_metrics)."""
     latencies = _finite(latency_ms)
