@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
@@ -29,22 +30,37 @@ def _refuse(message: str, kind: str, location: list[str | int]) -> InvalidInputE
     return InvalidInputError(message, details={"problems": [{"location": location, "message": message, "type": kind}]})
 
 
-def _check_value(value: Any, path: list[str | int]) -> None:
-    if len(path) > MAX_JSON_DEPTH:
-        raise _refuse(f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted.", "too_deep", ["body", *path])
-    if isinstance(value, _NonFinite):
-        raise _refuse(f"JSON numbers must be finite; {value.name} is not accepted.", "finite_number", ["body", *path])
-    if isinstance(value, str):
-        if "\x00" in value:
+def _check_value(root: Any, *, strings: bool) -> None:
+    """Walk the parsed body (iteratively) for non-finite numbers, excessive nesting and, if asked, NUL in text."""
+    stack: list[tuple[Any, list[str | int]]] = [(root, [])]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, dict):
+            if len(path) >= MAX_JSON_DEPTH:
+                raise _refuse(
+                    f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted.", "too_deep", ["body", *path]
+                )
+            for key, item in value.items():
+                if strings and "\x00" in key:
+                    raise _refuse(
+                        "JSON keys may not contain the NUL character (U+0000).", "nul_character", ["body", *path]
+                    )
+                if isinstance(item, dict | list | _NonFinite) or (strings and isinstance(item, str)):
+                    stack.append((item, [*path, key]))
+        elif isinstance(value, list):
+            if len(path) >= MAX_JSON_DEPTH:
+                raise _refuse(
+                    f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted.", "too_deep", ["body", *path]
+                )
+            for index, item in enumerate(value):
+                if isinstance(item, dict | list | _NonFinite) or (strings and isinstance(item, str)):
+                    stack.append((item, [*path, index]))
+        elif isinstance(value, _NonFinite):
+            raise _refuse(
+                f"JSON numbers must be finite; {value.name} is not accepted.", "finite_number", ["body", *path]
+            )
+        elif isinstance(value, str) and "\x00" in value:
             raise _refuse("Text may not contain the NUL character (U+0000).", "nul_character", ["body", *path])
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if "\x00" in key:
-                raise _refuse("JSON keys may not contain the NUL character (U+0000).", "nul_character", ["body", *path])
-            _check_value(item, [*path, key])
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_value(item, [*path, index])
 
 
 def parse_strict_json(body: bytes) -> Any:
@@ -53,6 +69,15 @@ def parse_strict_json(body: bytes) -> Any:
     Returns None when the body is not valid JSON at all, so the framework reports it in its usual way.
     """
     try:
+        # orjson is several times faster and refuses NaN and Infinity itself; when it refuses, the standard
+        # parser tells a non-finite number (reported with its place) from malformed JSON.
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        value = None
+    if value is not None:
+        _check_value(value, strings=b"\\u0000" in body)
+        return value
+    try:
         value = json.loads(body, parse_constant=_NonFinite)
     except RecursionError as error:
         raise _refuse(
@@ -60,7 +85,8 @@ def parse_strict_json(body: bytes) -> Any:
         ) from error
     except ValueError:
         return None
-    _check_value(value, [])
+    # A NUL can only arrive escaped (a raw one is invalid JSON), so strings are searched only when the escape occurs.
+    _check_value(value, strings=b"\\u0000" in body)
     return value
 
 

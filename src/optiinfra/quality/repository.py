@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from psycopg.types.json import Jsonb
-from sqlalchemy import ColumnElement, and_, func, select, text, update
+from sqlalchemy import ARRAY, ColumnElement, String, and_, any_, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
@@ -48,30 +49,56 @@ INGEST_COLUMNS = (
     "metadata",
 )
 
-# Fixed SQL (no user input is ever formatted into it): a per-transaction staging table, COPY into it, then one
-# INSERT … ON CONFLICT DO NOTHING so concurrent overlapping batches neither fail nor duplicate.
+# Fixed SQL (no user input is ever formatted into it; the column names are the constant above).
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in INGEST_COLUMNS)
+_COPY_DIRECT = f"COPY quality_metrics ({_COLUMN_LIST}) FROM STDIN"
 _CREATE_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS quality_ingest_staging (LIKE quality_metrics INCLUDING DEFAULTS) ON COMMIT DROP"
 )
-_COPY = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
-_INSERT = (
+_COPY_STAGING = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
+_INSERT_FROM_STAGING = (
     f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging "  # noqa: S608
     "ON CONFLICT (customer_id, request_id) DO NOTHING"
 )
 
 
-def bulk_insert_metrics(session: Session, rows: Iterable[Sequence[Any]]) -> int:
-    """COPY rows (in INGEST_COLUMNS order; metadata a dict) into quality_metrics; returns how many were new."""
+def stored_request_ids(session: Session, customer_id: uuid.UUID, request_ids: Sequence[str]) -> set[str]:
+    """Which of these request ids the customer already has."""
+    # One array parameter, not thousands of bound values.
+    ids = bindparam("request_ids", list(request_ids), type_=ARRAY(String))
+    rows = session.execute(
+        select(QualityMetric.request_id).where(
+            QualityMetric.customer_id == customer_id, QualityMetric.request_id == any_(ids)
+        )
+    )
+    return {row[0] for row in rows}
+
+
+def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
+    """Insert rows (in INGEST_COLUMNS order; metadata a dict) that are not stored yet; returns how many were new.
+
+    Fast path: COPY straight into quality_metrics, inside a savepoint. If a concurrent batch stored one of the same
+    request ids in the meantime, the unique index refuses the COPY; the savepoint is rolled back and the rows go
+    through a staging table and INSERT ... ON CONFLICT DO NOTHING instead, so nothing is lost or stored twice.
+    """
+    if not rows:
+        return 0
     driver = session.connection().connection.driver_connection
     assert driver is not None
+    try:
+        with driver.transaction(), driver.cursor() as cursor, cursor.copy(_COPY_DIRECT) as copy:
+            for row in rows:
+                copy.write_row((*row[:-1], Jsonb(row[-1])))
+        return len(rows)
+    except psycopg.errors.UniqueViolation:
+        pass
     with driver.cursor() as cursor:
         cursor.execute(_CREATE_STAGING)
         cursor.execute("TRUNCATE quality_ingest_staging")
-        with cursor.copy(_COPY) as copy:
+        with cursor.copy(_COPY_STAGING) as copy:
             for row in rows:
                 copy.write_row((*row[:-1], Jsonb(row[-1])))
-        cursor.execute(_INSERT)
+        cursor.execute(_INSERT_FROM_STAGING)
         inserted = cursor.rowcount
         cursor.execute("TRUNCATE quality_ingest_staging")
     return int(inserted)

@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import Page, page_of
@@ -47,37 +47,31 @@ def resolve_customer(
 # --- ingest ----------------------------------------------------------------------------------------------------
 
 
+_RECORDS = TypeAdapter(list[quality_schemas.QualityRecord])
+
+
 def validate_records(raw_records: list[dict[str, Any]], now: datetime) -> list[quality_schemas.QualityRecord]:
     """Validate a whole batch; any bad record refuses it all, listing every bad record's index and reasons."""
-    valid: list[quality_schemas.QualityRecord] = []
-    problems: list[dict[str, Any]] = []
-    for index, raw in enumerate(raw_records):
-        try:
-            record = quality_schemas.QualityRecord.model_validate(raw)
-        except ValidationError as error:
-            problems.append(
-                {
-                    "index": index,
-                    "problems": [
-                        {"field": ".".join(str(part) for part in problem["loc"]) or "record", "message": problem["msg"]}
-                        for problem in error.errors()
-                    ],
-                }
-            )
-            continue
+    problems: dict[int, list[dict[str, str]]] = {}
+    try:
+        valid = _RECORDS.validate_python(raw_records)
+    except ValidationError as error:
+        valid = []
+        for problem in error.errors():
+            location = problem["loc"]
+            index = location[0] if location and isinstance(location[0], int) else -1
+            field = ".".join(str(part) for part in location[1:]) or "record"
+            problems.setdefault(int(index), []).append({"field": field, "message": problem["msg"]})
+    for index, record in enumerate(valid):
         if record.timestamp > now + CLOCK_SKEW:
-            problems.append(
-                {
-                    "index": index,
-                    "problems": [{"field": "timestamp", "message": "is in the future (more than 5 minutes ahead)"}],
-                }
+            problems.setdefault(index, []).append(
+                {"field": "timestamp", "message": "is in the future (more than 5 minutes ahead)"}
             )
-            continue
-        valid.append(record)
     if problems:
+        listed = [{"index": index, "problems": problems[index]} for index in sorted(problems)]
         raise InvalidInputError(
-            f"{len(problems)} of {len(raw_records)} records are invalid; nothing was stored.",
-            details={"records": problems[:100], "invalid_count": len(problems)},
+            f"{len(listed)} of {len(raw_records)} records are invalid; nothing was stored.",
+            details={"records": listed[:100], "invalid_count": len(listed)},
         )
     return valid
 
@@ -111,11 +105,12 @@ def ingest(
                 "No application agent is registered to attribute these metrics to; register one or pass agent_id."
             )
     weights = settings_of(customer).weights
-    seen: set[str] = set()
+    # Records already stored, or repeated inside the batch, count as duplicates and are not sent again.
+    seen = repository.stored_request_ids(session, customer.id, [record.request_id for record in records])
     rows = []
     for record in records:
         if record.request_id in seen:
-            continue  # a duplicate inside the batch counts as a duplicate, like one already stored
+            continue
         seen.add(record.request_id)
         overall = record.overall_quality_score
         if overall is None:

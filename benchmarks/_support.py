@@ -1,0 +1,138 @@
+"""Shared set-up for the benchmarks: a fresh database, a running server, simulated quality records."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psycopg
+import uvicorn
+from psycopg import sql
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from optiinfra.api.app import AppConfig, create_app
+from optiinfra.auth.keys import generate_key, key_digest
+from optiinfra.auth.principal import Role
+from optiinfra.config import parse_database_url
+from optiinfra.db import migrations
+from optiinfra.db.embedded import start_embedded
+from optiinfra.models import Agent, AgentType, Customer
+from optiinfra.quality.simulation import Traffic, simulate
+
+RESULTS = Path(__file__).parent / "results"
+
+
+@contextmanager
+def fresh_database() -> Iterator[Engine]:
+    """A new database on OPTIINFRA_BENCH_DATABASE_URL's server, or on an embedded PostgreSQL; dropped after."""
+    raw = os.environ.get("OPTIINFRA_BENCH_DATABASE_URL")
+    with tempfile.TemporaryDirectory(prefix="optiinfra-bench-") as directory:
+        server: URL = parse_database_url(raw) if raw else start_embedded(Path(directory), database="postgres")
+        admin = server.set(drivername="postgresql").render_as_string(hide_password=False)
+        name = f"optiinfra_bench_{uuid.uuid4().hex[:8]}"
+        with psycopg.connect(admin, autocommit=True) as connection:
+            connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        engine = create_engine(server.set(database=name), pool_size=10)
+        try:
+            migrations.upgrade(engine)
+            yield engine
+        finally:
+            engine.dispose()
+            with psycopg.connect(admin, autocommit=True) as connection:
+                connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def make_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID, str]:
+    """A customer with a key, and an application agent: (customer id, agent id, customer key)."""
+    key = generate_key(Role.CUSTOMER)
+    with Session(engine) as session, session.begin():
+        customer = Customer(name="Bench", email=f"bench-{uuid.uuid4().hex[:8]}@example.com", api_key=key_digest(key))
+        agent = Agent(type=AgentType.APPLICATION, name=f"bench-{uuid.uuid4().hex[:8]}")
+        session.add_all([customer, agent])
+        session.flush()
+        return customer.id, agent.id, key
+
+
+@contextmanager
+def running_server(engine: Engine) -> Iterator[tuple[str, str]]:
+    """The OptiInfra app on a loopback port in this process: (base URL, operator key)."""
+    operator_key = generate_key(Role.OPERATOR)
+    app = create_app(AppConfig(engine=engine, operator_key_digest=key_digest(operator_key), health_sweep_seconds=0))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}", operator_key
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def quality_records(
+    n: int,
+    *,
+    seed: int,
+    start: datetime,
+    model: str = "bench-model",
+    version: str = "v1",
+    traffic: Traffic | None = None,
+    step_seconds: float = 1.0,
+    prefix: str = "r",
+) -> list[dict[str, Any]]:
+    columns = simulate(np.random.default_rng(seed), n, traffic or Traffic())
+    return [
+        {
+            "request_id": f"{prefix}-{seed}-{i}",
+            "model_name": model,
+            "model_version": version,
+            "timestamp": (start + timedelta(seconds=step_seconds * i)).isoformat(),
+            "prompt_tokens": 512,
+            "completion_tokens": 128,
+            "latency_ms": float(columns["latency_ms"][i]),
+            "relevance_score": float(columns["relevance"][i]),
+            "coherence_score": float(columns["coherence"][i]),
+            "factuality_score": float(columns["factuality"][i]),
+            "hallucination_detected": bool(columns["hallucination"][i]),
+            "toxicity_score": float(columns["toxicity"][i]),
+            "overall_quality_score": float(columns["overall"][i]),
+            "metadata": {"route": "chat"},
+        }
+        for i in range(n)
+    ]
+
+
+def write_results(name: str, payload: dict[str, Any]) -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "run_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        **payload,
+    }
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+    return path
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
