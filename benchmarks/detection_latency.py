@@ -14,11 +14,11 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from _support import fresh_database, make_tenant, median, quality_records, write_results
 from psycopg.types.json import Jsonb
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from _support import fresh_database, make_tenant, median, quality_records, write_results
 from optiinfra.auth.principal import Principal
 from optiinfra.quality import detection, service
 from optiinfra.quality.repository import INGEST_COLUMNS

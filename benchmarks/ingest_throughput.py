@@ -14,9 +14,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import httpx
+from _support import fresh_database, make_tenant, median, quality_records, running_server, write_results
 from psycopg.types.json import Jsonb
 
-from _support import fresh_database, make_tenant, median, quality_records, running_server, write_results
 from optiinfra.quality.repository import INGEST_COLUMNS
 
 

@@ -13,6 +13,7 @@ import argparse
 from dataclasses import replace
 
 from _support import write_results
+
 from optiinfra.quality.simulation import Traffic, regression_rate
 
 BASE = Traffic()
