@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import socket
 import statistics
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,15 +19,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import psycopg
-import uvicorn
 from psycopg import sql
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from optiinfra.api.app import AppConfig, create_app
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Role
 from optiinfra.config import parse_database_url
@@ -70,22 +71,42 @@ def make_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID, str]:
 
 @contextmanager
 def running_server(engine: Engine) -> Iterator[tuple[str, str]]:
-    """The OptiInfra app on a loopback port in this process: (base URL, operator key)."""
+    """`optiinfra serve` in its own process, as in production, on a loopback port: (base URL, operator key)."""
     operator_key = generate_key(Role.OPERATOR)
-    app = create_app(AppConfig(engine=engine, operator_key_digest=key_digest(operator_key), health_sweep_seconds=0))
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}", operator_key
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    env = {
+        **os.environ,
+        "OPTIINFRA_DATABASE_URL": engine.url.render_as_string(hide_password=False),
+        "OPTIINFRA_ADMIN_KEY": operator_key,
+    }
+    with tempfile.TemporaryDirectory(prefix="optiinfra-bench-server-") as data_dir:
+        env["OPTIINFRA_DATA_DIR"] = data_dir
+        process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
+            [sys.executable, "-m", "optiinfra", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        base_url = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"the server did not start: {process.stderr.read().decode() if process.stderr else ''}"
+                    )
+                time.sleep(0.2)
+            yield base_url, operator_key
+        finally:
+            process.send_signal(signal.SIGINT)
+            process.wait(timeout=30)
 
 
 def quality_records(

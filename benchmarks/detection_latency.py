@@ -47,7 +47,6 @@ def load(engine, customer_id: uuid.UUID, agent_id: uuid.UUID, rows: int, start: 
                 for r in records:
                     copy.write_row(
                         (
-                            uuid.uuid4(),
                             agent_id,
                             customer_id,
                             r["request_id"],

@@ -15,6 +15,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 import httpx
+import orjson
 from pydantic import BaseModel, TypeAdapter
 
 from optiinfra.agents import schemas as agent_schemas
@@ -22,6 +23,7 @@ from optiinfra.api.pagination import Page
 from optiinfra.customers import schemas as customer_schemas
 from optiinfra.events import schemas as event_schemas
 from optiinfra.models import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
+from optiinfra.quality import schemas as quality_schemas
 from optiinfra.recommendations import schemas as rec_schemas
 
 M = TypeVar("M", bound=BaseModel)
@@ -74,9 +76,19 @@ class OptiInfraClient:
 
     # --- plumbing ---------------------------------------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        raw_json: bytes | None = None,
+    ) -> Any:
+        """Call the API; `raw_json` sends an already-encoded JSON body (large batches)."""
+        headers = {**self._headers, "Content-Type": "application/json"} if raw_json is not None else self._headers
         response = self._http.request(
-            method, f"/api/v1{path}", json=json, params=_clean(params or {}), headers=self._headers
+            method, f"/api/v1{path}", json=json, content=raw_json, params=_clean(params or {}), headers=headers
         )
         if response.status_code >= 400:
             try:
@@ -188,6 +200,69 @@ class OptiInfraClient:
             event_type=event_type, severity=severity, customer_id=customer_id, data=data or {}
         )
         return self._one(event_schemas.Event, "POST", "/events", json=self._body(body))
+
+    # --- quality -------------------------------------------------------------------------------------------------
+
+    def ingest_quality_metrics(
+        self,
+        records: list[dict[str, Any]],
+        *,
+        customer_id: uuid.UUID | None = None,
+        agent_id: uuid.UUID | None = None,
+    ) -> quality_schemas.IngestResult:
+        """Send up to 10,000 records (dicts shaped like QualityRecord; timestamps as ISO 8601 with a zone)."""
+        body: dict[str, Any] = {"records": records}
+        if customer_id is not None:
+            body["customer_id"] = str(customer_id)
+        if agent_id is not None:
+            body["agent_id"] = str(agent_id)
+        return self._one(quality_schemas.IngestResult, "POST", "/quality/metrics", raw_json=orjson.dumps(body))
+
+    def establish_baseline(
+        self,
+        model_name: str,
+        model_version: str,
+        *,
+        customer_id: uuid.UUID | None = None,
+        window: dict[str, Any] | None = None,
+    ) -> quality_schemas.Baseline:
+        body = quality_schemas.BaselineCreate(
+            customer_id=customer_id,
+            model_name=model_name,
+            model_version=model_version,
+            window=quality_schemas.BaselineWindow(**(window or {"last_n": 1000})),
+        )
+        return self._one(quality_schemas.Baseline, "POST", "/quality/baselines", json=self._body(body))
+
+    def detect(
+        self,
+        model_name: str,
+        model_version: str,
+        *,
+        customer_id: uuid.UUID | None = None,
+        window: dict[str, Any] | None = None,
+        dry_run: bool = False,
+    ) -> quality_schemas.DetectionReport:
+        body = quality_schemas.DetectRequest(
+            customer_id=customer_id,
+            model_name=model_name,
+            model_version=model_version,
+            window=quality_schemas.BaselineWindow(**(window or {"last_n": 500})),
+            dry_run=dry_run,
+        )
+        return self._one(quality_schemas.DetectionReport, "POST", "/quality/detect", json=self._body(body))
+
+    def list_regressions(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Any
+    ) -> Page[quality_schemas.Regression]:
+        return self._page(
+            quality_schemas.Regression, "/quality/regressions", {**filters, "cursor": cursor, "limit": limit}
+        )
+
+    def resolve_regression(self, regression_id: uuid.UUID, notes: str) -> quality_schemas.Regression:
+        return self._one(
+            quality_schemas.Regression, "POST", f"/quality/regressions/{regression_id}/resolve", json={"notes": notes}
+        )
 
     # --- recommendations and optimizations -------------------------------------------------------------------
 

@@ -30,8 +30,41 @@ def _refuse(message: str, kind: str, location: list[str | int]) -> InvalidInputE
     return InvalidInputError(message, details={"problems": [{"location": location, "message": message, "type": kind}]})
 
 
+_CONTAINERS = (dict, list)
+
+
+def _looks_clean(root: Any, *, strings: bool) -> bool:
+    """Fast pass, no paths kept: True when nothing needs reporting (the common case)."""
+    stack: list[tuple[Any, int]] = [(root, 0)]
+    while stack:
+        value, depth = stack.pop()
+        kind = type(value)
+        if kind is dict:
+            if depth >= MAX_JSON_DEPTH:
+                return False
+            if strings and any("\x00" in key for key in value):
+                return False
+            items = value.values()
+        elif kind is list:
+            if depth >= MAX_JSON_DEPTH:
+                return False
+            items = value
+        elif kind is _NonFinite or (kind is str and "\x00" in value):
+            return False
+        else:
+            continue
+        for item in items:
+            item_kind = type(item)
+            if item_kind is dict or item_kind is list or item_kind is _NonFinite or (strings and item_kind is str):
+                stack.append((item, depth + 1))
+    return True
+
+
 def _check_value(root: Any, *, strings: bool) -> None:
-    """Walk the parsed body (iteratively) for non-finite numbers, excessive nesting and, if asked, NUL in text."""
+    """Walk the parsed body for non-finite numbers, excessive nesting and, if asked, NUL in text; raise with the
+    place of the first problem. A fast pass without paths runs first; the slow pass only runs to report."""
+    if _looks_clean(root, strings=strings):
+        return
     stack: list[tuple[Any, list[str | int]]] = [(root, [])]
     while stack:
         value, path = stack.pop()

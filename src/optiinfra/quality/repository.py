@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import orjson
 import psycopg
-from psycopg.types.json import Jsonb
+from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import ARRAY, ColumnElement, String, and_, any_, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
@@ -30,7 +31,6 @@ from optiinfra.models import (
 from optiinfra.tenancy import scope_to_caller
 
 INGEST_COLUMNS = (
-    "id",
     "agent_id",
     "customer_id",
     "request_id",
@@ -74,6 +74,10 @@ def stored_request_ids(session: Session, customer_id: uuid.UUID, request_ids: Se
     return {row[0] for row in rows}
 
 
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
     """Insert rows (in INGEST_COLUMNS order; metadata a dict) that are not stored yet; returns how many were new.
 
@@ -85,6 +89,7 @@ def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
         return 0
     driver = session.connection().connection.driver_connection
     assert driver is not None
+    set_json_dumps(_json_text, context=driver)  # orjson: several times faster than the standard encoder
     try:
         with driver.transaction(), driver.cursor() as cursor, cursor.copy(_COPY_DIRECT) as copy:
             for row in rows:

@@ -124,7 +124,6 @@ def ingest(
             )
         rows.append(
             (
-                uuid.uuid4(),
                 agent_id,
                 customer.id,
                 record.request_id,
