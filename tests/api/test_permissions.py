@@ -9,11 +9,13 @@ exactly the 404 for an id that does not exist, so no caller can learn that anoth
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import secrets
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -182,6 +184,90 @@ def proposal_for_a(world: World, ids: Ids) -> dict[str, Any]:
     }
 
 
+# Quality rows of A's: metrics agent X reported, a baseline, a degraded window, a regression. Timestamps are hours
+# in the past, so no optimization of the table (all completed just now) is taken for the change to roll back.
+QUALITY_VERSION = "v1"
+QUALITY_WINDOW = 60
+
+
+def quality_records(ids: Ids, overall: float, hours_ago: float) -> list[dict[str, Any]]:
+    start = datetime.now(UTC) - timedelta(hours=hours_ago)
+    return [
+        {
+            "request_id": f"perm-{uuid.uuid4().hex}",
+            "model_name": ids["model_name"],
+            "model_version": QUALITY_VERSION,
+            "timestamp": (start + timedelta(seconds=index)).isoformat(),
+            "overall_quality_score": overall + (index % 5) / 100,
+        }
+        for index in range(QUALITY_WINDOW)
+    ]
+
+
+def quality_window(world: World) -> Ids:
+    """A model of A's with a window of healthy metrics (reported by agent X) and no baseline yet."""
+    ids = {"customer_id": str(world.customer_a.id), "model_name": f"model-{uuid.uuid4().hex}"}
+    records = quality_records(ids, 0.85, hours_ago=3)
+    world.client("agent_x").request(
+        "POST", "/quality/metrics", json={"customer_id": ids["customer_id"], "records": records}
+    )
+    return ids
+
+
+def quality_baseline(world: World) -> Ids:
+    """quality_window, with a baseline established from it."""
+    ids = quality_window(world)
+    world.client("customer_a").request("POST", "/quality/baselines", json=window_of(world, ids))
+    return ids
+
+
+def quality_degraded(world: World) -> Ids:
+    """quality_baseline, then a window of much lower scores that detection will find."""
+    ids = quality_baseline(world)
+    records = quality_records(ids, 0.50, hours_ago=2)
+    world.client("agent_x").request(
+        "POST", "/quality/metrics", json={"customer_id": ids["customer_id"], "records": records}
+    )
+    return ids
+
+
+def quality_regression(world: World) -> Ids:
+    """quality_degraded, detected: an open regression of A's (attributed to agent X, whose metrics they are)."""
+    ids = quality_degraded(world)
+    report = world.client("customer_a").request("POST", "/quality/detect", json=window_of(world, ids))
+    assert report["verdict"] == "regression", report
+    return {**ids, "regression_id": report["regressions"][0]["id"]}
+
+
+def window_of(world: World, ids: Ids) -> dict[str, Any]:
+    """The body naming A's model and its newest window, for baselines and detection."""
+    return {
+        "customer_id": ids["customer_id"],
+        "model_name": ids["model_name"],
+        "model_version": QUALITY_VERSION,
+        "window": {"last_n": QUALITY_WINDOW},
+    }
+
+
+def one_record_for_a(world: World, ids: Ids) -> dict[str, Any]:
+    records = quality_records({"model_name": "perm-ingest"}, 0.9, hours_ago=1)[:1]
+    return {"customer_id": ids["customer_id"], "records": records}
+
+
+def application_agent_for_a(world: World) -> Ids:
+    """A's metrics need an application agent to be attributed to when the caller is not an agent."""
+    world.operator.register_agent(AgentType.APPLICATION, f"perm-application-{uuid.uuid4().hex[:10]}")
+    return customer_a(world)
+
+
+_alphas = itertools.count(2)
+
+
+def other_quality_settings(world: World, ids: Ids) -> dict[str, Any]:
+    """Settings that differ from whatever is stored, so a refused update would show in the probe."""
+    return {"alpha": next(_alphas) / 100}
+
+
 EVERYONE = expect(operator=200, customer_a=200, customer_b=200, agent_x=200, agent_y=200)
 OPERATOR_ONLY = expect(operator=200, customer_a=403, customer_b=403, agent_x=403, agent_y=403)
 AGENT_X_OR_OPERATOR = expect(operator=200, customer_a=403, customer_b=403, agent_x=200, agent_y=404)
@@ -326,6 +412,86 @@ OPERATIONS = [
         target=in_state(RecommendationStatus.COMPLETED),
         body=lambda world, ids: {"reason": "latency regressed"},
         probe="/recommendations/{recommendation_id}",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/quality/metrics",
+        # Agents report metrics as themselves, for the customer they name.
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=application_agent_for_a,
+        body=one_record_for_a,
+    ),
+    Operation(
+        "POST",
+        "/api/v1/quality/baselines",
+        expect(operator=201, customer_a=201, customer_b=404, agent_x=201, agent_y=201),
+        target=quality_window,
+        body=window_of,
+        probe="/quality/baselines",  # newest first: a baseline made by a refused call would show
+    ),
+    Operation(
+        "GET",
+        "/api/v1/quality/baselines",
+        EVERYONE,
+        target=quality_baseline,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+    ),
+    Operation(
+        "POST",
+        "/api/v1/quality/detect",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=quality_degraded,
+        body=window_of,
+        probe="/quality/regressions",  # newest first, likewise
+    ),
+    Operation(
+        "GET",
+        "/api/v1/quality/regressions",
+        EVERYONE,
+        target=quality_regression,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+    ),
+    Operation(
+        "GET",
+        "/api/v1/quality/regressions/{regression_id}",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=quality_regression,
+    ),
+    Operation(
+        "POST",
+        "/api/v1/quality/regressions/{regression_id}/resolve",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=403, agent_y=403),
+        target=quality_regression,
+        body=lambda world, ids: {"notes": "the model server was restarted"},
+        probe="/quality/regressions/{regression_id}",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/quality/abtest",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=quality_baseline,
+        body=lambda world, ids: {
+            "customer_id": ids["customer_id"],
+            "model_name": ids["model_name"],
+            "control": {"model_version": QUALITY_VERSION},
+            "candidate": {"model_version": "v2"},
+        },
+    ),
+    Operation(
+        "GET",
+        "/api/v1/quality/settings",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=customer_a,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+    ),
+    Operation(
+        "PUT",
+        "/api/v1/quality/settings",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=403, agent_y=403),
+        target=customer_a,
+        body=other_quality_settings,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+        probe="/customers/{customer_id}",  # settings are kept in the customer's metadata
     ),
 ]
 
@@ -535,6 +701,8 @@ def test_inactive_customer_can_read_but_not_change_anything(
 ) -> None:
     pending = world.recommendation(RecommendationStatus.PENDING)
     completed = world.recommendation(RecommendationStatus.COMPLETED)
+    quality = quality_regression(world)
+    regression_path = f"/api/v1/quality/regressions/{quality['regression_id']}"
     world.operator.update_customer(world.customer_a.id, status=status)
     customer_a = world.client("customer_a")
     headers = {"Authorization": f"Bearer {world.customer_a.api_key}"}
@@ -544,6 +712,19 @@ def test_inactive_customer_can_read_but_not_change_anything(
     assert listed == {pending["recommendation_id"], completed["recommendation_id"]}
     assert customer_a.get_recommendation(uuid.UUID(pending["recommendation_id"])).status == "pending"
     assert customer_a.get_optimization(uuid.UUID(completed["optimization_id"])).status == "completed"
+    baselines_before = customer_a.request("GET", "/quality/baselines")["items"]
+    assert len(baselines_before) == 1
+    regression_before = customer_a.request("GET", regression_path.removeprefix("/api/v1"))
+    assert regression_before["resolved_at"] is None
+    settings_before = customer_a.request("GET", "/quality/settings")
+    dry_run = customer_a.request("POST", "/quality/detect", json={**window_of(world, quality), "dry_run": True})
+    assert dry_run["verdict"] == "regression"
+    abtest = {
+        "model_name": quality["model_name"],
+        "control": {"model_version": "v1"},
+        "candidate": {"model_version": "v2"},
+    }
+    assert customer_a.request("POST", "/quality/abtest", json=abtest)["verdict"] == "inconclusive"
 
     refused = [
         http.post(
@@ -557,6 +738,11 @@ def test_inactive_customer_can_read_but_not_change_anything(
             json={"reason": "changed our mind"},
         ),
         http.post(f"/api/v1/customers/{world.customer_a.id}/rotate-key", headers=headers),
+        http.post("/api/v1/quality/metrics", headers=headers, json=one_record_for_a(world, quality)),
+        http.post("/api/v1/quality/baselines", headers=headers, json=window_of(world, quality)),
+        http.post("/api/v1/quality/detect", headers=headers, json=window_of(world, quality)),
+        http.post(f"{regression_path}/resolve", headers=headers, json={"notes": "done"}),
+        http.put("/api/v1/quality/settings", headers=headers, json={"alpha": 0.2}),
     ]
     for response in refused:
         error = assert_error(response, 403, "forbidden")
@@ -565,6 +751,9 @@ def test_inactive_customer_can_read_but_not_change_anything(
     assert world.operator.get_recommendation(uuid.UUID(pending["recommendation_id"])).status == "pending"
     assert world.operator.get_optimization(uuid.UUID(completed["optimization_id"])).status == "completed"
     assert customer_a.me().id == world.customer_a.id, "the refused rotation must leave the key working"
+    assert customer_a.request("GET", "/quality/baselines")["items"] == baselines_before
+    assert customer_a.request("GET", regression_path.removeprefix("/api/v1")) == regression_before
+    assert customer_a.request("GET", "/quality/settings") == settings_before
 
 
 def test_other_agent_cannot_drive_the_agents_optimization(world: World, http: httpx.Client) -> None:

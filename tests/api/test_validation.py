@@ -11,6 +11,7 @@ import json
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -19,6 +20,7 @@ from sqlalchemy import text
 
 from optiinfra.client import OptiInfraClient
 from optiinfra.models import AgentType, OptimizationStatus
+from optiinfra.quality.scoring import DEFAULT_WEIGHTS
 from tests.api.conftest import Server
 
 BODY_LIMIT = 256 * 1024  # the test server's max_body_bytes (tests/api/conftest.py)
@@ -47,13 +49,15 @@ def client(api_server: Server) -> Iterator[httpx.Client]:
 
 @dataclass
 class World:
-    """One customer, one agent, a pending recommendation and an executing optimization of theirs."""
+    """One customer, one agent, a pending recommendation, an executing optimization and an open quality regression
+    of theirs."""
 
     keys: dict[str, str]
     customer_id: str
     agent_id: str
     recommendation_id: str
     optimization_id: str
+    regression_id: str
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -65,6 +69,7 @@ class World:
             "agent_id": self.agent_id,
             "recommendation_id": self.recommendation_id,
             "optimization_id": self.optimization_id,
+            "regression_id": self.regression_id,
         }
 
 
@@ -81,12 +86,32 @@ def world(api_server: Server, client: httpx.Client) -> World:
     decision = as_customer.approve(executing.id)
     assert decision.optimization is not None
     as_agent.start_optimization(decision.optimization.id)
+    # Quality: a baseline from healthy metrics (hours ago, before the optimization started), then a much worse
+    # window, detected as an open regression.
+    start = datetime.now(UTC) - timedelta(hours=3)
+    for name, overall, offset in (("healthy", 0.85, 0), ("degraded", 0.5, 60)):
+        records = [
+            {
+                "request_id": f"{name}-{index}",
+                "model_name": QUALITY_MODEL,
+                "model_version": "v1",
+                "timestamp": (start + timedelta(minutes=offset, seconds=index)).isoformat(),
+                "overall_quality_score": overall + (index % 5) / 100,
+            }
+            for index in range(60)
+        ]
+        as_agent.request("POST", "/quality/metrics", json={"customer_id": str(customer.id), "records": records})
+        if name == "healthy":
+            as_customer.request("POST", "/quality/baselines", json=QUALITY_WINDOW)
+    report = as_customer.request("POST", "/quality/detect", json=QUALITY_WINDOW)
+    assert report["verdict"] == "regression", report
     return World(
         keys={"operator": api_server.operator_key, "customer": customer.api_key, "agent": agent.api_key},
         customer_id=str(customer.id),
         agent_id=str(agent.id),
         recommendation_id=str(pending.id),
         optimization_id=str(decision.optimization.id),
+        regression_id=report["regressions"][0]["id"],
     )
 
 
@@ -140,6 +165,27 @@ class BodyEndpoint:
         return self.send(client, world, content=content, headers={"Content-Type": "application/json"})
 
 
+QUALITY_MODEL = "validation-model"
+
+
+QUALITY_WINDOW = {"model_name": QUALITY_MODEL, "model_version": "v1", "window": {"last_n": 60}}
+
+
+def quality_record(world: World) -> dict[str, Any]:
+    return {
+        "customer_id": world.customer_id,
+        "records": [
+            {
+                "request_id": f"valid-{uuid.uuid4().hex}",
+                "model_name": QUALITY_MODEL,
+                "model_version": "v1",
+                "timestamp": datetime.now(UTC).isoformat(),
+                "relevance_score": 0.9,
+            }
+        ],
+    }
+
+
 BODY_ENDPOINTS = {
     "create customer": BodyEndpoint(
         "POST", "/api/v1/customers", "operator", lambda w: {"name": "Acme", "email": "acme@tenant.example"}
@@ -174,6 +220,23 @@ BODY_ENDPOINTS = {
     "rollback": BodyEndpoint(
         "POST", "/api/v1/optimizations/{optimization_id}/rollback", "customer", lambda w: {"reason": "x"}
     ),
+    "ingest quality metrics": BodyEndpoint("POST", "/api/v1/quality/metrics", "agent", quality_record),
+    "establish baseline": BodyEndpoint("POST", "/api/v1/quality/baselines", "customer", lambda w: QUALITY_WINDOW),
+    "detect": BodyEndpoint("POST", "/api/v1/quality/detect", "customer", lambda w: {**QUALITY_WINDOW, "dry_run": True}),
+    "resolve regression": BodyEndpoint(
+        "POST", "/api/v1/quality/regressions/{regression_id}/resolve", "customer", lambda w: {"notes": "fixed"}
+    ),
+    "ab test": BodyEndpoint(
+        "POST",
+        "/api/v1/quality/abtest",
+        "customer",
+        lambda w: {
+            "model_name": QUALITY_MODEL,
+            "control": {"model_version": "v1"},
+            "candidate": {"model_version": "v2"},
+        },
+    ),
+    "update quality settings": BodyEndpoint("PUT", "/api/v1/quality/settings", "customer", lambda w: {"alpha": 0.01}),
 }
 
 LIST_ENDPOINTS = {
@@ -182,6 +245,8 @@ LIST_ENDPOINTS = {
     "/api/v1/events": "operator",
     "/api/v1/recommendations": "operator",
     "/api/v1/optimizations": "operator",
+    "/api/v1/quality/baselines": "operator",
+    "/api/v1/quality/regressions": "operator",
 }
 
 
@@ -253,6 +318,29 @@ WRONG_TYPES = [
     ("fail", "error", ""),
     ("rollback", "reason", ["x"]),
     ("rollback", "reason", None),
+    ("ingest quality metrics", "records", []),
+    ("ingest quality metrics", "customer_id", "nobody"),
+    ("establish baseline", "model_name", ""),
+    ("establish baseline", "model_version", "v" * 51),
+    ("establish baseline", "window", {"last_n": 0}),
+    ("establish baseline", "window", {"last_n": 10, "start": "2025-01-01T00:00:00Z"}),
+    ("establish baseline", "window", {"start": "2025-01-01T00:00:00"}),
+    ("establish baseline", "valid_until", "tomorrow"),
+    ("detect", "dry_run", "maybe"),
+    ("detect", "window", {"start": "2025-01-02T00:00:00Z", "end": "2025-01-01T00:00:00Z"}),
+    ("resolve regression", "notes", ""),
+    ("resolve regression", "notes", None),
+    ("ab test", "control", {}),
+    ("ab test", "candidate", {"model_version": "v2", "metadata_key": "arm", "metadata_value": "b"}),
+    ("ab test", "candidate", {"metadata_key": "not a key", "metadata_value": "b"}),
+    ("ab test", "start", "last week"),
+    ("update quality settings", "alpha", 0.9),
+    ("update quality settings", "min_samples", 1),
+    ("update quality settings", "weights", {"relevance": 1.0}),
+    ("update quality settings", "weights", {**dict.fromkeys(DEFAULT_WEIGHTS, 0.2), "relevance": -1.0}),
+    ("update quality settings", "policy", {"high": "explode"}),
+    ("update quality settings", "severity_steps", [3.0, 2.0, 1.0]),
+    ("update quality settings", "floors", {"quality_drop_abs": 0}),
 ]
 
 
@@ -423,6 +511,8 @@ NON_FINITE = ["NaN", "Infinity"]
         ("append event", "data"),
         ("heartbeat", "metadata"),
         ("progress", "result"),
+        ("ingest quality metrics", "records"),
+        ("update quality settings", "weights"),
     ],
 )
 def test_non_finite_number_inside_free_form_json_is_refused(
@@ -447,6 +537,9 @@ def test_non_finite_number_inside_free_form_json_is_refused(
         ("create customer", "name", "Acme\u0000"),
         ("append event", "data", {"note": "\u0000"}),
         ("fail", "error", "disk\u0000full"),
+        ("ingest quality metrics", "records", [{"request_id": "a\u0000b", "model_name": "m", "model_version": "v"}]),
+        ("establish baseline", "model_name", "model\u0000"),
+        ("resolve regression", "notes", "fixed\u0000"),
     ],
 )
 def test_nul_character_in_body_is_refused(

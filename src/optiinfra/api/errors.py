@@ -33,16 +33,31 @@ def error_response(status: int, code: str, message: str, details: dict[str, Any]
     )
 
 
+# Bodies that may take one of two shapes, told apart by a key: report only the shape the client meant, not why the
+# body is not the other one too. (shape with the key, shape without it, the key)
+BODY_SHAPES = (("IngestRequest", "SingleRecord", "records"),)
+
+
 def _validation_details(error: RequestValidationError) -> dict[str, Any]:
-    problems = []
-    for problem in error.errors():
-        problems.append(
-            {
-                "location": [str(part) for part in problem.get("loc", ())],
-                "message": problem.get("msg", ""),
-                "type": problem.get("type", ""),
-            }
-        )
+    raw = list(error.errors())
+    body = getattr(error, "body", None)
+    for with_key, without_key, key in BODY_SHAPES:
+        branches = {with_key, without_key}
+        if any(len(p.get("loc", ())) > 1 and p["loc"][0] == "body" and p["loc"][1] in branches for p in raw):
+            chosen = with_key if isinstance(body, dict) and key in body else without_key
+            raw = [
+                {**p, "loc": (p["loc"][0], *p["loc"][2:])} if p["loc"][1] == chosen else p
+                for p in raw
+                if not (len(p.get("loc", ())) > 1 and p["loc"][0] == "body" and p["loc"][1] in branches - {chosen})
+            ]
+    problems = [
+        {
+            "location": [str(part) for part in problem.get("loc", ())],
+            "message": problem.get("msg", ""),
+            "type": problem.get("type", ""),
+        }
+        for problem in raw
+    ]
     return {"problems": problems}
 
 
