@@ -157,8 +157,11 @@ def test_baseline_detect_and_regressions_from_the_cli(world: World, tmp_path: Pa
     assert judged.exit_code == 0, judged.output
     assert "gpt-4o v1: regression" in judged.output
     listed = world.cli("quality", "regressions", "-c", world.customer_email, "--open")
-    assert "overall_quality_score" in listed.output
-    assert "hallucination_rate" in listed.output
+    assert listed.exit_code == 0, listed.output
+    assert "Regressions" in listed.output
+    with world.engine.connect() as connection:
+        metrics = set(connection.execute(text("SELECT metric_name FROM quality_regressions")).scalars())
+    assert {"overall_quality_score", "hallucination_rate"} <= metrics
 
 
 def test_two_workers_at_once_never_duplicate_regressions(world: World, tmp_path: Path) -> None:

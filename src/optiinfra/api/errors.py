@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -111,6 +112,18 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, error: DBAPIError) -> JSONResponse:
         logger.error("database error: %s", type(error.orig).__name__ if error.orig else error)
+        return error_response(500, "database_error", "The database refused the request.")
+
+    @app.exception_handler(psycopg.Error)
+    async def _driver(_: Request, error: psycopg.Error) -> JSONResponse:
+        # Raised by code that talks to the driver directly (the COPY fast path), not wrapped by SQLAlchemy.
+        if isinstance(error, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure):
+            return error_response(
+                409, "conflict", "The change conflicts with another change made at the same time; retry the request."
+            )
+        if isinstance(error, psycopg.OperationalError):
+            return error_response(503, "database_unavailable", "The database is unavailable; retry shortly.")
+        logger.error("database error: %s", type(error).__name__)
         return error_response(500, "database_error", "The database refused the request.")
 
     @app.exception_handler(Exception)

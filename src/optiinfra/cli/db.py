@@ -83,7 +83,7 @@ def check() -> None:
         return
     table = Table(title=f"{len(differences)} difference(s) between the models and the database")
     table.add_column("change needed")
-    table.add_column("object")
+    table.add_column("object", overflow="fold")
     for difference in differences:
         table.add_row(difference.operation, difference.subject)
     console.print(table)

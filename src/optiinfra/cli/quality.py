@@ -182,7 +182,7 @@ def baseline(
         )
         result = service.establish_baseline(session, CLI, request)
     table = Table(title=f"Baseline {result.model_name} {result.model_version} ({result.baseline_type})")
-    table.add_column("metric")
+    table.add_column("metric", overflow="fold")
     table.add_column("value", justify="right")
     for name, value in (
         ("sample size", result.sample_size),
@@ -200,7 +200,7 @@ def baseline(
 def _findings_table(report: quality_schemas.DetectionReport) -> Table:
     table = Table(title=f"{report.model_name} {report.model_version}: {report.verdict}")
     for column in ("metric", "verdict", "baseline", "current", "delta %", "p (Holm)", "severity"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for finding in report.findings:
         table.add_row(
             finding.metric_name,
@@ -267,7 +267,7 @@ def regressions(
         )
     table = Table(title="Regressions")
     for column in ("detected", "model", "metric", "severity", "baseline", "current", "delta %", "action", "resolved"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for r in page.items:
         table.add_row(
             r.detected_at.strftime("%Y-%m-%d %H:%M"),
@@ -307,7 +307,7 @@ def ab_test(
         result = abtest.run_ab_test(session, CLI, request)
     table = Table(title=f"A/B {model}: {result.verdict}")
     for column in ("arm", "n", "overall mean", "95 % CI", "p95 ms", "hallucination"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for arm in (result.control, result.candidate):
         low, high = arm.overall.get("ci95_low"), arm.overall.get("ci95_high")
         table.add_row(

@@ -73,7 +73,7 @@ from optiinfra.quality.schemas import Finding
 from optiinfra.quality.scoring import overall_quality_score
 from optiinfra.quality.service import build_baseline
 from optiinfra.quality.settings import QualitySettings
-from optiinfra.quality.statistics import WindowSummary, summarize_window
+from optiinfra.quality.statistics import WindowSummary
 
 SEED_NAMESPACE = uuid.UUID("6f1c2a7e-3b9d-4c55-9a0e-0d5e7f4b2c11")
 
@@ -1178,7 +1178,10 @@ def _quality(
         resolved_at=detected + timedelta(minutes=47),
         notes=f"Rolled back the vLLM max_num_seqs change (recommendation {recommendations['acme-vllm']}); "
         "p95 latency back within the baseline band.",
-        extra={"recommendation_id": str(recommendations["acme-vllm"])},
+        extra={
+            "recommendation_id": str(recommendations["acme-vllm"]),
+            "rolled_back_at": (detected + timedelta(minutes=6)).isoformat(),
+        },
     )
     int8_extra = {
         "recommendation_id": str(recommendations["acme-int8"]),
@@ -1302,15 +1305,7 @@ def _baseline(
 def _finding(baseline: WindowSummary, rows: list[dict[str, Any]], metric_name: str) -> Finding:
     """What the regression judge, with default settings, finds on `rows` for one metric."""
     window = _window_rows(rows)
-    current = summarize_window(
-        overall=window.overall,
-        relevance=window.relevance,
-        coherence=window.coherence,
-        factuality=window.factuality,
-        latency_ms=window.latency_ms,
-        hallucination=window.hallucination,
-        toxicity=window.toxicity,
-    )
+    current = window.summarize()
     findings = judge(baseline, current, window.latency_ms, QualitySettings())
     finding = next(f for f in findings if f.metric_name == metric_name)
     assert finding.verdict == "regression", f"the demo data should regress on {metric_name}: {finding}"

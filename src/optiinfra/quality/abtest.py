@@ -29,7 +29,6 @@ from optiinfra.quality.statistics import (
     holm_adjust,
     mann_whitney,
     samples_needed,
-    summarize_window,
     welch_from_summaries,
 )
 
@@ -78,15 +77,7 @@ def run_ab_test(
             end=request.end,
             extra_condition=_condition(arm),
         )
-        summary = summarize_window(
-            overall=rows.overall,
-            relevance=rows.relevance,
-            coherence=rows.coherence,
-            factuality=rows.factuality,
-            latency_ms=rows.latency_ms,
-            hallucination=rows.hallucination,
-            toxicity=rows.toxicity,
-        )
+        summary = rows.summarize()
         arms[name] = (rows, summary)
     (control_rows, control), (candidate_rows, candidate) = arms["control"], arms["candidate"]
     result_arms = {

@@ -21,10 +21,9 @@ from optiinfra.models import (
 )
 from optiinfra.quality import repository
 from optiinfra.quality import schemas as quality_schemas
-from optiinfra.quality.judge import judge, overall_verdict
+from optiinfra.quality.evaluation import evaluate
 from optiinfra.quality.service import resolve_customer
 from optiinfra.quality.settings import QualitySettings, settings_of
-from optiinfra.quality.statistics import WindowSummary, summarize_window
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 
@@ -45,45 +44,6 @@ SYSTEM = Principal.system("quality")
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-def baseline_summary(baseline: QualityBaseline) -> WindowSummary:
-    return WindowSummary.model_validate(baseline.metadata_)
-
-
-def evaluate(
-    session: Session,
-    customer_id: uuid.UUID,
-    model_name: str,
-    model_version: str,
-    window: quality_schemas.BaselineWindow,
-    settings: QualitySettings,
-    now: datetime,
-) -> tuple[QualityBaseline | None, repository.WindowRows, list[quality_schemas.Finding], str]:
-    """Judge one window against the active baseline; stores nothing."""
-    baseline = repository.active_baseline(session, customer_id, model_name, model_version, now)
-    rows = repository.read_window(
-        session,
-        customer_id,
-        model_name,
-        model_version=model_version,
-        start=window.start,
-        end=window.end,
-        last_n=window.last_n,
-    )
-    if baseline is None:
-        return None, rows, [], "no_baseline"
-    current = summarize_window(
-        overall=rows.overall,
-        relevance=rows.relevance,
-        coherence=rows.coherence,
-        factuality=rows.factuality,
-        latency_ms=rows.latency_ms,
-        hallucination=rows.hallucination,
-        toxicity=rows.toxicity,
-    )
-    findings = judge(baseline_summary(baseline), current, rows.latency_ms, settings)
-    return baseline, rows, findings, overall_verdict(current, findings, settings)
 
 
 def detect(
@@ -290,7 +250,11 @@ def _act(
     recommendations.rollback_optimization(session, SYSTEM, optimization.id, rec_schemas.Rollback(reason=reason))
     for regression in wants_rollback:
         regression.action_taken = RegressionAction.ROLLBACK_TRIGGERED
-        regression.metadata_ = {**regression.metadata_, "rolled_back_optimization_id": str(optimization.id)}
+        regression.metadata_ = {
+            **regression.metadata_,
+            "rolled_back_optimization_id": str(optimization.id),
+            "rolled_back_at": _now().isoformat(),
+        }
     events.record(
         session,
         event_type="quality.rollback_triggered",

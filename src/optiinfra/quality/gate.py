@@ -3,7 +3,7 @@ customer since it started, so bad optimizations do not reach production."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -12,10 +12,9 @@ from sqlalchemy.orm import Session
 from optiinfra.errors import ConflictError
 from optiinfra.models import Customer, Optimization, QualityRegression, RegressionSeverity
 from optiinfra.quality import repository
-from optiinfra.quality.judge import judge
-from optiinfra.quality.schemas import Finding
+from optiinfra.quality.evaluation import evaluate
+from optiinfra.quality.schemas import BaselineWindow
 from optiinfra.quality.settings import settings_of
-from optiinfra.quality.statistics import WindowSummary, summarize_window
 
 BLOCKING = {RegressionSeverity.HIGH, RegressionSeverity.CRITICAL}
 
@@ -51,22 +50,8 @@ def blocking_findings(
             }
         )
     for model_name, model_version in repository.model_versions_since(session, customer.id, since):
-        baseline = repository.active_baseline(session, customer.id, model_name, model_version, moment)
-        if baseline is None:
-            continue
-        rows = repository.read_window(session, customer.id, model_name, model_version=model_version, start=since)
-        current = summarize_window(
-            overall=rows.overall,
-            relevance=rows.relevance,
-            coherence=rows.coherence,
-            factuality=rows.factuality,
-            latency_ms=rows.latency_ms,
-            hallucination=rows.hallucination,
-            toxicity=rows.toxicity,
-        )
-        findings: list[Finding] = judge(
-            WindowSummary.model_validate(baseline.metadata_), current, rows.latency_ms, settings
-        )
+        window = BaselineWindow(start=since, end=moment + timedelta(minutes=5))
+        _, _, findings, _ = evaluate(session, customer.id, model_name, model_version, window, settings, moment)
         for finding in findings:
             if finding.verdict == "regression" and finding.severity in BLOCKING:
                 blocking.append(

@@ -29,10 +29,16 @@ from optiinfra.quality.statistics import (
     welch_from_summaries,
 )
 
+# Against a baseline value of 0 any change is infinitely many percent; it is reported as this, signed.
+PERCENT_CAP = 10_000.0
+
 
 def _percent(current: float, reference: float, *, higher_is_worse: bool) -> float:
     if reference == 0:
-        return 0.0 if current == 0 else (-math.inf if higher_is_worse else math.inf) * (1 if current > 0 else -1)
+        if current == 0:
+            return 0.0
+        change = math.copysign(PERCENT_CAP, current)
+        return -change if higher_is_worse else change
     change = 100.0 * (current - reference) / abs(reference)
     return -change if higher_is_worse else change
 

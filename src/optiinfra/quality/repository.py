@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps
-from sqlalchemy import ARRAY, ColumnElement, String, and_, any_, bindparam, func, select, text, update
+from sqlalchemy import ARRAY, ColumnElement, DateTime, String, and_, any_, bindparam, cast, func, select, text, update
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
@@ -28,6 +28,7 @@ from optiinfra.models import (
     RegressionAction,
     RegressionType,
 )
+from optiinfra.quality.statistics import WindowSummary, summarize_window
 from optiinfra.tenancy import scope_to_caller
 
 INGEST_COLUMNS = (
@@ -58,7 +59,7 @@ _CREATE_STAGING = (
 _COPY_STAGING = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
 _INSERT_FROM_STAGING = (
     f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging "  # noqa: S608
-    "ON CONFLICT (customer_id, request_id) DO NOTHING"
+    "ORDER BY request_id ON CONFLICT (customer_id, request_id) DO NOTHING"
 )
 
 
@@ -87,6 +88,9 @@ def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
     """
     if not rows:
         return 0
+    # Every batch writes its keys in the same (request id) order, so two overlapping batches wait for each other
+    # instead of deadlocking.
+    rows = sorted(rows, key=lambda row: row[INGEST_COLUMNS.index("request_id")])
     driver = session.connection().connection.driver_connection
     assert driver is not None
     set_json_dumps(_json_text, context=driver)  # orjson: several times faster than the standard encoder
@@ -150,6 +154,18 @@ class WindowRows:
     @property
     def size(self) -> int:
         return len(self.overall)
+
+    def summarize(self) -> WindowSummary:
+        """The window's summary statistics (what a baseline stores and the judge compares)."""
+        return summarize_window(
+            overall=self.overall,
+            relevance=self.relevance,
+            coherence=self.coherence,
+            factuality=self.factuality,
+            latency_ms=self.latency_ms,
+            hallucination=self.hallucination,
+            toxicity=self.toxicity,
+        )
 
 
 def read_window(
@@ -263,7 +279,8 @@ def rollback_since(
         QualityRegression.action_taken == RegressionAction.ROLLBACK_TRIGGERED,
     ]
     if since is not None:
-        conditions.append(QualityRegression.updated_at > since)
+        rolled_back_at = cast(QualityRegression.metadata_["rolled_back_at"].astext, DateTime(timezone=True))
+        conditions.append(rolled_back_at > since)
     return session.scalar(select(func.count()).select_from(QualityRegression).where(*conditions)) > 0  # type: ignore[operator]
 
 

@@ -20,7 +20,6 @@ from optiinfra.quality import repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.scoring import overall_quality_score
 from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
-from optiinfra.quality.statistics import summarize_window
 
 # How far into the future a record's timestamp may be (client clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
@@ -52,28 +51,39 @@ _RECORDS = TypeAdapter(list[quality_schemas.QualityRecord])
 
 def validate_records(raw_records: list[dict[str, Any]], now: datetime) -> list[quality_schemas.QualityRecord]:
     """Validate a whole batch; any bad record refuses it all, listing every bad record's index and reasons."""
-    problems: dict[int, list[dict[str, str]]] = {}
     try:
         valid = _RECORDS.validate_python(raw_records)
-    except ValidationError as error:
-        valid = []
-        for problem in error.errors():
-            location = problem["loc"]
-            index = location[0] if location and isinstance(location[0], int) else -1
-            field = ".".join(str(part) for part in location[1:]) or "record"
-            problems.setdefault(int(index), []).append({"field": field, "message": problem["msg"]})
-    for index, record in enumerate(valid):
+    except ValidationError:
+        valid = None  # validate one by one below, to report every bad record with its index
+    problems: dict[int, list[dict[str, str]]] = {}
+    records: list[quality_schemas.QualityRecord] = []
+    for index, raw in enumerate(raw_records):
+        if valid is not None:
+            record = valid[index]
+        else:
+            try:
+                record = quality_schemas.QualityRecord.model_validate(raw)
+            except ValidationError as error:
+                problems[index] = [
+                    {"field": ".".join(str(part) for part in problem["loc"]) or "record", "message": problem["msg"]}
+                    for problem in error.errors()
+                ]
+                continue
         if record.timestamp > now + CLOCK_SKEW:
-            problems.setdefault(index, []).append(
-                {"field": "timestamp", "message": "is in the future (more than 5 minutes ahead)"}
-            )
+            problems[index] = [{"field": "timestamp", "message": "is in the future (more than 5 minutes ahead)"}]
+            continue
+        records.append(record)
     if problems:
-        listed = [{"index": index, "problems": problems[index]} for index in sorted(problems)]
-        raise InvalidInputError(
-            f"{len(listed)} of {len(raw_records)} records are invalid; nothing was stored.",
-            details={"records": listed[:100], "invalid_count": len(listed)},
-        )
-    return valid
+        _refuse_records(problems, len(raw_records))
+    return records
+
+
+def _refuse_records(problems: dict[int, list[dict[str, str]]], total: int) -> None:
+    listed = [{"index": index, "problems": problems[index]} for index in sorted(problems)]
+    raise InvalidInputError(
+        f"{len(listed)} of {total} records are invalid; nothing was stored.",
+        details={"records": listed[:100], "invalid_count": len(listed)},
+    )
 
 
 def ingest(
@@ -108,20 +118,30 @@ def ingest(
     # Records already stored, or repeated inside the batch, count as duplicates and are not sent again.
     seen = repository.stored_request_ids(session, customer.id, [record.request_id for record in records])
     rows = []
-    for record in records:
+    unscorable: dict[int, list[dict[str, str]]] = {}
+    for index, record in enumerate(records):
+        overall = record.overall_quality_score
+        if overall is None:
+            try:
+                overall = overall_quality_score(
+                    relevance=record.relevance_score,
+                    coherence=record.coherence_score,
+                    factuality=record.factuality_score,
+                    toxicity=record.toxicity_score,
+                    hallucination_detected=record.hallucination_detected,
+                    weights=weights,
+                )
+            except ValueError:
+                unscorable[index] = [
+                    {
+                        "field": "overall_quality_score",
+                        "message": "is missing, and none of the components sent has a non-zero weight",
+                    }
+                ]
+                continue
         if record.request_id in seen:
             continue
         seen.add(record.request_id)
-        overall = record.overall_quality_score
-        if overall is None:
-            overall = overall_quality_score(
-                relevance=record.relevance_score,
-                coherence=record.coherence_score,
-                factuality=record.factuality_score,
-                toxicity=record.toxicity_score,
-                hallucination_detected=record.hallucination_detected,
-                weights=weights,
-            )
         rows.append(
             (
                 agent_id,
@@ -142,6 +162,8 @@ def ingest(
                 record.metadata,
             )
         )
+    if unscorable:
+        _refuse_records(unscorable, len(records))
     inserted = repository.bulk_insert_metrics(session, rows)
     return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
 
@@ -233,15 +255,7 @@ def build_baseline(
     window: dict[str, Any],
 ) -> QualityBaseline:
     """A QualityBaseline summarising `rows` (used by the service and by the demo data alike)."""
-    summary = summarize_window(
-        overall=rows.overall,
-        relevance=rows.relevance,
-        coherence=rows.coherence,
-        factuality=rows.factuality,
-        latency_ms=rows.latency_ms,
-        hallucination=rows.hallucination,
-        toxicity=rows.toxicity,
-    )
+    summary = rows.summarize()
     components = summary.components
     overall_mean = components["overall_quality_score"].mean
     assert overall_mean is not None
