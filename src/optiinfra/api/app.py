@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -22,6 +23,7 @@ from optiinfra.agents.routes import router as agents_router
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
 from optiinfra.api.strict import StrictRoute
+from optiinfra.config import load_settings
 from optiinfra.customers.routes import router as customers_router
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
@@ -29,6 +31,8 @@ from optiinfra.events.routes import router as events_router
 from optiinfra.models import Agent, Optimization, QualityRegression, Recommendation
 from optiinfra.quality.routes import router as quality_router
 from optiinfra.recommendations.routes import router as recommendations_router
+from optiinfra.workflows.routes import router as workflows_router
+from optiinfra.workflows.service import build_runner
 
 logger = logging.getLogger("optiinfra.api")
 
@@ -41,6 +45,7 @@ class AppConfig:
     operator_key_digest: str
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     health_sweep_seconds: float = 10.0
+    data_dir: Path | None = None  # where workflow artifacts and the rollout simulator live; default: settings
 
 
 class DomainCollector(Collector):
@@ -118,13 +123,22 @@ def create_app(config: AppConfig) -> FastAPI:
     app.state.engine = config.engine
     app.state.session_factory = make_session_factory(config.engine)
     app.state.operator_key_digest = config.operator_key_digest
+    data_dir = config.data_dir or load_settings().data_dir
+    app.state.workflow_runner = build_runner(app.state.session_factory, data_dir)
     registry = CollectorRegistry()
     registry.register(DomainCollector(config.engine))
     app.state.metrics_registry = registry
     install_error_handlers(app)
 
     api = APIRouter(prefix="/api/v1", route_class=StrictRoute)
-    for router in (customers_router, agents_router, events_router, recommendations_router, quality_router):
+    for router in (
+        customers_router,
+        agents_router,
+        events_router,
+        recommendations_router,
+        quality_router,
+        workflows_router,
+    ):
         api.include_router(router)
     app.include_router(api)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.orm import Session
 
 from optiinfra.models import QualityBaseline
@@ -30,6 +31,8 @@ def evaluate(
     window: quality_schemas.BaselineWindow,
     settings: QualitySettings,
     now: datetime,
+    *,
+    extra_condition: ColumnElement[bool] | None = None,
 ) -> tuple[QualityBaseline | None, repository.WindowRows, list[quality_schemas.Finding], str]:
     """Judge one window against the active baseline; stores nothing."""
     baseline = repository.active_baseline(session, customer_id, model_name, model_version, now)
@@ -41,6 +44,7 @@ def evaluate(
         start=window.start,
         end=window.end,
         last_n=window.last_n,
+        extra_condition=extra_condition,
     )
     if baseline is None:
         return None, rows, [], "no_baseline"

@@ -1,0 +1,1 @@
+"""Workflows: a small runner recorded in the workflow tables, and the cost and resource agents' workflows."""

@@ -1,0 +1,94 @@
+"""Workflows on the wire."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from optiinfra.models import ArtifactType, StepStatus, WorkflowStatus, WorkflowType
+
+
+class Artifact(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    workflow_step_id: uuid.UUID | None
+    artifact_type: ArtifactType
+    artifact_name: str
+    artifact_size_bytes: int | None
+    content_type: str | None
+    created_at: datetime
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    step_name: str
+    step_order: int
+    status: StepStatus
+    started_at: datetime | None
+    completed_at: datetime | None
+    input_data: dict[str, Any]
+    output_data: dict[str, Any]
+    error_details: dict[str, Any] | None
+    retry_count: int
+    max_retries: int
+
+
+class Execution(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    agent_id: uuid.UUID
+    customer_id: uuid.UUID
+    workflow_type: WorkflowType
+    status: WorkflowStatus
+    started_at: datetime | None
+    completed_at: datetime | None
+    input_data: dict[str, Any]
+    output_data: dict[str, Any]
+    error_details: dict[str, Any] | None
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+    created_at: datetime
+
+
+class ExecutionDetail(Execution):
+    steps: list[Step]
+    artifacts: list[Artifact]
+
+
+class SpotAnalysisRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID
+    agent_id: uuid.UUID | None = Field(
+        default=None, description="the cost agent (default: the caller, or the most recently alive cost agent)"
+    )
+    lookback_days: float = Field(default=7, gt=0, le=90)
+
+
+class SpotRolloutRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    optimization_id: uuid.UUID
+    executor: Literal["simulator", "webhook"] = "simulator"
+
+
+class ScalingRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID
+    agent_id: uuid.UUID | None = None
+    window_minutes: float = Field(default=60, gt=0, le=7 * 24 * 60)
+    bucket_minutes: float = Field(default=5, gt=0, le=24 * 60)
+    current_instances: int | None = Field(default=None, ge=0, le=10_000)
+    up_threshold: float = Field(default=80, gt=0, le=100)
+    down_threshold: float = Field(default=30, ge=0, lt=100)
+    sustain: int = Field(default=3, ge=1, le=100)
+    cooldown_minutes: float = Field(default=15, ge=0, le=24 * 60)
+    min_instances: int = Field(default=1, ge=0)
+    max_instances: int = Field(default=16, ge=1)

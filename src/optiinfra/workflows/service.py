@@ -1,0 +1,225 @@
+"""Running and reading workflows: who may start which workflow for whom, and where the runner lives."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, selectinload, sessionmaker
+
+from optiinfra.api.pagination import Page, page_of, paginate
+from optiinfra.auth.principal import Principal, Role
+from optiinfra.customers import repository as customer_repository
+from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
+from optiinfra.models import (
+    Agent,
+    AgentType,
+    Optimization,
+    WorkflowArtifact,
+    WorkflowExecution,
+    WorkflowStatus,
+    WorkflowType,
+)
+from optiinfra.tenancy import scope_to_caller
+from optiinfra.workflows import schemas as wf_schemas
+from optiinfra.workflows.engine import StepContext, WorkflowRunner
+from optiinfra.workflows.executors import Executor, SimulatorExecutor, WebhookExecutor
+from optiinfra.workflows.scaling import SCALING
+from optiinfra.workflows.spot_migration import ANALYSIS, make_rollout
+
+
+def build_runner(factory: sessionmaker[Session], data_dir: Path) -> WorkflowRunner:
+    """A runner with the built-in workflows; artifacts and the simulator's state live under `data_dir`."""
+    runner = WorkflowRunner(factory, data_dir / "artifacts")
+
+    def executor_for(context: StepContext) -> Executor:
+        if context.input.get("executor") == "webhook":
+            with factory() as session:
+                agent = session.get(Agent, context.agent_id)
+                endpoint = agent.endpoint if agent else None
+            if not endpoint:
+                raise InvalidInputError("The webhook executor needs the agent's endpoint; register it first.")
+            return WebhookExecutor(endpoint)
+        return SimulatorExecutor(data_dir / "simulator" / f"{context.customer_id}.json")
+
+    for definition in (ANALYSIS, make_rollout(executor_for), SCALING):
+        runner.register(definition)
+    return runner
+
+
+def _agent_for(session: Session, principal: Principal, agent_id: uuid.UUID | None, agent_type: AgentType) -> Agent:
+    """The agent a workflow runs as: the calling agent, the one named, or the most recently alive of the type."""
+    if principal.role is Role.AGENT:
+        if agent_id is not None and agent_id != principal.agent_id:
+            raise InvalidInputError("An agent runs workflows as itself; leave agent_id out.")
+        agent_id = principal.agent_id
+    if agent_id is not None:
+        agent = session.get(Agent, agent_id)
+        if agent is None:
+            raise NotFoundError("No such agent.", details={"agent_id": str(agent_id)})
+    else:
+        agent = session.scalar(
+            select(Agent)
+            .where(Agent.type == agent_type)
+            .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
+            .limit(1)
+        )
+        if agent is None:
+            raise InvalidInputError(f"No {agent_type} agent is registered to run this workflow.")
+    if agent.type is not agent_type:
+        raise InvalidInputError(f"This workflow runs on a {agent_type} agent; {agent.name} is a {agent.type} agent.")
+    return agent
+
+
+def analyze_spot(
+    session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.SpotAnalysisRequest
+) -> uuid.UUID:
+    principal.require(Role.OPERATOR, Role.AGENT)
+    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
+    agent = _agent_for(session, principal, request.agent_id, AgentType.COST)
+    execution_id = runner.create(
+        ANALYSIS.name,
+        customer_id=request.customer_id,
+        agent_id=agent.id,
+        input_data={"lookback_days": request.lookback_days},
+        actor=principal,
+    )
+    runner.run(execution_id, principal)
+    return execution_id
+
+
+def roll_out_spot(
+    session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.SpotRolloutRequest
+) -> uuid.UUID:
+    """Execute an approved spot migration as a phased rollout (the optimization's agent, or the operator)."""
+    principal.require(Role.OPERATOR, Role.AGENT)
+    statement = scope_to_caller(
+        select(Optimization).where(Optimization.id == request.optimization_id),
+        principal,
+        customer_column=Optimization.customer_id,
+        agent_column=Optimization.agent_id,
+    )
+    optimization = session.scalar(statement)
+    if optimization is None:
+        raise NotFoundError("No such optimization.", details={"optimization_id": str(request.optimization_id)})
+    running = session.scalar(
+        select(WorkflowExecution.id).where(
+            WorkflowExecution.status.in_([WorkflowStatus.PENDING, WorkflowStatus.RUNNING]),
+            WorkflowExecution.input_data["optimization_id"].astext == str(optimization.id),
+        )
+    )
+    if running is not None:
+        raise ConflictError("A rollout of this optimization is already running.", details={"workflow_id": str(running)})
+    execution_id = runner.create(
+        "spot_migration_rollout",
+        customer_id=optimization.customer_id,
+        agent_id=optimization.agent_id,
+        input_data={"optimization_id": str(optimization.id), "executor": request.executor},
+        actor=principal,
+    )
+    runner.run(execution_id, principal)
+    return execution_id
+
+
+def decide_scaling(
+    session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.ScalingRequest
+) -> uuid.UUID:
+    principal.require(Role.OPERATOR, Role.AGENT)
+    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
+    agent = _agent_for(session, principal, request.agent_id, AgentType.RESOURCE)
+    if request.down_threshold >= request.up_threshold:
+        raise InvalidInputError("down_threshold must be below up_threshold (the gap is the hysteresis).")
+    execution_id = runner.create(
+        SCALING.name,
+        customer_id=request.customer_id,
+        agent_id=agent.id,
+        input_data={
+            "window_minutes": request.window_minutes,
+            "bucket_minutes": request.bucket_minutes,
+            "current_instances": request.current_instances,
+            "policy": {
+                "up_threshold": request.up_threshold,
+                "down_threshold": request.down_threshold,
+                "sustain": request.sustain,
+                "cooldown_minutes": request.cooldown_minutes,
+                "min_instances": request.min_instances,
+                "max_instances": request.max_instances,
+            },
+        },
+        actor=principal,
+    )
+    runner.run(execution_id, principal)
+    return execution_id
+
+
+def _scoped(principal: Principal):  # type: ignore[no-untyped-def]
+    return scope_to_caller(
+        select(WorkflowExecution),
+        principal,
+        customer_column=WorkflowExecution.customer_id,
+        agent_column=WorkflowExecution.agent_id,
+    )
+
+
+def get_execution(session: Session, principal: Principal, execution_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
+    execution = session.scalar(
+        _scoped(principal)
+        .where(WorkflowExecution.id == execution_id)
+        .options(selectinload(WorkflowExecution.steps), selectinload(WorkflowExecution.artifacts))
+    )
+    if execution is None:
+        raise NotFoundError("No such workflow execution.", details={"workflow_id": str(execution_id)})
+    return wf_schemas.ExecutionDetail.model_validate(execution)
+
+
+def list_executions(
+    session: Session,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    workflow_type: WorkflowType | None,
+    status: WorkflowStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> Page[wf_schemas.Execution]:
+    statement = _scoped(principal)
+    if customer_id is not None:
+        statement = statement.where(WorkflowExecution.customer_id == customer_id)
+    if workflow_type is not None:
+        statement = statement.where(WorkflowExecution.workflow_type == workflow_type)
+    if status is not None:
+        statement = statement.where(WorkflowExecution.status == status)
+    statement = paginate(
+        statement,
+        created_column=WorkflowExecution.created_at,
+        id_column=WorkflowExecution.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return page_of(list(session.scalars(statement)), limit, wf_schemas.Execution.model_validate)
+
+
+def cancel(session: Session, runner: WorkflowRunner, principal: Principal, execution_id: uuid.UUID) -> WorkflowStatus:
+    principal.require(Role.OPERATOR, Role.AGENT, Role.CUSTOMER)
+    principal.require_writable()
+    get_execution(session, principal, execution_id)  # 404 unless the caller may see it
+    return runner.cancel(execution_id, principal)
+
+
+def artifact_file(
+    session: Session, principal: Principal, execution_id: uuid.UUID, artifact_id: uuid.UUID, root: Path
+) -> tuple[Path, str, str]:
+    """The artifact's file (only inside the artifact folder), its download name and content type."""
+    get_execution(session, principal, execution_id)
+    artifact = session.scalar(
+        select(WorkflowArtifact).where(
+            WorkflowArtifact.id == artifact_id, WorkflowArtifact.workflow_execution_id == execution_id
+        )
+    )
+    if artifact is None:
+        raise NotFoundError("No such artifact.", details={"artifact_id": str(artifact_id)})
+    path = Path(artifact.artifact_path).resolve()
+    if not path.is_relative_to(root.resolve()) or not path.is_file():
+        raise NotFoundError("The artifact's file is not available on this server.")
+    return path, artifact.artifact_name, artifact.content_type or "application/octet-stream"

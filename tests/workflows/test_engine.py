@@ -1,0 +1,293 @@
+"""The workflow runner: everything it does is in the workflow tables and the event log."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, text
+
+from optiinfra.auth.principal import Principal
+from optiinfra.models import (
+    AgentState,
+    ArtifactType,
+    Event,
+    StepStatus,
+    WorkflowArtifact,
+    WorkflowExecution,
+    WorkflowStatus,
+    WorkflowStep,
+    WorkflowType,
+)
+from optiinfra.workflows.engine import (
+    StepContext,
+    StepDefinition,
+    StepFailedError,
+    WorkflowDefinition,
+    WorkflowRunner,
+)
+from tests.workflows.conftest import Env
+
+ACTOR = Principal.operator()
+
+
+def runner_with(
+    env: Env, *steps: StepDefinition, name: str | None = None, resumable: bool = True
+) -> tuple[WorkflowRunner, str]:
+    runner = WorkflowRunner(env.factory, env.data_dir / "artifacts")
+    workflow = name or f"test-{uuid.uuid4().hex[:6]}"
+    runner.register(WorkflowDefinition(workflow, WorkflowType.HEALTH_CHECK, steps, resumable=resumable))
+    return runner, workflow
+
+
+def start(env: Env, runner: WorkflowRunner, name: str, **input_data: Any) -> uuid.UUID:
+    return runner.create(
+        name, customer_id=env.customer_id, agent_id=env.cost_agent_id, input_data=input_data, actor=ACTOR
+    )
+
+
+def steps_of(env: Env, execution_id: uuid.UUID) -> list[WorkflowStep]:
+    with env.factory() as session:
+        return list(
+            session.scalars(
+                select(WorkflowStep)
+                .where(WorkflowStep.workflow_execution_id == execution_id)
+                .order_by(WorkflowStep.step_order)
+            )
+        )
+
+
+def execution(env: Env, execution_id: uuid.UUID) -> WorkflowExecution:
+    with env.factory() as session:
+        row = session.get(WorkflowExecution, execution_id)
+        assert row is not None
+        return row
+
+
+def event_types(env: Env, execution_id: uuid.UUID) -> list[str]:
+    with env.factory() as session:
+        return list(
+            session.scalars(
+                select(Event.event_type)
+                .where(Event.data["subject"]["workflow_execution_id"].astext == str(execution_id))
+                .order_by(Event.created_at)
+            )
+        )
+
+
+def test_steps_run_in_order_pass_outputs_and_write_artifacts(env: Env) -> None:
+    def first(context: StepContext) -> dict[str, Any]:
+        context.write_artifact("../../escape/report.md", ArtifactType.REPORT, "# Report\n", "text/markdown")
+        return {"value": context.input["start"] + 1}
+
+    def second(context: StepContext) -> dict[str, Any]:
+        return {"value": context.outputs["first"]["value"] * 10}
+
+    runner, name = runner_with(env, StepDefinition("first", first), StepDefinition("second", second))
+    execution_id = start(env, runner, name, start=4)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.COMPLETED
+    rows = steps_of(env, execution_id)
+    assert [(s.step_name, s.status, s.output_data) for s in rows] == [
+        ("first", StepStatus.COMPLETED, {"value": 5}),
+        ("second", StepStatus.COMPLETED, {"value": 50}),
+    ]
+    assert all(s.started_at and s.completed_at and s.started_at <= s.completed_at for s in rows)
+    done = execution(env, execution_id)
+    assert done.output_data["second"] == {"value": 50}
+    assert done.started_at and done.completed_at
+    with env.factory() as session:
+        artifact = session.scalar(
+            select(WorkflowArtifact).where(WorkflowArtifact.workflow_execution_id == execution_id)
+        )
+    assert artifact is not None
+    assert artifact.artifact_name == "report.md"  # the path outside the execution's folder was refused
+    assert artifact.artifact_size_bytes == len("# Report\n")
+    assert artifact.artifact_path.startswith(str(env.data_dir / "artifacts" / str(execution_id)))
+    assert event_types(env, execution_id) == ["workflow.created", "workflow.started", "workflow.completed"]
+
+
+def test_a_failing_step_is_retried_with_backoff_then_succeeds(env: Env) -> None:
+    attempts: list[float] = []
+
+    def flaky(context: StepContext) -> dict[str, Any]:
+        attempts.append(time.monotonic())
+        if len(attempts) < 3:
+            raise ConnectionError("endpoint not ready")
+        return {"attempt": context.attempt}
+
+    runner, name = runner_with(env, StepDefinition("flaky", flaky, max_retries=3, backoff_seconds=0.05))
+    execution_id = start(env, runner, name)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.COMPLETED
+    (step,) = steps_of(env, execution_id)
+    assert step.retry_count == 2
+    assert step.output_data == {"attempt": 2}
+    assert step.error_details is not None
+    assert step.error_details["message"] == "endpoint not ready"
+    assert attempts[2] - attempts[1] >= attempts[1] - attempts[0] >= 0.05  # exponential backoff
+
+
+def test_retries_are_bounded_and_the_error_is_recorded(env: Env) -> None:
+    def broken(context: StepContext) -> dict[str, Any]:
+        raise RuntimeError("still broken")
+
+    after_called = []
+    runner, name = runner_with(
+        env,
+        StepDefinition("broken", broken, max_retries=2, backoff_seconds=0.01),
+        StepDefinition("after", lambda c: after_called.append(1) or {}),
+    )
+    execution_id = start(env, runner, name)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.FAILED
+    broken_step, after = steps_of(env, execution_id)
+    assert (broken_step.status, broken_step.retry_count) == (StepStatus.FAILED, 2)
+    assert after.status is StepStatus.SKIPPED
+    assert after_called == []
+    failed = execution(env, execution_id)
+    assert failed.error_details == {"type": "RuntimeError", "step": "broken", "message": "still broken", "attempts": 3}
+    assert event_types(env, execution_id)[-1] == "workflow.failed"
+
+
+def test_an_expected_failure_is_not_retried(env: Env) -> None:
+    calls = []
+
+    def refuse(context: StepContext) -> dict[str, Any]:
+        calls.append(1)
+        raise StepFailedError("no capacity", {"zone": "a"})
+
+    runner, name = runner_with(env, StepDefinition("refuse", refuse, max_retries=3))
+    execution_id = start(env, runner, name)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.FAILED
+    assert calls == [1]
+    assert execution(env, execution_id).error_details == {
+        "type": "failed",
+        "step": "refuse",
+        "message": "no capacity",
+        "details": {"zone": "a"},
+    }
+
+
+def test_a_step_that_overruns_its_timeout_times_the_workflow_out(env: Env) -> None:
+    runner, name = runner_with(
+        env, StepDefinition("slow", lambda c: time.sleep(1.0) or {}, timeout_seconds=0.2, max_retries=0)
+    )
+    execution_id = start(env, runner, name)
+    started = time.monotonic()
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.TIMEOUT
+    assert time.monotonic() - started < 0.9
+    (step,) = steps_of(env, execution_id)
+    assert step.status is StepStatus.FAILED
+    assert step.error_details is not None
+    assert step.error_details["type"] == "timeout"
+
+
+def test_cancellation_stops_before_the_next_step(env: Env) -> None:
+    release = threading.Event()
+    runner, name = runner_with(
+        env,
+        StepDefinition("wait", lambda c: release.wait(5) and {} or {}),
+        StepDefinition("never", lambda c: {"ran": True}),
+    )
+    execution_id = start(env, runner, name)
+    result: list[WorkflowStatus] = []
+    thread = threading.Thread(target=lambda: result.append(runner.run(execution_id, ACTOR)))
+    thread.start()
+    time.sleep(0.3)
+    assert runner.cancel(execution_id, ACTOR) is WorkflowStatus.CANCELLED
+    release.set()
+    thread.join(10)
+    assert result == [WorkflowStatus.CANCELLED]
+    assert [s.status for s in steps_of(env, execution_id)] == [StepStatus.COMPLETED, StepStatus.SKIPPED]
+    assert "workflow.cancel_requested" in event_types(env, execution_id)
+
+
+def test_the_agent_state_follows_the_running_workflow(env: Env) -> None:
+    seen: dict[str, Any] = {}
+
+    def look(context: StepContext) -> dict[str, Any]:
+        with env.factory() as session:
+            state = session.scalar(select(AgentState).where(AgentState.agent_id == env.cost_agent_id))
+            assert state is not None
+            seen.update(status=state.current_status, current=state.current_workflow_id, active=state.active_workflows)
+        return {}
+
+    runner, name = runner_with(env, StepDefinition("look", look))
+    execution_id = start(env, runner, name)
+    runner.run(execution_id, ACTOR)
+    assert seen == {"status": "busy", "current": execution_id, "active": [str(execution_id)]}
+    with env.factory() as session:
+        state = session.scalar(select(AgentState).where(AgentState.agent_id == env.cost_agent_id))
+        assert state is not None
+        assert (state.current_status, state.current_workflow_id, state.active_workflows) == ("idle", None, [])
+
+
+def _simulate_crash(env: Env, execution_id: uuid.UUID, step_order: int) -> None:
+    """What a killed process leaves behind: the execution and one step 'running', an old heartbeat."""
+    old = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    with env.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE workflow_executions SET status = 'running', started_at = now(), "
+                "metadata = metadata || jsonb_build_object('heartbeat_at', CAST(:old AS text)) WHERE id = :id"
+            ),
+            {"id": execution_id, "old": old},
+        )
+        connection.execute(
+            text(
+                "UPDATE workflow_steps SET status = CASE WHEN step_order < :order THEN 'completed' "
+                "WHEN step_order = :order THEN 'running' ELSE 'pending' END::step_status, "
+                "output_data = CASE WHEN step_order < :order THEN '{\"done\": true}'::jsonb ELSE output_data END "
+                "WHERE workflow_execution_id = :id"
+            ),
+            {"id": execution_id, "order": step_order},
+        )
+
+
+def test_a_crashed_resumable_run_is_resumed_from_its_interrupted_step(env: Env) -> None:
+    ran: list[str] = []
+    runner, name = runner_with(
+        env,
+        StepDefinition("one", lambda c: ran.append("one") or {"done": True}),
+        StepDefinition("two", lambda c: ran.append("two") or {"resumed": True}),
+        StepDefinition("three", lambda c: ran.append("three") or {}),
+    )
+    execution_id = start(env, runner, name)
+    _simulate_crash(env, execution_id, step_order=2)
+    assert execution_id in runner.recover_stale(ACTOR)
+    assert ran == ["two", "three"]
+    assert execution(env, execution_id).status is WorkflowStatus.COMPLETED
+    two = steps_of(env, execution_id)[1]
+    assert two.retry_count == 1
+    assert "workflow.resumed" in event_types(env, execution_id)
+
+
+def test_a_crashed_run_that_cannot_resume_is_failed_cleanly(env: Env) -> None:
+    runner, name = runner_with(
+        env, StepDefinition("one", lambda c: {}), StepDefinition("two", lambda c: {}), resumable=False
+    )
+    execution_id = start(env, runner, name)
+    _simulate_crash(env, execution_id, step_order=2)
+    runner.recover_stale(ACTOR)
+    failed = execution(env, execution_id)
+    assert failed.status is WorkflowStatus.FAILED
+    assert failed.error_details is not None
+    assert failed.error_details["type"] == "crashed"
+    assert [s.status for s in steps_of(env, execution_id)] == [StepStatus.COMPLETED, StepStatus.FAILED]
+
+
+def test_recovery_leaves_live_runs_alone(env: Env) -> None:
+    runner, name = runner_with(env, StepDefinition("one", lambda c: {}))
+    execution_id = start(env, runner, name)
+    _simulate_crash(env, execution_id, step_order=1)
+    with env.engine.begin() as connection:
+        connection.execute(
+            text(
+                "UPDATE workflow_executions SET metadata = metadata || jsonb_build_object('heartbeat_at', "
+                "CAST(:now AS text)) WHERE id = :id"
+            ),
+            {"id": execution_id, "now": datetime.now(UTC).isoformat()},
+        )
+    assert execution_id not in runner.recover_stale(ACTOR)
+    assert execution(env, execution_id).status is WorkflowStatus.RUNNING
