@@ -25,6 +25,7 @@ from optiinfra.events import schemas as event_schemas
 from optiinfra.models import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.recommendations import schemas as rec_schemas
+from optiinfra.workflows import schemas as wf_schemas
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -263,6 +264,35 @@ class OptiInfraClient:
         return self._one(
             quality_schemas.Regression, "POST", f"/quality/regressions/{regression_id}/resolve", json={"notes": notes}
         )
+
+    # --- workflows -----------------------------------------------------------------------------------------------
+
+    def analyze_spot_migration(
+        self, customer_id: uuid.UUID, *, lookback_days: float = 7, agent_id: uuid.UUID | None = None
+    ) -> wf_schemas.ExecutionDetail:
+        body = wf_schemas.SpotAnalysisRequest(customer_id=customer_id, lookback_days=lookback_days, agent_id=agent_id)
+        return self._one(wf_schemas.ExecutionDetail, "POST", "/workflows/spot-migration/analyze", json=self._body(body))
+
+    def roll_out_spot_migration(
+        self, optimization_id: uuid.UUID, *, executor: str = "simulator"
+    ) -> wf_schemas.ExecutionDetail:
+        body = {"optimization_id": str(optimization_id), "executor": executor}
+        return self._one(wf_schemas.ExecutionDetail, "POST", "/workflows/spot-migration/rollout", json=body)
+
+    def decide_scaling(self, customer_id: uuid.UUID, **options: Any) -> wf_schemas.ExecutionDetail:
+        body = wf_schemas.ScalingRequest(customer_id=customer_id, **options)
+        return self._one(wf_schemas.ExecutionDetail, "POST", "/workflows/scaling-decision", json=self._body(body))
+
+    def list_workflows(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Any
+    ) -> Page[wf_schemas.Execution]:
+        return self._page(wf_schemas.Execution, "/workflows", {**filters, "cursor": cursor, "limit": limit})
+
+    def get_workflow(self, workflow_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
+        return self._one(wf_schemas.ExecutionDetail, "GET", f"/workflows/{workflow_id}")
+
+    def cancel_workflow(self, workflow_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
+        return self._one(wf_schemas.ExecutionDetail, "POST", f"/workflows/{workflow_id}/cancel")
 
     # --- recommendations and optimizations -------------------------------------------------------------------
 

@@ -18,11 +18,13 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 
 from optiinfra import __version__
+from optiinfra.agent_state.routes import router as agent_state_router
 from optiinfra.agents import service as agent_service
 from optiinfra.agents.routes import router as agents_router
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
 from optiinfra.api.strict import StrictRoute
+from optiinfra.auth.principal import Principal
 from optiinfra.config import load_settings
 from optiinfra.customers.routes import router as customers_router
 from optiinfra.db import migrations
@@ -31,6 +33,7 @@ from optiinfra.events.routes import router as events_router
 from optiinfra.models import Agent, Optimization, QualityRegression, Recommendation
 from optiinfra.quality.routes import router as quality_router
 from optiinfra.recommendations.routes import router as recommendations_router
+from optiinfra.resources.routes import router as resources_router
 from optiinfra.workflows.routes import router as workflows_router
 from optiinfra.workflows.service import build_runner
 
@@ -107,6 +110,13 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Runs left "running" by a process that died are resumed or failed cleanly, never left running forever.
+        try:
+            recovered = app.state.workflow_runner.recover_stale(Principal.system("startup"))
+            if recovered:
+                logger.info("recovered %d interrupted workflow run(s)", len(recovered))
+        except SQLAlchemyError:
+            logger.warning("workflow recovery skipped: database unavailable")
         sweeper = HealthSweeper(app, config.health_sweep_seconds)
         sweeper.start()
         yield
@@ -134,9 +144,11 @@ def create_app(config: AppConfig) -> FastAPI:
     for router in (
         customers_router,
         agents_router,
+        agent_state_router,
         events_router,
         recommendations_router,
         quality_router,
+        resources_router,
         workflows_router,
     ):
         api.include_router(router)

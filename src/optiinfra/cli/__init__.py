@@ -7,6 +7,7 @@ import typer
 from optiinfra.cli.db import db_app
 from optiinfra.cli.quality import quality_app, worker
 from optiinfra.cli.serve import serve
+from optiinfra.cli.workflows import agents_app, workflow_app
 
 app = typer.Typer(
     name="optiinfra",
@@ -18,6 +19,8 @@ app.add_typer(db_app, name="db")
 app.command()(serve)
 app.add_typer(quality_app, name="quality")
 app.command()(worker)
+app.add_typer(workflow_app, name="workflow")
+app.add_typer(agents_app, name="agents")
 
 
 def main() -> None:

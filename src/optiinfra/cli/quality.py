@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, error_console, open_engine, reports_errors
+from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.errors import InvalidInputError, NotFoundError
@@ -27,6 +28,7 @@ from optiinfra.quality import abtest, detection, service
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.schemas import MAX_BATCH
 from optiinfra.quality.worker import run_detection_pass
+from optiinfra.workflows.service import build_runner
 
 quality_app = typer.Typer(help="Ingest quality metrics, establish baselines, detect regressions, run A/B tests.")
 CLI = Principal.system("cli")
@@ -330,10 +332,15 @@ def worker(
     window_minutes: Annotated[int, typer.Option(help="Judge each model version on this many recent minutes.")] = 60,
     once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
 ) -> None:
-    """Run regression detection periodically for every model version with fresh data and an active baseline."""
+    """Run regression detection periodically for every model version with fresh data and an active baseline, and
+    recover workflow runs interrupted by a crash."""
     factory = _session_factory()
     window = timedelta(minutes=window_minutes)
+    runner = build_runner(factory, load_settings().data_dir)
     while True:
+        recovered = runner.recover_stale(Principal.system("worker"))
+        if recovered:
+            console.print(f"recovered {len(recovered)} interrupted workflow run(s)")
         report = run_detection_pass(factory, window)
         console.print(
             f"pass: {report.judged} judged, {report.skipped_busy} busy elsewhere, {report.regressions} regressions, "

@@ -711,6 +711,7 @@ def _workflow(
     output_data: dict[str, Any] | None = None,
     error: dict[str, Any] | None = None,
     artifacts: Sequence[tuple[int | None, ArtifactType, str, str, int]] = (),
+    workflow_name: str | None = None,
 ) -> uuid.UUID:
     execution_id = data.add(
         WorkflowExecution,
@@ -726,7 +727,7 @@ def _workflow(
         input_data=input_data,
         output_data=output_data or {},
         error_details=error,
-        metadata_={"triggered_by": "schedule"},
+        metadata_={"triggered_by": "schedule", "workflow": workflow_name, "heartbeat_at": started.isoformat()},
         created_at=started,
         updated_at=started,
     )
@@ -789,6 +790,7 @@ def _workflows(
         "spot-analysis": _workflow(
             data,
             "spot-analysis",
+            workflow_name="spot_migration_analysis",
             customer_id=acme,
             agent_id=agents[AgentType.COST],
             workflow_type=WorkflowType.COST_ANALYSIS,
@@ -810,6 +812,7 @@ def _workflows(
         "latency-check": _workflow(
             data,
             "latency-check",
+            workflow_name="quality_check",
             customer_id=acme,
             agent_id=agents[AgentType.APPLICATION],
             workflow_type=WorkflowType.QUALITY_CHECK,
@@ -831,6 +834,7 @@ def _workflows(
         "int8-check": _workflow(
             data,
             "int8-check",
+            workflow_name="quality_check",
             customer_id=acme,
             agent_id=agents[AgentType.APPLICATION],
             workflow_type=WorkflowType.QUALITY_CHECK,
@@ -849,6 +853,7 @@ def _workflows(
         "scale-up": _workflow(
             data,
             "scale-up",
+            workflow_name="scaling_decision",
             customer_id=acme,
             agent_id=agents[AgentType.RESOURCE],
             workflow_type=WorkflowType.SCALING_DECISION,
@@ -866,6 +871,7 @@ def _workflows(
         "tuning-failed": _workflow(
             data,
             "tuning-failed",
+            workflow_name="performance_tuning",
             customer_id=acme,
             agent_id=agents[AgentType.PERFORMANCE],
             workflow_type=WorkflowType.PERFORMANCE_TUNING,
@@ -889,6 +895,7 @@ def _workflows(
         "nimbus-analysis": _workflow(
             data,
             "nimbus-analysis",
+            workflow_name="spot_migration_analysis",
             customer_id=nimbus,
             agent_id=agents[AgentType.COST],
             workflow_type=WorkflowType.COST_ANALYSIS,

@@ -16,6 +16,7 @@ from optiinfra.models import (
     Agent,
     AgentType,
     Optimization,
+    OptimizationStatus,
     WorkflowArtifact,
     WorkflowExecution,
     WorkflowStatus,
@@ -103,6 +104,11 @@ def roll_out_spot(
     optimization = session.scalar(statement)
     if optimization is None:
         raise NotFoundError("No such optimization.", details={"optimization_id": str(request.optimization_id)})
+    if optimization.status not in {OptimizationStatus.QUEUED, OptimizationStatus.EXECUTING}:
+        raise ConflictError(
+            f"The optimization is {optimization.status}; only a queued (approved) one can be rolled out.",
+            details={"current_status": str(optimization.status)},
+        )
     running = session.scalar(
         select(WorkflowExecution.id).where(
             WorkflowExecution.status.in_([WorkflowStatus.PENDING, WorkflowStatus.RUNNING]),

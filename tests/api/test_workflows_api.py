@@ -1,0 +1,132 @@
+"""The workflow API over HTTP: spot migration from analysis to rollout, scaling decisions, reading and tenancy."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import numpy as np
+import pytest
+from sqlalchemy import insert
+
+from optiinfra.client import ApiError, OptiInfraClient
+from optiinfra.models import AgentType, ResourceMetric, ResourceType
+from tests.api.conftest import AgentHandle, Server, Tenant
+
+
+def add_fleet(api_server: Server, tenant: Tenant, agent_id: uuid.UUID, hours: int, levels: list[float]) -> None:
+    rng = np.random.default_rng(3)
+    now = datetime.now(UTC)
+    rows = [
+        {
+            "agent_id": agent_id,
+            "customer_id": tenant.id,
+            "instance_id": f"gpu-{n}",
+            "resource_type": ResourceType.GPU,
+            "metric_name": "utilization",
+            "metric_value": float(np.clip(rng.normal(level, 2.0), 0, 100)),
+            "unit": "percent",
+            "timestamp": now - timedelta(minutes=5 * (hours * 12 - i)),
+            "metadata": {"instance_type": "g5.2xlarge"},
+        }
+        for n, level in enumerate(levels)
+        for i in range(hours * 12)
+    ]
+    with api_server.engine.begin() as connection:
+        connection.execute(insert(ResourceMetric), rows)
+
+
+@pytest.fixture
+def cost_agent(make_agent) -> AgentHandle:  # type: ignore[no-untyped-def]
+    return make_agent(AgentType.COST)
+
+
+@pytest.fixture
+def resource_agent(make_agent) -> AgentHandle:  # type: ignore[no-untyped-def]
+    return make_agent(AgentType.RESOURCE)
+
+
+def test_spot_migration_analysis_approval_and_rollout_over_the_api(
+    api_server: Server,
+    tenant: Tenant,
+    other_tenant: Tenant,
+    cost_agent: AgentHandle,
+    resource_agent: AgentHandle,
+    http: httpx.Client,
+) -> None:
+    add_fleet(api_server, tenant, resource_agent.agent_id, hours=30, levels=[60, 62, 58])
+    analysis = cost_agent.client.analyze_spot_migration(tenant.id, lookback_days=2)
+    assert analysis.status == "completed"
+    assert [s.step_name for s in analysis.steps] == [
+        "collect_utilization",
+        "analyze_candidates",
+        "create_recommendation",
+    ]
+    assert analysis.steps[2].output_data.get("recommendation_id"), analysis.steps[1].output_data
+    recommendation_id = uuid.UUID(analysis.steps[2].output_data["recommendation_id"])
+    recommendation = tenant.client.get_recommendation(recommendation_id)
+    assert recommendation.type == "spot_migration"
+    assert recommendation.data["instances"] == ["gpu-0", "gpu-1", "gpu-2"]
+    assert recommendation.estimated_savings is not None
+    assert recommendation.estimated_savings > 0
+
+    report = analysis.artifacts[0]
+    download = http.get(
+        f"/api/v1/workflows/{analysis.id}/artifacts/{report.id}",
+        headers={"Authorization": f"Bearer {tenant.customer.api_key}"},
+    )
+    assert download.status_code == 200
+    assert download.json()["candidates"][0]["instance_id"] == "gpu-0"
+    hidden = http.get(
+        f"/api/v1/workflows/{analysis.id}/artifacts/{report.id}",
+        headers={"Authorization": f"Bearer {other_tenant.customer.api_key}"},
+    )
+    assert hidden.status_code == 404
+
+    decision = tenant.client.approve(recommendation_id, "go")
+    assert decision.optimization is not None
+    rollout = cost_agent.client.roll_out_spot_migration(decision.optimization.id)
+    assert rollout.status == "completed", rollout.error_details
+    assert cost_agent.client.get_optimization(decision.optimization.id).status == "completed"
+    with pytest.raises(ApiError) as again:
+        cost_agent.client.roll_out_spot_migration(decision.optimization.id)
+    assert again.value.status_code == 409
+    assert again.value.details["current_status"] == "completed"
+
+    listed = tenant.client.list_workflows(limit=10).items
+    assert {w.id for w in listed} >= {analysis.id, rollout.id}
+    assert other_tenant.client.list_workflows().items == []
+    with pytest.raises(ApiError) as missing:
+        other_tenant.client.get_workflow(rollout.id)
+    assert missing.value.status_code == 404
+
+
+def test_scaling_decision_over_the_api(api_server: Server, tenant: Tenant, resource_agent: AgentHandle) -> None:
+    add_fleet(api_server, tenant, resource_agent.agent_id, hours=1, levels=[93, 95])
+    run = resource_agent.client.decide_scaling(tenant.id, window_minutes=30)
+    assert run.status == "completed"
+    decision = next(s for s in run.steps if s.step_name == "decide").output_data
+    assert decision["action"] == "scale_up"
+    assert decision["target_instances"] == decision["current_instances"] + 1
+
+
+def test_workflows_run_on_the_right_kind_of_agent(tenant: Tenant, resource_agent: AgentHandle) -> None:
+    with pytest.raises(ApiError) as refused:
+        resource_agent.client.analyze_spot_migration(tenant.id)
+    assert refused.value.status_code == 422
+    assert "cost agent" in refused.value.message
+
+
+def test_customers_cannot_start_workflows(tenant: Tenant) -> None:
+    with pytest.raises(ApiError) as refused:
+        tenant.client.analyze_spot_migration(tenant.id)
+    assert refused.value.status_code == 403
+
+
+def test_cancelling_a_finished_workflow_changes_nothing(
+    api_server: Server, tenant: Tenant, resource_agent: AgentHandle, operator: OptiInfraClient
+) -> None:
+    add_fleet(api_server, tenant, resource_agent.agent_id, hours=1, levels=[50])
+    run = resource_agent.client.decide_scaling(tenant.id, window_minutes=30)
+    assert operator.cancel_workflow(run.id).status == "completed"
