@@ -431,6 +431,18 @@ def optimization_to_roll_back(
     )
 
 
+def model_versions_where(
+    session: Session, customer_id: uuid.UUID, condition: ColumnElement[bool]
+) -> list[tuple[str, str]]:
+    """The customer's (model, version) pairs among the records matching `condition`."""
+    rows = session.execute(
+        select(QualityMetric.model_name, QualityMetric.model_version)
+        .where(QualityMetric.customer_id == customer_id, condition)
+        .distinct()
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
 def model_versions_since(session: Session, customer_id: uuid.UUID, since: datetime) -> list[tuple[str, str]]:
     """The customer's (model, version) pairs with metrics at or after `since`."""
     rows = session.execute(

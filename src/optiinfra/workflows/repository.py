@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from typing import Any
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, func, literal, select
+from sqlalchemy.orm import Session, selectinload
 
-from optiinfra.models import ResourceMetric, ResourceType, ScalingEvent
+from optiinfra.api.pagination import paginate
+from optiinfra.auth.principal import Principal
+from optiinfra.errors import NotFoundError
+from optiinfra.models import (
+    Agent,
+    AgentType,
+    ResourceMetric,
+    ResourceType,
+    ScalingEvent,
+    WorkflowArtifact,
+    WorkflowExecution,
+    WorkflowStatus,
+    WorkflowType,
+)
+from optiinfra.tenancy import scope_to_caller
 
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # buckets start on round times
 
@@ -86,6 +101,83 @@ def fleet_size(session: Session, customer_id: uuid.UUID, since: datetime) -> int
             )
         )
         or 0
+    )
+
+
+def most_recent_agent(session: Session, agent_type: AgentType) -> Agent | None:
+    """The agent of a type that heartbeat most recently."""
+    return session.scalar(
+        select(Agent)
+        .where(Agent.type == agent_type)
+        .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
+        .limit(1)
+    )
+
+
+def running_rollout(session: Session, optimization_id: uuid.UUID) -> uuid.UUID | None:
+    """A pending or running execution working on the optimization, if any."""
+    return session.scalar(
+        select(WorkflowExecution.id).where(
+            WorkflowExecution.status.in_([WorkflowStatus.PENDING, WorkflowStatus.RUNNING]),
+            WorkflowExecution.input_data["optimization_id"].astext == str(optimization_id),
+        )
+    )
+
+
+def _scoped(principal: Principal) -> Select[Any]:
+    return scope_to_caller(
+        select(WorkflowExecution),
+        principal,
+        customer_column=WorkflowExecution.customer_id,
+        agent_column=WorkflowExecution.agent_id,
+    )
+
+
+def get_execution(session: Session, principal: Principal, execution_id: uuid.UUID) -> WorkflowExecution:
+    """An execution with its steps and artifacts loaded, if the caller may see it; 404 otherwise."""
+    execution: WorkflowExecution | None = session.scalar(
+        _scoped(principal)
+        .where(WorkflowExecution.id == execution_id)
+        .options(selectinload(WorkflowExecution.steps), selectinload(WorkflowExecution.artifacts))
+        .execution_options(populate_existing=True)
+    )
+    if execution is None:
+        raise NotFoundError("No such workflow execution.", details={"workflow_id": str(execution_id)})
+    return execution
+
+
+def list_executions(
+    session: Session,
+    principal: Principal,
+    *,
+    customer_id: uuid.UUID | None,
+    workflow_type: WorkflowType | None,
+    status: WorkflowStatus | None,
+    cursor: str | None,
+    limit: int,
+) -> list[WorkflowExecution]:
+    statement = _scoped(principal)
+    if customer_id is not None:
+        statement = statement.where(WorkflowExecution.customer_id == customer_id)
+    if workflow_type is not None:
+        statement = statement.where(WorkflowExecution.workflow_type == workflow_type)
+    if status is not None:
+        statement = statement.where(WorkflowExecution.status == status)
+    statement = paginate(
+        statement,
+        created_column=WorkflowExecution.created_at,
+        id_column=WorkflowExecution.id,
+        cursor=cursor,
+        limit=limit,
+    )
+    return list(session.scalars(statement))
+
+
+def artifact_of(session: Session, execution_id: uuid.UUID, artifact_id: uuid.UUID) -> WorkflowArtifact | None:
+    return session.scalar(
+        select(WorkflowArtifact).where(
+            WorkflowArtifact.id == artifact_id, WorkflowArtifact.workflow_execution_id == execution_id
+        )
     )
 
 

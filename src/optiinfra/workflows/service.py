@@ -5,24 +5,21 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, selectinload, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
-from optiinfra.api.pagination import Page, page_of, paginate
+from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
 from optiinfra.models import (
     Agent,
     AgentType,
-    Optimization,
     OptimizationStatus,
-    WorkflowArtifact,
-    WorkflowExecution,
     WorkflowStatus,
     WorkflowType,
 )
-from optiinfra.tenancy import scope_to_caller
+from optiinfra.recommendations import repository as recommendation_repository
+from optiinfra.workflows import repository
 from optiinfra.workflows import schemas as wf_schemas
 from optiinfra.workflows.engine import StepContext, WorkflowRunner
 from optiinfra.workflows.executors import Executor, SimulatorExecutor, WebhookExecutor
@@ -60,12 +57,7 @@ def _agent_for(session: Session, principal: Principal, agent_id: uuid.UUID | Non
         if agent is None:
             raise NotFoundError("No such agent.", details={"agent_id": str(agent_id)})
     else:
-        agent = session.scalar(
-            select(Agent)
-            .where(Agent.type == agent_type)
-            .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
-            .limit(1)
-        )
+        agent = repository.most_recent_agent(session, agent_type)
         if agent is None:
             raise InvalidInputError(f"No {agent_type} agent is registered to run this workflow.")
     if agent.type is not agent_type:
@@ -95,26 +87,13 @@ def roll_out_spot(
 ) -> uuid.UUID:
     """Execute an approved spot migration as a phased rollout (the optimization's agent, or the operator)."""
     principal.require(Role.OPERATOR, Role.AGENT)
-    statement = scope_to_caller(
-        select(Optimization).where(Optimization.id == request.optimization_id),
-        principal,
-        customer_column=Optimization.customer_id,
-        agent_column=Optimization.agent_id,
-    )
-    optimization = session.scalar(statement)
-    if optimization is None:
-        raise NotFoundError("No such optimization.", details={"optimization_id": str(request.optimization_id)})
+    optimization = recommendation_repository.get_optimization(session, principal, request.optimization_id)
     if optimization.status not in {OptimizationStatus.QUEUED, OptimizationStatus.EXECUTING}:
         raise ConflictError(
             f"The optimization is {optimization.status}; only a queued (approved) one can be rolled out.",
             details={"current_status": str(optimization.status)},
         )
-    running = session.scalar(
-        select(WorkflowExecution.id).where(
-            WorkflowExecution.status.in_([WorkflowStatus.PENDING, WorkflowStatus.RUNNING]),
-            WorkflowExecution.input_data["optimization_id"].astext == str(optimization.id),
-        )
-    )
+    running = repository.running_rollout(session, optimization.id)
     if running is not None:
         raise ConflictError("A rollout of this optimization is already running.", details={"workflow_id": str(running)})
     execution_id = runner.create(
@@ -159,24 +138,8 @@ def decide_scaling(
     return execution_id
 
 
-def _scoped(principal: Principal):  # type: ignore[no-untyped-def]
-    return scope_to_caller(
-        select(WorkflowExecution),
-        principal,
-        customer_column=WorkflowExecution.customer_id,
-        agent_column=WorkflowExecution.agent_id,
-    )
-
-
 def get_execution(session: Session, principal: Principal, execution_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
-    execution = session.scalar(
-        _scoped(principal)
-        .where(WorkflowExecution.id == execution_id)
-        .options(selectinload(WorkflowExecution.steps), selectinload(WorkflowExecution.artifacts))
-    )
-    if execution is None:
-        raise NotFoundError("No such workflow execution.", details={"workflow_id": str(execution_id)})
-    return wf_schemas.ExecutionDetail.model_validate(execution)
+    return wf_schemas.ExecutionDetail.model_validate(repository.get_execution(session, principal, execution_id))
 
 
 def list_executions(
@@ -189,21 +152,16 @@ def list_executions(
     cursor: str | None,
     limit: int,
 ) -> Page[wf_schemas.Execution]:
-    statement = _scoped(principal)
-    if customer_id is not None:
-        statement = statement.where(WorkflowExecution.customer_id == customer_id)
-    if workflow_type is not None:
-        statement = statement.where(WorkflowExecution.workflow_type == workflow_type)
-    if status is not None:
-        statement = statement.where(WorkflowExecution.status == status)
-    statement = paginate(
-        statement,
-        created_column=WorkflowExecution.created_at,
-        id_column=WorkflowExecution.id,
+    rows = repository.list_executions(
+        session,
+        principal,
+        customer_id=customer_id,
+        workflow_type=workflow_type,
+        status=status,
         cursor=cursor,
         limit=limit,
     )
-    return page_of(list(session.scalars(statement)), limit, wf_schemas.Execution.model_validate)
+    return page_of(rows, limit, wf_schemas.Execution.model_validate)
 
 
 def cancel(session: Session, runner: WorkflowRunner, principal: Principal, execution_id: uuid.UUID) -> WorkflowStatus:
@@ -218,11 +176,7 @@ def artifact_file(
 ) -> tuple[Path, str, str]:
     """The artifact's file (only inside the artifact folder), its download name and content type."""
     get_execution(session, principal, execution_id)
-    artifact = session.scalar(
-        select(WorkflowArtifact).where(
-            WorkflowArtifact.id == artifact_id, WorkflowArtifact.workflow_execution_id == execution_id
-        )
-    )
+    artifact = repository.artifact_of(session, execution_id, artifact_id)
     if artifact is None:
         raise NotFoundError("No such artifact.", details={"artifact_id": str(artifact_id)})
     path = Path(artifact.artifact_path).resolve()

@@ -27,8 +27,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.db.engine import unit_of_work
 from optiinfra.models import (
@@ -261,11 +259,7 @@ def _judge_phase(context: StepContext, phase_name: str, since: datetime) -> dict
         customer = session.get(Customer, context.customer_id)
         assert customer is not None
         settings = settings_of(customer)
-        versions = session.execute(
-            select(QualityMetric.model_name, QualityMetric.model_version)
-            .where(QualityMetric.customer_id == context.customer_id, tagged)
-            .distinct()
-        ).all()
+        versions = quality_repository.model_versions_where(session, context.customer_id, tagged)
         verdicts: list[dict[str, Any]] = []
         for model_name, model_version in versions:
             now = datetime.now(UTC)
