@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl
 
 import httpx
 import pytest
@@ -268,6 +269,76 @@ def other_quality_settings(world: World, ids: Ids) -> dict[str, Any]:
     return {"alpha": next(_alphas) / 100}
 
 
+# Agent state of X's: a config key, a free resource or one X holds, a registered capability.
+SELF_OR_OPERATOR = expect(operator=200, customer_a=403, customer_b=403, agent_x=200, agent_y=403)
+
+
+def agent_x_config(world: World) -> Ids:
+    return {**agent_x(world), "config_key": "perm.max_parallel"}
+
+
+def free_resource_for_x(world: World) -> Ids:
+    return {**agent_x(world), "resource": f"perm-gpu-{uuid.uuid4().hex[:10]}"}
+
+
+def resource_held_by_x(world: World) -> Ids:
+    ids = free_resource_for_x(world)
+    world.client("agent_x").request("POST", f"/agents/{ids['agent_id']}/locks/{ids['resource']}")
+    return ids
+
+
+def capability_of_x(world: World) -> Ids:
+    """X registered (again) with one capability, so there is a capability row to change."""
+    world.operator.register_agent(AgentType.COST, world.agent_x.name, capabilities=["perm-spot"])
+    return {**agent_x(world), "capability_name": "perm-spot"}
+
+
+def agent_metrics_body(world: World, ids: Ids) -> dict[str, Any]:
+    return {
+        "metrics": [{"metric_name": "queue_depth", "metric_value": 3, "recorded_at": datetime.now(UTC).isoformat()}]
+    }
+
+
+def resource_agent_for_a(world: World) -> Ids:
+    """A's resource metrics and scaling events need a resource agent to be attributed to when the caller is not an
+    agent."""
+    world.operator.register_agent(AgentType.RESOURCE, f"perm-resource-{uuid.uuid4().hex[:10]}")
+    return customer_a(world)
+
+
+def resource_metrics_for_a(world: World, ids: Ids) -> dict[str, Any]:
+    sample = {
+        "resource_type": "gpu",
+        "instance_id": "i-perm",
+        "metric_name": "utilization",
+        "metric_value": 71.5,
+        "unit": "percent",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    return {"customer_id": ids["customer_id"], "metrics": [sample]}
+
+
+def scaling_event_for_a(world: World, ids: Ids) -> dict[str, Any]:
+    executed_at = datetime.now(UTC) - timedelta(minutes=2)
+    return {
+        "customer_id": ids["customer_id"],
+        "event_type": "scale_up",
+        "trigger_reason": "GPU utilization above 85 %",
+        "before_state": {"instance_count": 2},
+        "after_state": {"instance_count": 3},
+        "success": True,
+        "executed_at": executed_at.isoformat(),
+        "completed_at": (executed_at + timedelta(seconds=40)).isoformat(),
+    }
+
+
+def scaling_event_of_a(world: World) -> Ids:
+    """A scaling event of A's, recorded by agent X."""
+    ids = customer_a(world)
+    event = world.client("agent_x").request("POST", "/resources/scaling-events", json=scaling_event_for_a(world, ids))
+    return {**ids, "scaling_event_id": event["id"]}
+
+
 EVERYONE = expect(operator=200, customer_a=200, customer_b=200, agent_x=200, agent_y=200)
 OPERATOR_ONLY = expect(operator=200, customer_a=403, customer_b=403, agent_x=403, agent_y=403)
 AGENT_X_OR_OPERATOR = expect(operator=200, customer_a=403, customer_b=403, agent_x=200, agent_y=404)
@@ -493,6 +564,88 @@ OPERATIONS = [
         query=lambda ids: {"customer_id": ids["customer_id"]},
         probe="/customers/{customer_id}",  # settings are kept in the customer's metadata
     ),
+    Operation("GET", "/api/v1/agents/{agent_id}/configs", SELF_OR_OPERATOR, target=agent_x_config),
+    Operation(
+        "PUT",
+        "/api/v1/agents/{agent_id}/configs/{config_key}",
+        SELF_OR_OPERATOR,
+        target=agent_x_config,
+        body=lambda world, ids: {"value": str(next(_alphas)), "config_type": "integer"},
+        probe="/agents/{agent_id}/configs",
+    ),
+    Operation("GET", "/api/v1/agents/{agent_id}/state", SELF_OR_OPERATOR, target=agent_x),
+    Operation(
+        "PATCH",
+        "/api/v1/agents/{agent_id}/state",
+        SELF_OR_OPERATOR,
+        target=agent_x,
+        body=lambda world, ids: {"current_status": "busy", "resource_usage": {"gpu": next(_alphas)}},
+        probe="/agents/{agent_id}/state",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/agents/{agent_id}/locks/{resource}",
+        # An agent takes locks for itself only; not even the operator takes one on its behalf.
+        expect(operator=403, customer_a=403, customer_b=403, agent_x=200, agent_y=403),
+        target=free_resource_for_x,
+        probe="/locks",
+    ),
+    Operation(
+        "DELETE",
+        "/api/v1/agents/{agent_id}/locks/{resource}",
+        SELF_OR_OPERATOR,
+        target=resource_held_by_x,
+        probe="/locks",
+    ),
+    Operation("GET", "/api/v1/locks", expect(operator=200, customer_a=403, customer_b=403, agent_x=200, agent_y=200)),
+    Operation("GET", "/api/v1/agents/{agent_id}/capabilities", EVERYONE, target=capability_of_x),
+    Operation(
+        "PATCH",
+        "/api/v1/agents/{agent_id}/capabilities/{capability_name}",
+        SELF_OR_OPERATOR,
+        target=capability_of_x,
+        body=lambda world, ids: {"capability_version": f"1.{next(_alphas)}.0"},
+        probe="/agents/{agent_id}/capabilities",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/agents/{agent_id}/metrics",
+        SELF_OR_OPERATOR,
+        target=agent_x,
+        body=agent_metrics_body,
+        probe="/agents/{agent_id}/metrics?start=2000-01-01T00:00:00Z&end=2100-01-01T00:00:00Z&bucket=30d",
+    ),
+    Operation("GET", "/api/v1/agents/{agent_id}/metrics", SELF_OR_OPERATOR, target=agent_x),
+    Operation(
+        "POST",
+        "/api/v1/resources/metrics",
+        # Agents report resources as themselves, for the customer they name.
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=resource_agent_for_a,
+        body=resource_metrics_for_a,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/resources/metrics",
+        EVERYONE,
+        target=customer_a,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+    ),
+    Operation(
+        "POST",
+        "/api/v1/resources/scaling-events",
+        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=201),
+        target=resource_agent_for_a,
+        body=scaling_event_for_a,
+        probe="/resources/scaling-events",
+    ),
+    Operation("GET", "/api/v1/resources/scaling-events", EVERYONE, target=scaling_event_of_a),
+    Operation(
+        "GET",
+        "/api/v1/resources/scaling-events/{scaling_event_id}",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=scaling_event_of_a,
+    ),
 ]
 
 
@@ -554,7 +707,10 @@ def event_count(api_server: Server) -> int:
 
 
 def read_as_operator(world: World, probe: str | None, ids: Ids) -> Any:
-    return world.operator.request("GET", probe.format(**ids)) if probe else None
+    if not probe:
+        return None
+    path, _, query = probe.format(**ids).partition("?")
+    return world.operator.request("GET", path, params=dict(parse_qsl(query)))
 
 
 def assert_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:

@@ -58,6 +58,7 @@ class World:
     recommendation_id: str
     optimization_id: str
     regression_id: str
+    scaling_event_id: str
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -70,6 +71,10 @@ class World:
             "recommendation_id": self.recommendation_id,
             "optimization_id": self.optimization_id,
             "regression_id": self.regression_id,
+            "scaling_event_id": self.scaling_event_id,
+            "config_key": "validation.limit",
+            "resource": "validation-gpu-cluster",
+            "capability_name": VALIDATION_CAPABILITY,
         }
 
 
@@ -78,7 +83,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
     operator = OptiInfraClient("", api_server.operator_key, http=client)
     suffix = uuid.uuid4().hex[:10]
     customer = operator.create_customer(f"Validation {suffix}", f"validation-{suffix}@tenant.example")
-    agent = operator.register_agent(AgentType.COST, f"validation-{suffix}")
+    agent = operator.register_agent(AgentType.COST, f"validation-{suffix}", capabilities=[VALIDATION_CAPABILITY])
     assert agent.api_key is not None
     as_agent, as_customer = operator.with_key(agent.api_key), operator.with_key(customer.api_key)
     pending = as_agent.create_recommendation(customer.id, "rightsizing", "Pending", confidence_score=0.5)
@@ -105,6 +110,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
             as_customer.request("POST", "/quality/baselines", json=QUALITY_WINDOW)
     report = as_customer.request("POST", "/quality/detect", json=QUALITY_WINDOW)
     assert report["verdict"] == "regression", report
+    scaling = as_agent.request("POST", "/resources/scaling-events", json=scaling_event(str(customer.id)))
     return World(
         keys={"operator": api_server.operator_key, "customer": customer.api_key, "agent": agent.api_key},
         customer_id=str(customer.id),
@@ -112,6 +118,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
         recommendation_id=str(pending.id),
         optimization_id=str(decision.optimization.id),
         regression_id=report["regressions"][0]["id"],
+        scaling_event_id=scaling["id"],
     )
 
 
@@ -169,6 +176,37 @@ QUALITY_MODEL = "validation-model"
 
 
 QUALITY_WINDOW = {"model_name": QUALITY_MODEL, "model_version": "v1", "window": {"last_n": 60}}
+VALIDATION_CAPABILITY = "validation-spot"
+
+
+def scaling_event(customer_id: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "event_type": "scale_down",
+        "trigger_reason": "GPU utilization below 20 % for an hour",
+        "before_state": {"instance_count": 3},
+        "after_state": {"instance_count": 2},
+        "success": True,
+        "executed_at": (datetime.now(UTC) - timedelta(minutes=5)).isoformat(),
+    }
+
+
+def agent_metrics(world: World) -> dict[str, Any]:
+    return {
+        "metrics": [{"metric_name": "queue_depth", "metric_value": 4, "recorded_at": datetime.now(UTC).isoformat()}]
+    }
+
+
+def resource_metrics(world: World) -> dict[str, Any]:
+    sample = {
+        "resource_type": "cpu",
+        "instance_id": "i-validation",
+        "metric_name": "utilization",
+        "metric_value": 42.0,
+        "unit": "percent",
+        "timestamp": datetime.now(UTC).isoformat(),
+    }
+    return {"customer_id": world.customer_id, "metrics": [sample]}
 
 
 def quality_record(world: World) -> dict[str, Any]:
@@ -237,6 +275,26 @@ BODY_ENDPOINTS = {
         },
     ),
     "update quality settings": BodyEndpoint("PUT", "/api/v1/quality/settings", "customer", lambda w: {"alpha": 0.01}),
+    "set config": BodyEndpoint(
+        "PUT",
+        "/api/v1/agents/{agent_id}/configs/{config_key}",
+        "agent",
+        lambda w: {"value": "4", "config_type": "integer"},
+    ),
+    "update state": BodyEndpoint(
+        "PATCH", "/api/v1/agents/{agent_id}/state", "agent", lambda w: {"current_status": "busy"}
+    ),
+    "acquire lock": BodyEndpoint(
+        "POST", "/api/v1/agents/{agent_id}/locks/{resource}", "agent", lambda w: {"purpose": "validation"}
+    ),
+    "update capability": BodyEndpoint(
+        "PATCH", "/api/v1/agents/{agent_id}/capabilities/{capability_name}", "agent", lambda w: {"enabled": True}
+    ),
+    "ingest agent metrics": BodyEndpoint("POST", "/api/v1/agents/{agent_id}/metrics", "agent", agent_metrics),
+    "ingest resource metrics": BodyEndpoint("POST", "/api/v1/resources/metrics", "agent", resource_metrics),
+    "record scaling event": BodyEndpoint(
+        "POST", "/api/v1/resources/scaling-events", "agent", lambda w: scaling_event(w.customer_id)
+    ),
 }
 
 LIST_ENDPOINTS = {
@@ -247,6 +305,7 @@ LIST_ENDPOINTS = {
     "/api/v1/optimizations": "operator",
     "/api/v1/quality/baselines": "operator",
     "/api/v1/quality/regressions": "operator",
+    "/api/v1/resources/scaling-events": "operator",
 }
 
 
@@ -341,6 +400,28 @@ WRONG_TYPES = [
     ("update quality settings", "policy", {"high": "explode"}),
     ("update quality settings", "severity_steps", [3.0, 2.0, 1.0]),
     ("update quality settings", "floors", {"quality_drop_abs": 0}),
+    ("set config", "config_type", "decimal"),
+    ("set config", "value", 4),
+    ("set config", "value", "four"),
+    ("set config", "description", ["x"]),
+    ("update state", "current_status", "asleep"),
+    ("update state", "active_workflows", ["not-a-uuid"]),
+    ("update state", "resource_usage", [1]),
+    ("update state", "current_workflow_id", "w-1"),
+    ("acquire lock", "purpose", "x" * 501),
+    ("update capability", "enabled", "maybe"),
+    ("update capability", "capability_version", "has space"),
+    ("update capability", "config", "on"),
+    ("ingest agent metrics", "metrics", []),
+    ("ingest agent metrics", "metrics", "lots"),
+    ("ingest resource metrics", "metrics", []),
+    ("ingest resource metrics", "customer_id", "nobody"),
+    ("record scaling event", "event_type", "scale_sideways"),
+    ("record scaling event", "trigger_reason", ""),
+    ("record scaling event", "before_state", None),
+    ("record scaling event", "success", "perhaps"),
+    ("record scaling event", "executed_at", "2025-01-01T00:00:00"),
+    ("record scaling event", "executed_at", "2999-01-01T00:00:00Z"),
 ]
 
 
@@ -513,6 +594,11 @@ NON_FINITE = ["NaN", "Infinity"]
         ("progress", "result"),
         ("ingest quality metrics", "records"),
         ("update quality settings", "weights"),
+        ("update state", "metadata"),
+        ("update capability", "config"),
+        ("ingest agent metrics", "metrics"),
+        ("ingest resource metrics", "metrics"),
+        ("record scaling event", "before_state"),
     ],
 )
 def test_non_finite_number_inside_free_form_json_is_refused(
@@ -540,6 +626,9 @@ def test_non_finite_number_inside_free_form_json_is_refused(
         ("ingest quality metrics", "records", [{"request_id": "a\u0000b", "model_name": "m", "model_version": "v"}]),
         ("establish baseline", "model_name", "model\u0000"),
         ("resolve regression", "notes", "fixed\u0000"),
+        ("set config", "value", "a\u0000b"),
+        ("acquire lock", "purpose", "phase\u00001"),
+        ("record scaling event", "trigger_reason", "up\u0000"),
     ],
 )
 def test_nul_character_in_body_is_refused(
@@ -598,6 +687,9 @@ def test_deeply_nested_data_is_stored_or_refused_but_never_a_server_error(
         ("GET", "/api/v1/optimizations/00000000-0000-0000-0000", "operator", None, "optimization_id"),
         ("POST", "/api/v1/optimizations/zzz/start", "agent", None, "optimization_id"),
         ("POST", "/api/v1/optimizations/zzz/rollback", "customer", {"reason": "x"}, "optimization_id"),
+        ("GET", "/api/v1/agents/not-a-uuid/state", "operator", None, "agent_id"),
+        ("POST", "/api/v1/agents/42/locks/gpu", "agent", None, "agent_id"),
+        ("GET", "/api/v1/resources/scaling-events/xyz", "operator", None, "scaling_event_id"),
     ],
 )
 def test_bad_uuid_in_path_is_refused(
@@ -664,6 +756,11 @@ def test_limit_at_its_bounds_is_accepted(path: str, client: httpx.Client, world:
         ("/api/v1/recommendations", "priority", "urgent"),
         ("/api/v1/recommendations/summary", "customer_id", "1 OR 1=1"),
         ("/api/v1/optimizations", "recommendation_id", "x"),
+        ("/api/v1/resources/scaling-events", "event_type", "scale_sideways"),
+        ("/api/v1/resources/scaling-events", "success", "perhaps"),
+        ("/api/v1/resources/metrics", "resource_type", "tpu"),
+        ("/api/v1/resources/metrics", "start", "yesterday"),
+        ("/api/v1/resources/metrics", "bucket", "0s"),
     ],
 )
 def test_bad_filter_value_is_refused(path: str, name: str, value: str, client: httpx.Client, world: World) -> None:

@@ -97,7 +97,8 @@ def test_steps_run_in_order_pass_outputs_and_write_artifacts(env: Env) -> None:
     assert all(s.started_at and s.completed_at and s.started_at <= s.completed_at for s in rows)
     done = execution(env, execution_id)
     assert done.output_data["second"] == {"value": 50}
-    assert done.started_at and done.completed_at
+    assert done.started_at
+    assert done.completed_at
     with env.factory() as session:
         artifact = session.scalar(
             select(WorkflowArtifact).where(WorkflowArtifact.workflow_execution_id == execution_id)
@@ -187,7 +188,7 @@ def test_cancellation_stops_before_the_next_step(env: Env) -> None:
     release = threading.Event()
     runner, name = runner_with(
         env,
-        StepDefinition("wait", lambda c: release.wait(5) and {} or {}),
+        StepDefinition("wait", lambda c: (release.wait(5) and {}) or {}),
         StepDefinition("never", lambda c: {"ran": True}),
     )
     execution_id = start(env, runner, name)

@@ -187,7 +187,7 @@ def ingest(env: Env, records: list[dict[str, Any]]) -> None:
 
 
 def approved_spot_migration(env: Env, instances: int = 4) -> tuple[uuid.UUID, uuid.UUID]:
-    """Steady fleet -> analysis workflow -> recommendation -> customer approval; returns (analysis id, optimization id)."""
+    """Steady fleet, analysis workflow, recommendation, approval; returns (analysis id, optimization id)."""
     rng = np.random.default_rng(42)
     for n in range(instances):
         add_utilization(env, f"gpu-{n}", "g5.2xlarge", steady(rng, 72), timedelta(hours=1))

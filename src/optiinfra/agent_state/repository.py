@@ -1,0 +1,201 @@
+"""Agent state queries: configs, the one state row per agent, lock holders, capabilities, and the metrics COPY."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import orjson
+from psycopg.types.json import Jsonb, set_json_dumps
+from sqlalchemy import func, select, text
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from optiinfra.models import Agent, AgentCapability, AgentConfig, AgentMetric, AgentState, WorkflowExecution
+from optiinfra.timeseries import Bucketing, bucket_start
+
+# --- configs ---------------------------------------------------------------------------------------------------
+
+
+def list_configs(session: Session, agent_id: uuid.UUID) -> list[AgentConfig]:
+    return list(
+        session.scalars(select(AgentConfig).where(AgentConfig.agent_id == agent_id).order_by(AgentConfig.config_key))
+    )
+
+
+def get_config_for_update(session: Session, agent_id: uuid.UUID, key: str) -> AgentConfig | None:
+    return session.scalar(
+        select(AgentConfig)
+        .where(AgentConfig.agent_id == agent_id, AgentConfig.config_key == key)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# --- state -----------------------------------------------------------------------------------------------------
+
+
+def state_for_update(session: Session, agent_id: uuid.UUID) -> AgentState:
+    """The agent's state row, created with defaults on first use, locked for this transaction."""
+    # INSERT ... ON CONFLICT DO NOTHING: two first uses at once create one row, and neither fails.
+    session.execute(insert(AgentState).values(agent_id=agent_id).on_conflict_do_nothing(index_elements=["agent_id"]))
+    return session.scalars(
+        select(AgentState)
+        .where(AgentState.agent_id == agent_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).one()
+
+
+def get_state(session: Session, agent_id: uuid.UUID) -> AgentState:
+    """The agent's state row, created with defaults on first use."""
+    session.execute(insert(AgentState).values(agent_id=agent_id).on_conflict_do_nothing(index_elements=["agent_id"]))
+    return session.scalars(select(AgentState).where(AgentState.agent_id == agent_id)).one()
+
+
+def workflow_ids_of_agent(session: Session, agent_id: uuid.UUID, workflow_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these workflow executions exist and are run by the agent."""
+    if not workflow_ids:
+        return set()
+    rows = session.scalars(
+        select(WorkflowExecution.id).where(
+            WorkflowExecution.agent_id == agent_id, WorkflowExecution.id.in_(list(workflow_ids))
+        )
+    )
+    return set(rows)
+
+
+# --- locks -----------------------------------------------------------------------------------------------------
+
+
+def serialize_lock(session: Session, resource: str) -> None:
+    """Wait for, then hold until commit, the advisory lock of `resource`: acquisitions of one resource run one at a
+    time, so two agents can never both find it free."""
+    session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended('lock:' || :resource, 0))"), {"resource": resource}
+    )
+
+
+def lock_rows_for_acquisition(
+    session: Session, agent_id: uuid.UUID, resource: str
+) -> tuple[AgentState, list[tuple[AgentState, Agent]]]:
+    """The acquiring agent's state row and those of the other agents listing `resource` among their locks (with
+    those agents), all locked for this transaction.
+
+    One statement locks them all, in agent id order, so two acquisitions touching the same rows wait for each other
+    instead of deadlocking.
+    """
+    session.execute(insert(AgentState).values(agent_id=agent_id).on_conflict_do_nothing(index_elements=["agent_id"]))
+    rows = session.execute(
+        select(AgentState, Agent)
+        .join(Agent, Agent.id == AgentState.agent_id)
+        .where((AgentState.agent_id == agent_id) | AgentState.locks.has_key(resource))
+        .order_by(AgentState.agent_id)
+        .with_for_update(of=AgentState)
+        .execution_options(populate_existing=True)
+    )
+    own: AgentState | None = None
+    holders: list[tuple[AgentState, Agent]] = []
+    for state, agent in rows:
+        if state.agent_id == agent_id:
+            own = state
+        if resource in state.locks:
+            holders.append((state, agent))
+    assert own is not None
+    return own, holders
+
+
+def held_locks(session: Session) -> list[tuple[AgentState, Agent]]:
+    """Every state row holding at least one lock, with its agent."""
+    rows = session.execute(
+        select(AgentState, Agent)
+        .join(Agent, Agent.id == AgentState.agent_id)
+        .where(AgentState.locks != text("'{}'::jsonb"))
+        .order_by(Agent.name, Agent.id)
+    )
+    return [(row[0], row[1]) for row in rows]
+
+
+# --- capabilities ----------------------------------------------------------------------------------------------
+
+
+def list_capabilities(session: Session, agent_id: uuid.UUID) -> list[AgentCapability]:
+    return list(
+        session.scalars(
+            select(AgentCapability)
+            .where(AgentCapability.agent_id == agent_id)
+            .order_by(AgentCapability.capability_name)
+        )
+    )
+
+
+def get_capability_for_update(session: Session, agent_id: uuid.UUID, name: str) -> AgentCapability | None:
+    return session.scalar(
+        select(AgentCapability)
+        .where(AgentCapability.agent_id == agent_id, AgentCapability.capability_name == name)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+
+
+# --- metrics ---------------------------------------------------------------------------------------------------
+
+METRIC_COLUMNS = ("agent_id", "metric_name", "metric_value", "metric_type", "tags", "recorded_at")
+# Fixed SQL: the column names are the constant above, never user input.
+_COPY_METRICS = f"COPY agent_metrics ({', '.join(METRIC_COLUMNS)}) FROM STDIN"
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def copy_metrics(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
+    """COPY rows (in METRIC_COLUMNS order, tags a dict) into agent_metrics, inside the session's transaction."""
+    if not rows:
+        return 0
+    driver = session.connection().connection.driver_connection
+    assert driver is not None
+    set_json_dumps(_json_text, context=driver)  # orjson: several times faster than the standard encoder
+    with driver.cursor() as cursor, cursor.copy(_COPY_METRICS) as copy:
+        for agent_id, name, value, metric_type, tags, recorded_at in rows:
+            copy.write_row((agent_id, name, value, metric_type, Jsonb(tags), recorded_at))
+    return len(rows)
+
+
+def metric_buckets(
+    session: Session, agent_id: uuid.UUID, metric_name: str | None, window: Bucketing, limit: int
+) -> list[tuple[str, datetime, float, float, float, int]]:
+    """avg / min / max / count per (metric name, bucket) of the agent's samples in [start, end); at most `limit`
+    rows."""
+    conditions = [
+        AgentMetric.agent_id == agent_id,
+        AgentMetric.recorded_at >= window.start,
+        AgentMetric.recorded_at < window.end,
+    ]
+    if metric_name is not None:
+        conditions.append(AgentMetric.metric_name == metric_name)
+    samples = (
+        select(
+            AgentMetric.metric_name,
+            bucket_start(AgentMetric.recorded_at, window.seconds).label("bucket_start"),
+            AgentMetric.metric_value,
+        )
+        .where(*conditions)
+        .subquery()
+    )
+    statement = (
+        select(
+            samples.c.metric_name,
+            samples.c.bucket_start,
+            func.avg(samples.c.metric_value),
+            func.min(samples.c.metric_value),
+            func.max(samples.c.metric_value),
+            func.count(),
+        )
+        .group_by(samples.c.metric_name, samples.c.bucket_start)
+        .order_by(samples.c.metric_name, samples.c.bucket_start)
+        .limit(limit)
+    )
+    return [(row[0], row[1], row[2], row[3], row[4], row[5]) for row in session.execute(statement)]
