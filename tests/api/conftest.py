@@ -38,7 +38,7 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def api_server(create_database: DatabaseFactory) -> Iterator[Server]:
+def api_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     engine = create_engine(create_database(), pool_size=10, max_overflow=10)
     migrations.upgrade(engine)
     operator_key = generate_key(Role.OPERATOR)
@@ -48,6 +48,7 @@ def api_server(create_database: DatabaseFactory) -> Iterator[Server]:
             operator_key_digest=key_digest(operator_key),
             max_body_bytes=256 * 1024,
             health_sweep_seconds=0,  # tests call the sweep themselves, with a chosen clock
+            data_dir=tmp_path_factory.mktemp("server-data"),
         )
     )
     port = _free_port()

@@ -31,7 +31,7 @@ from optiinfra.models import AgentType, CustomerStatus, OptimizationStatus, Reco
 from tests.api.conftest import Server
 
 CALLERS = ("no_key", "bad_key", "operator", "customer_a", "customer_b", "agent_x", "agent_y")
-ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict"}
+ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_input"}
 
 
 @dataclass
@@ -339,6 +339,15 @@ def scaling_event_of_a(world: World) -> Ids:
     return {**ids, "scaling_event_id": event["id"]}
 
 
+def workflow_of_a(world: World) -> Ids:
+    """A finished spot-migration analysis of A's, run by agent X, with its report artifact."""
+    ids = customer_a(world)
+    run = world.client("agent_x").request(
+        "POST", "/workflows/spot-migration/analyze", json={"customer_id": ids["customer_id"], "lookback_days": 1}
+    )
+    return {**ids, "workflow_id": run["id"], "artifact_id": run["artifacts"][0]["id"]}
+
+
 EVERYONE = expect(operator=200, customer_a=200, customer_b=200, agent_x=200, agent_y=200)
 OPERATOR_ONLY = expect(operator=200, customer_a=403, customer_b=403, agent_x=403, agent_y=403)
 AGENT_X_OR_OPERATOR = expect(operator=200, customer_a=403, customer_b=403, agent_x=200, agent_y=404)
@@ -640,6 +649,49 @@ OPERATIONS = [
         probe="/resources/scaling-events",
     ),
     Operation("GET", "/api/v1/resources/scaling-events", EVERYONE, target=scaling_event_of_a),
+    Operation(
+        "POST",
+        "/api/v1/workflows/spot-migration/analyze",
+        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=201),
+        target=customer_a,
+        body=lambda world, ids: {"customer_id": ids["customer_id"], "lookback_days": 1},
+    ),
+    Operation(
+        "POST",
+        "/api/v1/workflows/spot-migration/rollout",
+        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=404),
+        target=in_state(RecommendationStatus.APPROVED),
+        body=lambda world, ids: {"optimization_id": ids["optimization_id"]},
+        probe="/optimizations/{optimization_id}",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/workflows/scaling-decision",
+        # Agents X and Y are cost agents: the scaling decision runs on a resource agent.
+        expect(operator=201, customer_a=403, customer_b=403, agent_x=422, agent_y=422),
+        target=resource_agent_for_a,
+        body=lambda world, ids: {"customer_id": ids["customer_id"]},
+    ),
+    Operation("GET", "/api/v1/workflows", EVERYONE, target=workflow_of_a),
+    Operation(
+        "GET",
+        "/api/v1/workflows/{workflow_id}",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=workflow_of_a,
+    ),
+    Operation(
+        "POST",
+        "/api/v1/workflows/{workflow_id}/cancel",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=workflow_of_a,
+        probe="/workflows/{workflow_id}",
+    ),
+    Operation(
+        "GET",
+        "/api/v1/workflows/{workflow_id}/artifacts/{artifact_id}",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=workflow_of_a,
+    ),
     Operation(
         "GET",
         "/api/v1/resources/scaling-events/{scaling_event_id}",

@@ -295,6 +295,15 @@ BODY_ENDPOINTS = {
     "record scaling event": BodyEndpoint(
         "POST", "/api/v1/resources/scaling-events", "agent", lambda w: scaling_event(w.customer_id)
     ),
+    "analyze spot migration": BodyEndpoint(
+        "POST", "/api/v1/workflows/spot-migration/analyze", "operator", lambda w: {"customer_id": w.customer_id}
+    ),
+    "roll out spot migration": BodyEndpoint(
+        "POST", "/api/v1/workflows/spot-migration/rollout", "operator", lambda w: {"optimization_id": w.optimization_id}
+    ),
+    "decide scaling": BodyEndpoint(
+        "POST", "/api/v1/workflows/scaling-decision", "operator", lambda w: {"customer_id": w.customer_id}
+    ),
 }
 
 LIST_ENDPOINTS = {
@@ -306,6 +315,7 @@ LIST_ENDPOINTS = {
     "/api/v1/quality/baselines": "operator",
     "/api/v1/quality/regressions": "operator",
     "/api/v1/resources/scaling-events": "operator",
+    "/api/v1/workflows": "operator",
 }
 
 

@@ -69,8 +69,8 @@ def analyze_spot(
     session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.SpotAnalysisRequest
 ) -> uuid.UUID:
     principal.require(Role.OPERATOR, Role.AGENT)
-    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
     agent = _agent_for(session, principal, request.agent_id, AgentType.COST)
+    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
     execution_id = runner.create(
         ANALYSIS.name,
         customer_id=request.customer_id,
@@ -111,8 +111,8 @@ def decide_scaling(
     session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.ScalingRequest
 ) -> uuid.UUID:
     principal.require(Role.OPERATOR, Role.AGENT)
-    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
     agent = _agent_for(session, principal, request.agent_id, AgentType.RESOURCE)
+    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
     if request.down_threshold >= request.up_threshold:
         raise InvalidInputError("down_threshold must be below up_threshold (the gap is the hysteresis).")
     execution_id = runner.create(
