@@ -111,6 +111,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
     report = as_customer.request("POST", "/quality/detect", json=QUALITY_WINDOW)
     assert report["verdict"] == "regression", report
     scaling = as_agent.request("POST", "/resources/scaling-events", json=scaling_event(str(customer.id)))
+    as_agent.request("POST", "/workflows/spot-migration/analyze", json={"customer_id": str(customer.id)})
     return World(
         keys={"operator": api_server.operator_key, "customer": customer.api_key, "agent": agent.api_key},
         customer_id=str(customer.id),
