@@ -18,6 +18,7 @@ import httpx
 import orjson
 from pydantic import BaseModel, TypeAdapter
 
+from optiinfra.agent_state import schemas as state_schemas
 from optiinfra.agents import schemas as agent_schemas
 from optiinfra.api.pagination import Page
 from optiinfra.customers import schemas as customer_schemas
@@ -25,6 +26,7 @@ from optiinfra.events import schemas as event_schemas
 from optiinfra.models import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.recommendations import schemas as rec_schemas
+from optiinfra.resources import schemas as resource_schemas
 from optiinfra.workflows import schemas as wf_schemas
 
 M = TypeVar("M", bound=BaseModel)
@@ -264,6 +266,56 @@ class OptiInfraClient:
         return self._one(
             quality_schemas.Regression, "POST", f"/quality/regressions/{regression_id}/resolve", json={"notes": notes}
         )
+
+    # --- agent state and resources --------------------------------------------------------------------------------
+
+    def set_agent_config(
+        self, agent_id: uuid.UUID, key: str, value: str, config_type: str = "string", description: str | None = None
+    ) -> state_schemas.AgentConfig:
+        body = {"value": value, "config_type": config_type, "description": description}
+        return self._one(state_schemas.AgentConfig, "PUT", f"/agents/{agent_id}/configs/{key}", json=body)
+
+    def agent_configs(self, agent_id: uuid.UUID) -> list[state_schemas.AgentConfig]:
+        return [state_schemas.AgentConfig.model_validate(c) for c in self.request("GET", f"/agents/{agent_id}/configs")]
+
+    def agent_state(self, agent_id: uuid.UUID) -> state_schemas.AgentState:
+        return self._one(state_schemas.AgentState, "GET", f"/agents/{agent_id}/state")
+
+    def update_agent_state(self, agent_id: uuid.UUID, **changes: Any) -> state_schemas.AgentState:
+        body = state_schemas.AgentStateUpdate(**changes)
+        return self._one(state_schemas.AgentState, "PATCH", f"/agents/{agent_id}/state", json=self._body(body))
+
+    def acquire_lock(self, agent_id: uuid.UUID, resource: str, purpose: str | None = None) -> state_schemas.Lock:
+        """Take a named lock (409 naming the holder when another agent has it)."""
+        return self._one(state_schemas.Lock, "POST", f"/agents/{agent_id}/locks/{resource}", json={"purpose": purpose})
+
+    def release_lock(self, agent_id: uuid.UUID, resource: str) -> state_schemas.Lock:
+        return self._one(state_schemas.Lock, "DELETE", f"/agents/{agent_id}/locks/{resource}")
+
+    def update_capability(self, agent_id: uuid.UUID, name: str, **changes: Any) -> state_schemas.AgentCapability:
+        body = state_schemas.AgentCapabilityUpdate(**changes)
+        return self._one(
+            state_schemas.AgentCapability, "PATCH", f"/agents/{agent_id}/capabilities/{name}", json=self._body(body)
+        )
+
+    def ingest_agent_metrics(self, agent_id: uuid.UUID, metrics: list[dict[str, Any]]) -> state_schemas.IngestResult:
+        return self._one(
+            state_schemas.IngestResult,
+            "POST",
+            f"/agents/{agent_id}/metrics",
+            raw_json=orjson.dumps({"metrics": metrics}),
+        )
+
+    def ingest_resource_metrics(
+        self, metrics: list[dict[str, Any]], *, customer_id: uuid.UUID | None = None
+    ) -> resource_schemas.IngestResult:
+        body: dict[str, Any] = {"metrics": metrics}
+        if customer_id is not None:
+            body["customer_id"] = str(customer_id)
+        return self._one(resource_schemas.IngestResult, "POST", "/resources/metrics", raw_json=orjson.dumps(body))
+
+    def resource_metrics(self, **query: Any) -> resource_schemas.ResourceMetricSeries:
+        return self._one(resource_schemas.ResourceMetricSeries, "GET", "/resources/metrics", params=query)
 
     # --- workflows -----------------------------------------------------------------------------------------------
 
