@@ -80,12 +80,17 @@ def validate_batch(
             continue
         samples.append(sample)
     if problems:
-        listed = [{"index": index, "problems": problems[index]} for index in sorted(problems)]
-        raise InvalidInputError(
-            f"{len(listed)} of {len(raw_samples)} {field} are invalid; nothing was stored.",
-            details={field: listed[:100], "invalid_count": len(listed)},
-        )
+        refuse_batch(problems, len(raw_samples), field)
     return samples
+
+
+def refuse_batch(problems: dict[int, list[dict[str, str]]], total: int, field: str) -> None:
+    """Refuse a whole batch (422) listing each bad item's index and reasons (the first 100) under `details[field]`."""
+    listed = [{"index": index, "problems": problems[index]} for index in sorted(problems)]
+    raise InvalidInputError(
+        f"{len(listed)} of {total} {field} are invalid; nothing was stored.",
+        details={field: listed[:100], "invalid_count": len(listed)},
+    )
 
 
 @dataclass(frozen=True)

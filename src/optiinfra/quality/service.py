@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import Page, page_of
@@ -20,9 +19,7 @@ from optiinfra.quality import repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.scoring import overall_quality_score
 from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
-
-# How far into the future a record's timestamp may be (client clocks drift).
-CLOCK_SKEW = timedelta(minutes=5)
+from optiinfra.timeseries import refuse_batch, validate_batch
 
 
 def _now() -> datetime:
@@ -46,43 +43,10 @@ def resolve_customer(
 # --- ingest ----------------------------------------------------------------------------------------------------
 
 
-_RECORDS = TypeAdapter(list[quality_schemas.QualityRecord])
-
-
 def validate_records(raw_records: list[dict[str, Any]], now: datetime) -> list[quality_schemas.QualityRecord]:
     """Validate a whole batch; any bad record refuses it all, listing every bad record's index and reasons."""
-    try:
-        valid = _RECORDS.validate_python(raw_records)
-    except ValidationError:
-        valid = None  # validate one by one below, to report every bad record with its index
-    problems: dict[int, list[dict[str, str]]] = {}
-    records: list[quality_schemas.QualityRecord] = []
-    for index, raw in enumerate(raw_records):
-        if valid is not None:
-            record = valid[index]
-        else:
-            try:
-                record = quality_schemas.QualityRecord.model_validate(raw)
-            except ValidationError as error:
-                problems[index] = [
-                    {"field": ".".join(str(part) for part in problem["loc"]) or "record", "message": problem["msg"]}
-                    for problem in error.errors()
-                ]
-                continue
-        if record.timestamp > now + CLOCK_SKEW:
-            problems[index] = [{"field": "timestamp", "message": "is in the future (more than 5 minutes ahead)"}]
-            continue
-        records.append(record)
-    if problems:
-        _refuse_records(problems, len(raw_records))
-    return records
-
-
-def _refuse_records(problems: dict[int, list[dict[str, str]]], total: int) -> None:
-    listed = [{"index": index, "problems": problems[index]} for index in sorted(problems)]
-    raise InvalidInputError(
-        f"{len(listed)} of {total} records are invalid; nothing was stored.",
-        details={"records": listed[:100], "invalid_count": len(listed)},
+    return validate_batch(
+        quality_schemas.QualityRecord, raw_records, now=now, timestamp_field="timestamp", field="records"
     )
 
 
@@ -163,7 +127,7 @@ def ingest(
             )
         )
     if unscorable:
-        _refuse_records(unscorable, len(records))
+        refuse_batch(unscorable, len(records), "records")
     inserted = repository.bulk_insert_metrics(session, rows)
     return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
 
