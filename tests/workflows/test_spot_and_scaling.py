@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,9 +13,12 @@ import numpy as np
 import pytest
 from sqlalchemy import func, insert, select
 
+from optiinfra.agent_state import service as agent_state
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.db.engine import unit_of_work
 from optiinfra.models import (
+    Agent,
+    AgentType,
     Customer,
     Event,
     Optimization,
@@ -39,7 +43,7 @@ from optiinfra.workflows.executors import Phase, SimulatorExecutor
 from optiinfra.workflows.repository import InstanceHistory
 from optiinfra.workflows.scaling import ScalingPolicy, decide
 from optiinfra.workflows.service import build_runner
-from optiinfra.workflows.spot_migration import find_candidates, make_rollout, plan_phases
+from optiinfra.workflows.spot_migration import find_candidates, fleet_lock, make_rollout, plan_phases
 from tests.workflows.conftest import Env
 
 OPERATOR = Principal.operator()
@@ -288,6 +292,16 @@ def test_spot_migration_from_analysis_to_completed_rollout(env: Env) -> None:
         report = session.scalar(select(WorkflowArtifact).where(WorkflowArtifact.workflow_execution_id == analysis_id))
         assert report is not None
         assert report.artifact_name == "spot-analysis.json"
+    with env.factory() as session:  # the fleet lock was taken for the rollout and released at its end
+        locks = [
+            e.event_type
+            for e in session.scalars(
+                select(Event)
+                .where(Event.agent_id == env.cost_agent_id, Event.event_type.like("agent.lock_%"))
+                .order_by(Event.created_at)
+            )
+        ]
+    assert locks == ["agent.lock_acquired", "agent.lock_released"]
     progress = [e.data["after"]["progress"] for e in events_of(env, "optimization.progress")]
     assert progress == sorted(progress)
     assert [e.event_type for e in events_of(env, "optimization.")][-1] == "optimization.completed"
@@ -342,9 +356,53 @@ def test_spot_rollout_is_stopped_by_a_regression_at_a_later_phase_and_undone_in_
         alert = session.scalar(select(WorkflowArtifact).where(WorkflowArtifact.workflow_execution_id == rollout_id))
         assert alert is not None
         assert alert.artifact_name == "phase_50-quality-gate.json"
+    with env.factory() as session:  # released after a failed rollout too
+        released = session.scalar(
+            select(func.count())
+            .select_from(Event)
+            .where(Event.agent_id == env.cost_agent_id, Event.event_type == "agent.lock_released")
+        )
+    assert released == 1
     rolled = events_of(env, "optimization.rolled_back")
     assert rolled[-1].data["actor"]["name"] == "system:rollout"
     assert "phase_50" in rolled[-1].data["reason"]
+
+
+def test_a_second_rollout_of_the_same_fleet_waits_for_the_lock(env: Env) -> None:
+    _, optimization_id = approved_spot_migration(env)
+    with unit_of_work(env.factory) as session:  # another cost agent is moving this fleet
+        other = Agent(type=AgentType.COST, name=f"other-{uuid.uuid4().hex[:6]}")
+        session.add(other)
+        session.flush()
+        agent_state.acquire_lock(
+            session,
+            Principal(role=Role.AGENT, name="other", agent_id=other.id),
+            other.id,
+            fleet_lock(env.customer_id),
+            None,
+        )
+    runner = build_runner(env.factory, env.data_dir)
+    rollout_id = runner.create(
+        "spot_migration_rollout",
+        customer_id=env.customer_id,
+        agent_id=env.cost_agent_id,
+        input_data={"optimization_id": str(optimization_id)},
+        actor=OPERATOR,
+    )
+    assert runner.run(rollout_id, OPERATOR) is WorkflowStatus.FAILED
+    with env.factory() as session:
+        start = session.scalar(
+            select(WorkflowStep).where(
+                WorkflowStep.workflow_execution_id == rollout_id, WorkflowStep.step_name == "start_optimization"
+            )
+        )
+        assert start is not None
+        assert start.retry_count == 0  # a held lock is not retried blindly
+        assert start.error_details is not None
+        assert str(other.id) in json.dumps(start.error_details)
+        optimization = session.get(Optimization, optimization_id)
+        assert optimization is not None
+        assert optimization.status is OptimizationStatus.QUEUED  # nothing was started
 
 
 def test_scaling_decision_from_metric_history_records_event_and_recommendation(env: Env) -> None:

@@ -75,11 +75,25 @@ class StepDefinition:
 
 
 @dataclass(frozen=True)
+class FinishedRun:
+    """What an `on_finish` hook learns about the run that ended."""
+
+    execution_id: uuid.UUID
+    customer_id: uuid.UUID
+    agent_id: uuid.UUID
+    input: Mapping[str, Any]
+    status: WorkflowStatus
+    factory: sessionmaker[Session]
+
+
+@dataclass(frozen=True)
 class WorkflowDefinition:
     name: str
     workflow_type: WorkflowType
     steps: tuple[StepDefinition, ...]
     resumable: bool = True
+    # Runs after the run ends, whatever the outcome (releasing what its steps took, such as locks).
+    on_finish: Callable[[FinishedRun], None] | None = None
 
 
 @dataclass
@@ -386,6 +400,14 @@ class WorkflowRunner:
             ):
                 step.status = StepStatus.SKIPPED
             self._set_agent_busy(session, execution.agent_id, execution_id, busy=False)
+            finished = FinishedRun(
+                execution_id,
+                execution.customer_id,
+                execution.agent_id,
+                dict(execution.input_data),
+                status,
+                self.factory,
+            )
             events.record(
                 session,
                 event_type=f"workflow.{status}",
@@ -398,6 +420,12 @@ class WorkflowRunner:
                 after={"status": str(status)},
                 extra={"error": error} if error else None,
             )
+
+        if definition.on_finish is not None:
+            try:
+                definition.on_finish(finished)
+            except Exception:  # the run's record is final; a failing clean-up is logged, not fatal
+                logger.exception("on_finish of %s failed", definition.name)
 
     @staticmethod
     def _set_agent_busy(session: Session, agent_id: uuid.UUID, execution_id: uuid.UUID, *, busy: bool) -> None:

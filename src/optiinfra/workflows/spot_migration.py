@@ -17,6 +17,7 @@ completes with its actual savings.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
@@ -27,8 +28,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from optiinfra.agent_state import service as agent_state
+from optiinfra.agent_state.schemas import LockAcquire
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.db.engine import unit_of_work
+from optiinfra.errors import ConflictError, NotFoundError
 from optiinfra.models import (
     Agent,
     ArtifactType,
@@ -47,7 +51,13 @@ from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows import repository
 from optiinfra.workflows.catalog import PriceCatalog, load_catalog
-from optiinfra.workflows.engine import StepContext, StepDefinition, StepFailedError, WorkflowDefinition
+from optiinfra.workflows.engine import (
+    FinishedRun,
+    StepContext,
+    StepDefinition,
+    StepFailedError,
+    WorkflowDefinition,
+)
 from optiinfra.workflows.executors import Executor, Phase
 
 MAX_CV = 0.25
@@ -222,7 +232,23 @@ def _optimization(context: StepContext) -> Optimization:
         return optimization
 
 
+def fleet_lock(customer_id: uuid.UUID) -> str:
+    """The lock a rollout holds on the customer's fleet: two rollouts never move one fleet at once."""
+    return f"fleet:{customer_id}"
+
+
 def _start(context: StepContext) -> dict[str, Any]:
+    try:
+        with unit_of_work(context.factory) as session:
+            agent_state.acquire_lock(
+                session,
+                _agent_principal(context),
+                context.agent_id,
+                fleet_lock(context.customer_id),
+                LockAcquire(purpose=f"spot rollout of optimization {context.input['optimization_id']}"),
+            )
+    except ConflictError as busy:
+        raise StepFailedError(busy.message, busy.details) from busy
     optimization = _optimization(context)
     if optimization.status is OptimizationStatus.QUEUED:
         with unit_of_work(context.factory) as session:
@@ -350,9 +376,18 @@ def make_rollout(executor_for: Callable[[StepContext], Executor]) -> WorkflowDef
             )
         return {"status": str(done.status), "actual_savings": str(done.actual_savings)}
 
+    def release_fleet(run: FinishedRun) -> None:
+        # NotFoundError: the run ended before it took the lock.
+        with contextlib.suppress(NotFoundError), unit_of_work(run.factory) as session:
+            agent = session.get(Agent, run.agent_id)
+            assert agent is not None
+            principal = Principal(role=Role.AGENT, name=f"{agent.type}/{agent.name}", agent_id=agent.id)
+            agent_state.release_lock(session, principal, run.agent_id, fleet_lock(run.customer_id))
+
     return WorkflowDefinition(
         name="spot_migration_rollout",
         workflow_type=WorkflowType.COST_ANALYSIS,
+        on_finish=release_fleet,
         steps=(
             StepDefinition("start_optimization", _start, max_retries=2),
             *(
