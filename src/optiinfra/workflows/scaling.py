@@ -6,9 +6,9 @@ The rule, with hysteresis so noisy data does not flap the fleet:
   between the two thresholds, and the need for consecutive buckets, are the hysteresis.
 - no change within `cooldown` (15 minutes) of the last successful scaling event;
 - one instance at a time, within [`min_instances`, `max_instances`].
-Adding capacity protects availability and is applied at once (a `scale_up` event). Removing capacity saves money
-but risks latency, so it needs approval: the workflow records a `scale_down` event awaiting approval and a
-recommendation for the customer.
+Adding capacity protects availability and needs no approval (a `scale_up` event for the resource agent to apply).
+Removing capacity saves money but risks latency, so it needs approval: the workflow records a `scale_down` event
+awaiting approval and a recommendation for the customer.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ def _record(context: StepContext) -> dict[str, Any]:
             executed_at=now,
             completed_at=now if scale_up else None,
             metadata_={
-                "status": "applied" if scale_up else "awaiting_approval",
+                "status": "approved_automatically" if scale_up else "awaiting_approval",
                 "recommendation_id": recommendation_id,
             },
         )
