@@ -27,6 +27,7 @@ from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.principal import Principal
 from optiinfra.config import load_settings
 from optiinfra.customers.routes import router as customers_router
+from optiinfra.dashboard.routes import install_dashboard
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.events.routes import router as events_router
@@ -179,6 +180,7 @@ def create_app(config: AppConfig) -> FastAPI:
         """Prometheus text format: request counts and latencies, and domain gauges."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
+    install_dashboard(app)
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(BodySizeLimit, limit=config.max_body_bytes)
     return app

@@ -922,7 +922,15 @@ def _agent_states(data: DemoData, agents: dict[AgentType, uuid.UUID], workflows:
             agent_id=agents[agent_type],
             current_status=AgentStatusDetail.BUSY if busy else AgentStatusDetail.IDLE,
             active_workflows=[str(workflows["nimbus-analysis"])] if busy else [],
-            locks={"cluster:nimbus-staging": str(agents[agent_type])} if busy else {},
+            locks={
+                "cluster:nimbus-staging": {
+                    "agent_id": str(agents[agent_type]),
+                    "acquired_at": data.at(minutes=-8).isoformat(),
+                    "purpose": "cost analysis of the staging fleet",
+                }
+            }
+            if busy
+            else {},
             last_activity=data.at(minutes=-1),
             resource_usage={"cpu_percent": 23.5 if busy else 3.1, "memory_mb": 412 if busy else 180},
             metadata_={},

@@ -5,13 +5,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps
-from sqlalchemy import ARRAY, ColumnElement, DateTime, String, and_, any_, bindparam, cast, func, select, text, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    DateTime,
+    Integer,
+    String,
+    and_,
+    any_,
+    bindparam,
+    cast,
+    func,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
@@ -451,6 +465,60 @@ def model_versions_since(session: Session, customer_id: uuid.UUID, since: dateti
         .distinct()
     )
     return [(row[0], row[1]) for row in rows]
+
+
+@dataclass(frozen=True)
+class SeriesPoint:
+    bucket: datetime
+    count: int
+    overall: float
+    p95_latency_ms: float | None
+    hallucination_rate: float
+
+
+def bucketed_series(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    since: datetime,
+    bucket: timedelta,
+) -> list[SeriesPoint]:
+    """Per bucket: request count, mean overall score, p95 latency and hallucination rate (for charts)."""
+    start = func.date_bin(bindparam("bucket", bucket), QualityMetric.timestamp, bindparam("origin", since))
+    rows = session.execute(
+        select(
+            start,
+            func.count(),
+            func.avg(QualityMetric.overall_quality_score),
+            func.percentile_cont(0.95).within_group(QualityMetric.latency_ms),
+            func.avg(cast(QualityMetric.hallucination_detected, Integer)),
+        )
+        .where(
+            QualityMetric.customer_id == customer_id,
+            QualityMetric.model_name == model_name,
+            QualityMetric.model_version == model_version,
+            QualityMetric.timestamp >= since,
+        )
+        .group_by(start)
+        .order_by(start)
+    ).all()
+    return [
+        SeriesPoint(row[0], int(row[1]), float(row[2]), float(row[3]) if row[3] is not None else None, float(row[4]))
+        for row in rows
+    ]
+
+
+def model_versions_of(session: Session, customer_id: uuid.UUID) -> list[tuple[str, str]]:
+    """The customer's (model, version) pairs that have metrics or baselines, sorted."""
+    metrics = select(QualityMetric.model_name, QualityMetric.model_version).where(
+        QualityMetric.customer_id == customer_id
+    )
+    baselines = select(QualityBaseline.model_name, QualityBaseline.model_version).where(
+        QualityBaseline.customer_id == customer_id
+    )
+    rows = session.execute(metrics.union(baselines)).all()
+    return sorted((row[0], row[1]) for row in rows)
 
 
 def fresh_model_versions(session: Session, since: datetime) -> list[tuple[uuid.UUID, str, str]]:
