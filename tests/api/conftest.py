@@ -7,7 +7,9 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -37,10 +39,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def api_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    engine = create_engine(create_database(), pool_size=10, max_overflow=10)
-    migrations.upgrade(engine)
+@contextmanager
+def running_server(engine: Engine, data_dir: Path) -> Iterator[Server]:
+    """The app on a migrated database, served by uvicorn on a loopback port in a thread."""
     operator_key = generate_key(Role.OPERATOR)
     app = create_app(
         AppConfig(
@@ -48,7 +49,7 @@ def api_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPa
             operator_key_digest=key_digest(operator_key),
             max_body_bytes=256 * 1024,
             health_sweep_seconds=0,  # tests call the sweep themselves, with a chosen clock
-            data_dir=tmp_path_factory.mktemp("server-data"),
+            data_dir=data_dir,
         )
     )
     port = _free_port()
@@ -60,9 +61,19 @@ def api_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPa
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
-    yield Server(base_url=f"http://127.0.0.1:{port}", operator_key=operator_key, engine=engine)
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield Server(base_url=f"http://127.0.0.1:{port}", operator_key=operator_key, engine=engine)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    engine = create_engine(create_database(), pool_size=10, max_overflow=10)
+    migrations.upgrade(engine)
+    with running_server(engine, tmp_path_factory.mktemp("server-data")) as server:
+        yield server
     engine.dispose()
 
 

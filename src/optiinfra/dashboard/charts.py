@@ -93,10 +93,11 @@ def render(chart: LineChart) -> str:
         parts.append(f'<circle class="point" cx="{x(t):.1f}" cy="{y(v):.1f}" r="2"/>')
     for marker in chart.markers:
         mx = x(marker.at.timestamp())
+        label_y = TOP + (22 if marker.kind == "rollback" else 10)  # two markers at one time stay readable
         parts.append(
             f'<g class="marker {escape(marker.kind)}" data-role="{escape(marker.kind)}-marker">'
             f'<line x1="{mx:.1f}" x2="{mx:.1f}" y1="{TOP}" y2="{HEIGHT - BOTTOM}"/>'
-            f'<text x="{mx + 3:.1f}" y="{TOP + 10}">{escape(marker.label)}</text>'
+            f'<text x="{mx + 3:.1f}" y="{label_y}">{escape(marker.label)}</text>'
             f"<title>{escape(marker.label)} at {marker.at.isoformat(timespec='minutes')}</title></g>"
         )
     parts.append("</svg>")

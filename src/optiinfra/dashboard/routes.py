@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import secrets
 import uuid
 from collections import Counter
@@ -63,6 +64,11 @@ def _actor_name(data: dict[str, Any]) -> str:
 
 
 templates.env.filters["actor"] = _actor_name
+
+
+def _about_recommendation(data: dict[str, Any], recommendation_id: str) -> bool:
+    subject = data.get("subject") or {}
+    return recommendation_id in {subject.get("recommendation_id"), data.get("recommendation_id")}
 
 
 class NotSignedInError(Exception):
@@ -228,7 +234,8 @@ def recommendation_detail(request: Request, recommendation_id: uuid.UUID) -> HTM
         history = event_service.list_events(
             session, principal, event_schemas.EventFilters(customer_id=detail.customer_id), cursor=None, limit=200
         ).items
-        related = [e for e in history if e.data.get("subject", {}).get("recommendation_id") == str(recommendation_id)]
+        wanted = str(recommendation_id)
+        related = [e for e in history if _about_recommendation(e.data, wanted)]
         return _page(
             request,
             "recommendation.html",
@@ -489,16 +496,24 @@ def workflows(request: Request, cursor: str | None = None) -> HTMLResponse:
 def workflow_detail(request: Request, workflow_id: uuid.UUID) -> HTMLResponse:
     with _caller(request) as (session, principal):
         detail = workflow_service.get_execution(session, principal, workflow_id)
-        starts = [s.started_at for s in detail.steps if s.started_at]
-        ends = [s.completed_at or datetime.now(UTC) for s in detail.steps if s.started_at]
-        span = ((max(ends) - min(starts)).total_seconds() or 1.0) if starts else 1.0
+        now = datetime.now(UTC)
+
+        def ended(step: Any) -> datetime | None:
+            # A running step lasts until now; a step that never finished (skipped, crashed) is drawn as a point.
+            return step.completed_at or (now if step.status == "running" else step.started_at)
+
+        spans = [(s.started_at, ended(s)) for s in detail.steps if s.started_at is not None]
+        first = min((start for start, _ in spans), default=now)
+        last = max((end for _, end in spans if end is not None), default=now)
+        total = (last - first).total_seconds() or 1.0
         timeline = []
         for step in detail.steps:
-            if step.started_at is None:
+            end = ended(step)
+            if step.started_at is None or end is None:
                 timeline.append({"step": step, "left": 0.0, "width": 0.0})
                 continue
-            left = (step.started_at - min(starts)).total_seconds() / span * 100
-            width = max(0.5, ((step.completed_at or datetime.now(UTC)) - step.started_at).total_seconds() / span * 100)
+            left = (step.started_at - first).total_seconds() / total * 100
+            width = max(0.5, (end - step.started_at).total_seconds() / total * 100)
             timeline.append({"step": step, "left": left, "width": min(width, 100 - left)})
         return _page(
             request,
@@ -559,6 +574,21 @@ def install_dashboard(app: FastAPI) -> None:
     app.mount(
         "/static", StaticFiles(directory=str(resources.files("optiinfra") / "dashboard" / "static")), name="static"
     )
+
+    api_errors = app.exception_handlers[OptiInfraError]
+
+    @app.exception_handler(OptiInfraError)
+    async def _page_error(request: Request, error: OptiInfraError) -> Response:
+        # The API answers JSON; a page answers a page, with the same status and message.
+        if request.url.path.startswith("/api/"):
+            answer = api_errors(request, error)
+            return await answer if inspect.isawaitable(answer) else answer
+        return templates.TemplateResponse(
+            request,
+            "error.html",
+            {"status": error.status_code, "message": error.message},
+            status_code=error.status_code,
+        )
 
     @app.exception_handler(NotSignedInError)
     async def _sign_in(request: Request, _: NotSignedInError) -> Response:

@@ -418,7 +418,8 @@ RECOMMENDATIONS: tuple[RecommendationSpec, ...] = (
         0.61,
         RecommendationPriority.MEDIUM,
         RecommendationStatus.ROLLED_BACK,
-        4,
+        # Timed so the change went live as the GPT-4o latency incident began and was rolled back at its detection.
+        1.45,
         {"parameter": "max_num_seqs", "from": 128, "to": 256, "model": "gpt-4o"},
     ),
     RecommendationSpec(
@@ -643,7 +644,7 @@ def _optimization(
         values.update(
             progress=100,
             completed_at=finished,
-            rolled_back_at=finished + timedelta(hours=5),
+            rolled_back_at=finished + timedelta(hours=3, minutes=30),
             result={"rolled_back_because": "latency_increase regression on gpt-4o"},
         )
     data.add(Optimization, spec.key, recommendation_id=rec_id, customer_id=customer_id, agent_id=agent_id, **values)
@@ -799,9 +800,8 @@ def _workflows(
             input_data={"lookback_days": 14},
             output_data={"recommendation_id": str(recommendations["acme-spot"]), "candidates": 4},
             steps=[
-                StepSpec("collect_resource_metrics", done, 2.5, output={"instances": 6}),
-                StepSpec("load_price_catalog", done, 0.2),
-                StepSpec("find_spot_candidates", done, 1.1, output={"candidates": 4}),
+                StepSpec("collect_utilization", done, 2.5, output={"instances": 6}),
+                StepSpec("analyze_candidates", done, 1.3, output={"candidates": 4}),
                 StepSpec("create_recommendation", done, 0.1),
             ],
             artifacts=[
@@ -864,7 +864,7 @@ def _workflows(
             steps=[
                 StepSpec("read_utilization", done, 0.2),
                 StepSpec("decide", done, 0.1),
-                StepSpec("apply_scaling", done, 4.0),
+                StepSpec("record_decision", done, 4.0),
             ],
             artifacts=[(None, ArtifactType.METRICS, "utilization-window.json", "application/json", 5_310)],
         ),
@@ -903,9 +903,8 @@ def _workflows(
             started=data.at(minutes=-8),
             input_data={"lookback_days": 7},
             steps=[
-                StepSpec("collect_resource_metrics", done, 3.0),
-                StepSpec("load_price_catalog", running, 0.5),
-                StepSpec("find_spot_candidates", pending, 0),
+                StepSpec("collect_utilization", done, 3.0),
+                StepSpec("analyze_candidates", running, 0.5),
                 StepSpec("create_recommendation", pending, 0),
             ],
         ),

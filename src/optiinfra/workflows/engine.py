@@ -199,6 +199,14 @@ class WorkflowRunner:
             execution = session.get(WorkflowExecution, execution_id, with_for_update=True)
             assert execution is not None
             definition = self.definitions[execution.metadata_["workflow"]]
+            recorded = list(
+                session.scalars(
+                    select(WorkflowStep.step_name)
+                    .where(WorkflowStep.workflow_execution_id == execution_id)
+                    .order_by(WorkflowStep.step_order)
+                )
+            )
+            mismatch = recorded != [step.name for step in definition.steps]
             if execution.status in {
                 WorkflowStatus.COMPLETED,
                 WorkflowStatus.FAILED,
@@ -206,6 +214,16 @@ class WorkflowRunner:
                 WorkflowStatus.TIMEOUT,
             }:
                 return execution.status
+            if mismatch:
+                # Recorded by another version of the workflow: fail cleanly rather than run steps against
+                # rows that mean something else.
+                execution.status = WorkflowStatus.FAILED
+                execution.completed_at = _now()
+                execution.error_details = {
+                    "type": "definition_changed",
+                    "message": f"the recorded steps are not those of {definition.name}",
+                }
+                return WorkflowStatus.FAILED
             before = execution.status
             execution.status = WorkflowStatus.RUNNING
             execution.started_at = execution.started_at or _now()
