@@ -52,6 +52,15 @@ def test_serve_demo_on_the_embedded_database_answers_with_the_printed_key(tmp_pa
             f"http://127.0.0.1:{port}/api/v1/customers", headers={"Authorization": f"Bearer {key.group()}"}
         ).json()
         assert {c["name"] for c in customers["items"]} >= {"Acme Analytics", "Nimbus Chat", "Quillbyte Labs"}
+        demo_key = re.search(r"oi_cu_[A-Za-z0-9_-]{40,}", log.read_text())
+        assert demo_key, log.read_text()
+        me = httpx.get(
+            f"http://127.0.0.1:{port}/api/v1/customers/me", headers={"Authorization": f"Bearer {demo_key.group()}"}
+        ).json()
+        assert me["name"] == "Acme Analytics"
+        dashboard = httpx.post(f"http://127.0.0.1:{port}/login", data={"api_key": demo_key.group()})
+        assert dashboard.status_code == 303
+        assert "optiinfra_key" in dashboard.headers["set-cookie"]
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

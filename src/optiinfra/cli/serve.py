@@ -10,11 +10,13 @@ import uvicorn
 
 from optiinfra.api.app import AppConfig, create_app
 from optiinfra.auth.operator_key import ADMIN_KEY_ENV, DIGEST_FILE, load_operator_key
+from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.config import load_settings
+from optiinfra.customers import service as customer_service
 from optiinfra.db import migrations
-from optiinfra.db.engine import make_engine, resolve_database_url
-from optiinfra.db.seed import seed_demo_data
+from optiinfra.db.engine import make_engine, make_session_factory, resolve_database_url, unit_of_work
+from optiinfra.db.seed import demo_id, seed_demo_data
 
 
 @reports_errors
@@ -34,9 +36,14 @@ def serve(
         migrations.upgrade(engine)
     else:
         migrations.require_current_schema(engine)
+    demo_key: str | None = None
     if demo:
         report = seed_demo_data(engine)
         console.print(f"Demo data: {sum(added for added, _ in report.values())} rows added.")
+        # The demo customers' keys are unknown on purpose; issue a fresh one for Acme so the dashboard can be walked
+        # as a customer too (approving a recommendation is the customer's decision).
+        with unit_of_work(make_session_factory(engine)) as session:
+            demo_key = customer_service.rotate_key(session, Principal.operator(), demo_id("customers:acme")).api_key
     operator_key = load_operator_key(settings.data_dir)
     if operator_key.new_key:
         console.print(
@@ -48,6 +55,12 @@ def serve(
         console.print(
             f"Operator key: the one printed when {settings.data_dir / DIGEST_FILE} was created "
             f"(delete that file and restart to get a new one, or set {ADMIN_KEY_ENV}).",
+            soft_wrap=True,
+        )
+    if demo_key:
+        console.print(
+            f"[bold]Demo customer key[/bold] (Acme Analytics; a new one at every --demo start):\n"
+            f"  [bold green]{demo_key}[/bold green]",
             soft_wrap=True,
         )
     app = create_app(AppConfig(engine=engine, operator_key_digest=operator_key.digest))
