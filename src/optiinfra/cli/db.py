@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from optiinfra.cli.context import console, error_console, open_engine, reports_errors
-from optiinfra.db import migrations
+from optiinfra.db import backup, migrations
 from optiinfra.db.seed import seed_demo_data
 from optiinfra.errors import OptiInfraError
 
@@ -112,6 +113,36 @@ def seed() -> None:
     added_total = sum(added for added, _ in report.values())
     if added_total == 0:
         console.print("The demo data was already there; nothing changed.")
+
+
+@db_app.command("backup")
+@reports_errors
+def backup_command(
+    file: Annotated[Path, typer.Argument(help="Where to write the backup (pg_dump custom format).")],
+) -> None:
+    """Back up the whole database to FILE with pg_dump (custom format, restorable with `optiinfra db restore`)."""
+    engine = open_engine()
+    size = backup.backup(engine, file)
+    console.print(f"Backup written to [bold]{file}[/bold] ({size:,} bytes).")
+
+
+@db_app.command("restore")
+@reports_errors
+def restore_command(
+    file: Annotated[Path, typer.Argument(help="A backup written by `optiinfra db backup`.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Replace the database's OptiInfra data with a backup's, in one transaction (all or nothing)."""
+    engine = open_engine()
+    where = engine.url.render_as_string(hide_password=True)
+    if not yes and not typer.confirm(f"This replaces all OptiInfra data in {where} with {file}. Continue?"):
+        error_console.print("Nothing was changed.")
+        raise typer.Exit(1)
+    backup.restore(engine, file)
+    revision = migrations.current_revision(engine)
+    console.print(f"Restored {file}; schema at [bold]{revision}[/bold].")
+    if revision != migrations.head_revision():
+        error_console.print("The backup is from an older schema. Fix: optiinfra db upgrade")
 
 
 @db_app.command()

