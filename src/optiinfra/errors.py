@@ -80,6 +80,13 @@ class InvalidTransitionError(ConflictError):
     code = "invalid_transition"
 
 
+class TooManyRequestsError(OptiInfraError):
+    """Throttled; details carry `retry_after_seconds`."""
+
+    status_code = 429
+    code = "too_many_requests"
+
+
 class PayloadTooLargeError(OptiInfraError):
     """The request body is larger than the server accepts."""
 

@@ -24,6 +24,7 @@ from optiinfra.agents.routes import router as agents_router
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
 from optiinfra.api.strict import StrictRoute
+from optiinfra.auth.limiter import AuthFailureLimiter
 from optiinfra.auth.principal import Principal
 from optiinfra.config import load_settings
 from optiinfra.customers.routes import router as customers_router
@@ -50,6 +51,7 @@ class AppConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     health_sweep_seconds: float = 10.0
     data_dir: Path | None = None  # where workflow artifacts and the rollout simulator live; default: settings
+    auth_failures_per_minute: int = 30  # per client address, then 429
 
 
 class DomainCollector(Collector):
@@ -134,6 +136,7 @@ def create_app(config: AppConfig) -> FastAPI:
     app.state.engine = config.engine
     app.state.session_factory = make_session_factory(config.engine)
     app.state.operator_key_digest = config.operator_key_digest
+    app.state.auth_limiter = AuthFailureLimiter(config.auth_failures_per_minute)
     data_dir = config.data_dir or load_settings().data_dir
     app.state.workflow_runner = build_runner(app.state.session_factory, data_dir)
     registry = CollectorRegistry()

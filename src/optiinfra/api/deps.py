@@ -10,8 +10,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
+from optiinfra.auth.limiter import AuthFailureLimiter
 from optiinfra.auth.principal import Principal
 from optiinfra.auth.service import authenticate
+from optiinfra.errors import UnauthorizedError
 
 
 def _session(request: Request) -> Iterator[Session]:
@@ -31,7 +33,14 @@ def _principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     key = credentials.credentials if credentials is not None else None
-    principal = authenticate(session, key, request.app.state.operator_key_digest)
+    limiter: AuthFailureLimiter = request.app.state.auth_limiter
+    client = request.client.host if request.client else "unknown"
+    limiter.check(client)
+    try:
+        principal = authenticate(session, key, request.app.state.operator_key_digest)
+    except UnauthorizedError:
+        limiter.record_failure(client)
+        raise
     request.state.principal = principal
     return principal
 

@@ -82,7 +82,10 @@ def install_error_handlers(app: FastAPI) -> None:
         details = dict(error.details)
         if error.fix:
             details["fix"] = error.fix
-        return error_response(error.status_code, error.code, error.message, details)
+        response = error_response(error.status_code, error.code, error.message, details)
+        if "retry_after_seconds" in details:
+            response.headers["Retry-After"] = str(details["retry_after_seconds"])
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
@@ -141,5 +144,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "The change conflicts with the current state",
         413: "Request body too large",
         422: "Invalid input",
+        429: "Too many failed authentication attempts",
     }.items()
 }

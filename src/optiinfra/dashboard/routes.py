@@ -132,12 +132,15 @@ def login_form(request: Request) -> HTMLResponse:
 
 @router.post("/login")
 def login(request: Request, api_key: Annotated[str, Form(max_length=200)]) -> Response:
+    client = request.client.host if request.client else "unknown"
+    request.app.state.auth_limiter.check(client)
     with unit_of_work(request.app.state.session_factory) as session:
         try:
             principal = authenticate(session, api_key.strip(), request.app.state.operator_key_digest)
         except OptiInfraError:
             principal = None
     if principal is None or principal.role is Role.AGENT:
+        request.app.state.auth_limiter.record_failure(client)
         return templates.TemplateResponse(
             request, "login.html", {"error": "That key is not an operator or customer key."}, status_code=401
         )
