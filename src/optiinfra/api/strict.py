@@ -137,6 +137,10 @@ class StrictRoute(APIRoute):
                     )
             body = await request.body()
             if body and "json" in request.headers.get("content-type", ""):
+                try:
+                    body.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _refuse("The body is not valid UTF-8.", "invalid_utf8", ["body"]) from None
                 parsed = parse_strict_json(body)
                 if parsed is not None:
                     # Starlette caches the parsed body here; the framework's own request.json() then reuses it.
