@@ -7,7 +7,7 @@ import uuid
 from dataclasses import dataclass
 
 from optiinfra.errors import ForbiddenError
-from optiinfra.models import CustomerStatus
+from optiinfra.models import Agent, CustomerStatus
 
 
 class Role(enum.StrEnum):
@@ -29,6 +29,11 @@ class Principal:
     @classmethod
     def operator(cls) -> Principal:
         return cls(role=Role.OPERATOR, name="operator")
+
+    @classmethod
+    def for_agent(cls, agent: Agent) -> Principal:
+        """The agent itself acting (its own key, or OptiInfra running the agent's workflow)."""
+        return cls(role=Role.AGENT, name=f"{agent.type}/{agent.name}", agent_id=agent.id)
 
     @classmethod
     def system(cls, reason: str) -> Principal:

@@ -33,5 +33,5 @@ def authenticate(session: Session, key: str | None, operator_digest: str) -> Pri
     if role is Role.AGENT:
         agent = session.scalar(select(Agent).where(Agent.api_key_digest == key_digest(key)))
         if agent is not None and agent.api_key_digest is not None and digests_match(agent.api_key_digest, key):
-            return Principal(role=Role.AGENT, name=f"{agent.type}/{agent.name}", agent_id=agent.id)
+            return Principal.for_agent(agent)
     raise UnauthorizedError(INVALID_KEY)

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from optiinfra.auth.principal import Principal, Role
+from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import unit_of_work
 from optiinfra.events import service as events
 from optiinfra.models import (
@@ -161,7 +161,7 @@ def _record(context: StepContext) -> dict[str, Any]:
     with unit_of_work(context.factory) as session:
         agent = session.get(Agent, context.agent_id)
         assert agent is not None
-        principal = Principal(role=Role.AGENT, name=f"{agent.type}/{agent.name}", agent_id=agent.id)
+        principal = Principal.for_agent(agent)
         recommendation_id = None
         if not scale_up:
             recommendation = recommendations.create_recommendation(

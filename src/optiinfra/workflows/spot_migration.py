@@ -30,7 +30,7 @@ from typing import Any
 
 from optiinfra.agent_state import service as agent_state
 from optiinfra.agent_state.schemas import LockAcquire
-from optiinfra.auth.principal import Principal, Role
+from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import ConflictError, NotFoundError
 from optiinfra.models import (
@@ -70,7 +70,7 @@ def _agent_principal(context: StepContext) -> Principal:
     with unit_of_work(context.factory) as session:
         agent = session.get(Agent, context.agent_id)
         assert agent is not None
-        return Principal(role=Role.AGENT, name=f"{agent.type}/{agent.name}", agent_id=agent.id)
+        return Principal.for_agent(agent)
 
 
 def find_candidates(histories: list[repository.InstanceHistory], catalog: PriceCatalog) -> dict[str, Any]:
@@ -381,7 +381,7 @@ def make_rollout(executor_for: Callable[[StepContext], Executor]) -> WorkflowDef
         with contextlib.suppress(NotFoundError), unit_of_work(run.factory) as session:
             agent = session.get(Agent, run.agent_id)
             assert agent is not None
-            principal = Principal(role=Role.AGENT, name=f"{agent.type}/{agent.name}", agent_id=agent.id)
+            principal = Principal.for_agent(agent)
             agent_state.release_lock(session, principal, run.agent_id, fleet_lock(run.customer_id))
 
     return WorkflowDefinition(
