@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
+from optiinfra.db.filters import where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import Agent, AgentCapability, AgentStatus, AgentType
 
@@ -39,10 +40,7 @@ def list_agents(
     limit: int,
 ) -> list[Agent]:
     statement = select(Agent)
-    if agent_type is not None:
-        statement = statement.where(Agent.type == agent_type)
-    if status is not None:
-        statement = statement.where(Agent.status == status)
+    statement = where_given(statement, (Agent.type, agent_type), (Agent.status, status))
     statement = paginate(statement, created_column=Agent.created_at, id_column=Agent.id, cursor=cursor, limit=limit)
     return list(session.scalars(statement))
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
+from optiinfra.db.filters import where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import Customer, CustomerStatus
 from optiinfra.tenancy import scope_to_caller
@@ -42,8 +43,7 @@ def list_customers(
     limit: int,
 ) -> list[Customer]:
     statement = scope_to_caller(select(Customer), principal, customer_column=Customer.id)
-    if status is not None:
-        statement = statement.where(Customer.status == status)
+    statement = where_given(statement, (Customer.status, status))
     statement = paginate(
         statement, created_column=Customer.created_at, id_column=Customer.id, cursor=cursor, limit=limit
     )

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
+from optiinfra.db.filters import where_given
 from optiinfra.events.schemas import EventFilters
 from optiinfra.models import Event
 from optiinfra.tenancy import scope_to_caller
@@ -18,14 +19,13 @@ def list_events(
     statement = scope_to_caller(
         select(Event), principal, customer_column=Event.customer_id, agent_column=Event.agent_id
     )
-    if filters.customer_id is not None:
-        statement = statement.where(Event.customer_id == filters.customer_id)
-    if filters.agent_id is not None:
-        statement = statement.where(Event.agent_id == filters.agent_id)
-    if filters.event_type is not None:
-        statement = statement.where(Event.event_type == filters.event_type)
-    if filters.severity is not None:
-        statement = statement.where(Event.severity == filters.severity)
+    statement = where_given(
+        statement,
+        (Event.customer_id, filters.customer_id),
+        (Event.agent_id, filters.agent_id),
+        (Event.event_type, filters.event_type),
+        (Event.severity, filters.severity),
+    )
     if filters.since is not None:
         statement = statement.where(Event.created_at >= filters.since)
     if filters.until is not None:

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
+from optiinfra.db.filters import where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
@@ -359,10 +360,11 @@ def list_regressions(
         customer_column=QualityRegression.customer_id,
         agent_column=QualityRegression.agent_id,
     )
-    if customer_id is not None:
-        statement = statement.where(QualityRegression.customer_id == customer_id)
-    if model_name is not None:
-        statement = statement.where(QualityRegression.model_name == model_name)
+    statement = where_given(
+        statement,
+        (QualityRegression.customer_id, customer_id),
+        (QualityRegression.model_name, model_name),
+    )
     if is_open is not None:
         statement = statement.where(
             QualityRegression.resolved_at.is_(None) if is_open else QualityRegression.resolved_at.is_not(None)
@@ -393,12 +395,12 @@ def list_baselines(
         customer_column=QualityBaseline.customer_id,
         agent_column=QualityBaseline.agent_id,
     )
-    if customer_id is not None:
-        statement = statement.where(QualityBaseline.customer_id == customer_id)
-    if model_name is not None:
-        statement = statement.where(QualityBaseline.model_name == model_name)
-    if model_version is not None:
-        statement = statement.where(QualityBaseline.model_version == model_version)
+    statement = where_given(
+        statement,
+        (QualityBaseline.customer_id, customer_id),
+        (QualityBaseline.model_name, model_name),
+        (QualityBaseline.model_version, model_version),
+    )
     statement = paginate(
         statement,
         created_column=QualityBaseline.created_at,

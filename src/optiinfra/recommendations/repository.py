@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
+from optiinfra.db.filters import where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Optimization,
@@ -65,16 +66,14 @@ def list_recommendations(
         customer_column=Recommendation.customer_id,
         agent_column=Recommendation.agent_id,
     )
-    if customer_id is not None:
-        statement = statement.where(Recommendation.customer_id == customer_id)
-    if agent_id is not None:
-        statement = statement.where(Recommendation.agent_id == agent_id)
-    if status is not None:
-        statement = statement.where(Recommendation.status == status)
-    if priority is not None:
-        statement = statement.where(Recommendation.priority == priority)
-    if recommendation_type is not None:
-        statement = statement.where(Recommendation.type == recommendation_type)
+    statement = where_given(
+        statement,
+        (Recommendation.customer_id, customer_id),
+        (Recommendation.agent_id, agent_id),
+        (Recommendation.status, status),
+        (Recommendation.priority, priority),
+        (Recommendation.type, recommendation_type),
+    )
     statement = paginate(
         statement,
         created_column=Recommendation.created_at,
@@ -130,12 +129,12 @@ def list_optimizations(
         customer_column=Optimization.customer_id,
         agent_column=Optimization.agent_id,
     )
-    if customer_id is not None:
-        statement = statement.where(Optimization.customer_id == customer_id)
-    if recommendation_id is not None:
-        statement = statement.where(Optimization.recommendation_id == recommendation_id)
-    if status is not None:
-        statement = statement.where(Optimization.status == status)
+    statement = where_given(
+        statement,
+        (Optimization.customer_id, customer_id),
+        (Optimization.recommendation_id, recommendation_id),
+        (Optimization.status, status),
+    )
     statement = paginate(
         statement, created_column=Optimization.created_at, id_column=Optimization.id, cursor=cursor, limit=limit
     )

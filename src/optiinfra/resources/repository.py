@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
+from optiinfra.db.filters import where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
@@ -100,14 +101,13 @@ def metric_buckets(
         customer_column=ResourceMetric.customer_id,
         agent_column=ResourceMetric.agent_id,
     )
-    if customer_id is not None:
-        statement = statement.where(ResourceMetric.customer_id == customer_id)
-    if instance_id is not None:
-        statement = statement.where(ResourceMetric.instance_id == instance_id)
-    if resource_type is not None:
-        statement = statement.where(ResourceMetric.resource_type == resource_type)
-    if metric_name is not None:
-        statement = statement.where(ResourceMetric.metric_name == metric_name)
+    statement = where_given(
+        statement,
+        (ResourceMetric.customer_id, customer_id),
+        (ResourceMetric.instance_id, instance_id),
+        (ResourceMetric.resource_type, resource_type),
+        (ResourceMetric.metric_name, metric_name),
+    )
     samples = statement.with_only_columns(
         ResourceMetric.customer_id,
         ResourceMetric.instance_id,
@@ -183,14 +183,13 @@ def list_scaling_events(
     statement = scope_to_caller(
         select(ScalingEvent), principal, customer_column=ScalingEvent.customer_id, agent_column=ScalingEvent.agent_id
     )
-    if customer_id is not None:
-        statement = statement.where(ScalingEvent.customer_id == customer_id)
-    if agent_id is not None:
-        statement = statement.where(ScalingEvent.agent_id == agent_id)
-    if workflow_execution_id is not None:
-        statement = statement.where(ScalingEvent.workflow_execution_id == workflow_execution_id)
-    if event_type is not None:
-        statement = statement.where(ScalingEvent.event_type == event_type)
+    statement = where_given(
+        statement,
+        (ScalingEvent.customer_id, customer_id),
+        (ScalingEvent.agent_id, agent_id),
+        (ScalingEvent.workflow_execution_id, workflow_execution_id),
+        (ScalingEvent.event_type, event_type),
+    )
     if success is not None:
         statement = statement.where(ScalingEvent.success.is_(success))
     if since is not None:

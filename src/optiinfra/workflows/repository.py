@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
+from optiinfra.db.filters import where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
@@ -157,12 +158,12 @@ def list_executions(
     limit: int,
 ) -> list[WorkflowExecution]:
     statement = _scoped(principal)
-    if customer_id is not None:
-        statement = statement.where(WorkflowExecution.customer_id == customer_id)
-    if workflow_type is not None:
-        statement = statement.where(WorkflowExecution.workflow_type == workflow_type)
-    if status is not None:
-        statement = statement.where(WorkflowExecution.status == status)
+    statement = where_given(
+        statement,
+        (WorkflowExecution.customer_id, customer_id),
+        (WorkflowExecution.workflow_type, workflow_type),
+        (WorkflowExecution.status, status),
+    )
     statement = paginate(
         statement,
         created_column=WorkflowExecution.created_at,
