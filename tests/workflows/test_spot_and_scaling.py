@@ -39,6 +39,7 @@ from optiinfra.quality.simulation import Traffic, simulate
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows.catalog import load_catalog
+from optiinfra.workflows.engine import WorkflowRunner
 from optiinfra.workflows.executors import Phase, SimulatorExecutor
 from optiinfra.workflows.repository import InstanceHistory
 from optiinfra.workflows.scaling import ScalingPolicy, decide
@@ -405,17 +406,22 @@ def test_a_second_rollout_of_the_same_fleet_waits_for_the_lock(env: Env) -> None
         assert optimization.status is OptimizationStatus.QUEUED  # nothing was started
 
 
-def test_scaling_decision_from_metric_history_records_event_and_recommendation(env: Env) -> None:
-    runner = build_runner(env.factory, env.data_dir)
-    for n in range(3):
-        add_utilization(env, f"node-{n}", "g5.2xlarge", [92.0, 94.0, 91.0, 95.0, 93.0, 96.0], timedelta(minutes=5))
-    up_id = runner.create(
+def create_scaling_decision(runner: WorkflowRunner, env: Env) -> uuid.UUID:
+    """A scaling decision over the last 40 minutes of the customer's utilization, as the operator."""
+    return runner.create(
         "scaling_decision",
         customer_id=env.customer_id,
         agent_id=env.resource_agent_id,
         input_data={"window_minutes": 40},
         actor=OPERATOR,
     )
+
+
+def test_scaling_decision_from_metric_history_records_event_and_recommendation(env: Env) -> None:
+    runner = build_runner(env.factory, env.data_dir)
+    for n in range(3):
+        add_utilization(env, f"node-{n}", "g5.2xlarge", [92.0, 94.0, 91.0, 95.0, 93.0, 96.0], timedelta(minutes=5))
+    up_id = create_scaling_decision(runner, env)
     assert runner.run(up_id, OPERATOR) is WorkflowStatus.COMPLETED
     with env.factory() as session:
         event = session.scalar(select(ScalingEvent).where(ScalingEvent.workflow_execution_id == up_id))
@@ -425,13 +431,7 @@ def test_scaling_decision_from_metric_history_records_event_and_recommendation(e
         assert event.after_state == {"instance_count": 4}
         assert event.duration_seconds == 0.0
     # Right after, the cool-down holds the fleet even if utilization collapses.
-    again = runner.create(
-        "scaling_decision",
-        customer_id=env.customer_id,
-        agent_id=env.resource_agent_id,
-        input_data={"window_minutes": 40},
-        actor=OPERATOR,
-    )
+    again = create_scaling_decision(runner, env)
     runner.run(again, OPERATOR)
     with env.factory() as session:
         decision = session.scalar(
@@ -450,13 +450,7 @@ def test_scale_down_needs_approval(env: Env) -> None:
     runner = build_runner(env.factory, env.data_dir)
     for n in range(3):
         add_utilization(env, f"idle-{n}", "g5.2xlarge", [12.0, 10.0, 15.0, 11.0, 9.0, 14.0], timedelta(minutes=5))
-    down_id = runner.create(
-        "scaling_decision",
-        customer_id=env.customer_id,
-        agent_id=env.resource_agent_id,
-        input_data={"window_minutes": 40},
-        actor=OPERATOR,
-    )
+    down_id = create_scaling_decision(runner, env)
     assert runner.run(down_id, OPERATOR) is WorkflowStatus.COMPLETED
     with env.factory() as session:
         event = session.scalar(select(ScalingEvent).where(ScalingEvent.workflow_execution_id == down_id))
