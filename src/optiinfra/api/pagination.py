@@ -1,21 +1,14 @@
-"""Cursor pagination, newest first, on (created_at, id)."""
+"""Pages on the wire: the Page schema and its limits. The query side (cursor, ordering) is in `optiinfra.db.queries`."""
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
-from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Select, and_, or_
-from sqlalchemy.orm import InstrumentedAttribute
 
-from optiinfra.errors import InvalidInputError
+from optiinfra.db.queries import encode_cursor
 
 T = TypeVar("T")
-S = TypeVar("S", bound=Select[Any])
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -26,40 +19,6 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
-
-
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, row_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split("|")
-        moment = datetime.fromisoformat(created_at)
-        if moment.tzinfo is None:
-            raise ValueError("naive time in cursor")
-        return moment, uuid.UUID(row_id)
-    except (ValueError, UnicodeError, binascii.Error) as error:
-        raise InvalidInputError("The cursor is not one this API issued.", details={"cursor": cursor}) from error
-
-
-def paginate(
-    statement: S,
-    *,
-    created_column: InstrumentedAttribute[Any],
-    id_column: InstrumentedAttribute[Any],
-    cursor: str | None,
-    limit: int,
-) -> S:
-    """Order newest first and apply the cursor; fetch limit + 1 rows to know whether another page exists."""
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
-        statement = statement.where(
-            or_(created_column < created_at, and_(created_column == created_at, id_column < row_id))
-        )
-    return statement.order_by(created_column.desc(), id_column.desc()).limit(limit + 1)
 
 
 def page_of(rows: list[Any], limit: int, to_item: Any) -> Page[Any]:

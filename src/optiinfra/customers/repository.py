@@ -7,9 +7,8 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
-from optiinfra.db.filters import where_given
+from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import Customer, CustomerStatus
 from optiinfra.tenancy import scope_to_caller

@@ -5,9 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
-from optiinfra.db.filters import where_given
+from optiinfra.db.queries import paginate, where_given
 from optiinfra.events.schemas import EventFilters
 from optiinfra.models import Event
 from optiinfra.tenancy import scope_to_caller

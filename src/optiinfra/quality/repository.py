@@ -28,9 +28,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
-from optiinfra.db.filters import where_given
+from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,

@@ -8,9 +8,8 @@ from decimal import Decimal
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
-from optiinfra.db.filters import where_given
+from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Optimization,

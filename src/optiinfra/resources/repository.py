@@ -12,9 +12,8 @@ from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
-from optiinfra.db.filters import where_given
+from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,

@@ -10,9 +10,8 @@ from typing import Any
 from sqlalchemy import Select, func, literal, select
 from sqlalchemy.orm import Session, selectinload
 
-from optiinfra.api.pagination import paginate
 from optiinfra.auth.principal import Principal
-from optiinfra.db.filters import where_given
+from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,

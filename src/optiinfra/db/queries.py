@@ -1,0 +1,58 @@
+"""Building list queries: optional equality filters and keyset pagination, newest first on (created_at, id)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, and_, or_
+from sqlalchemy.orm import InstrumentedAttribute
+
+from optiinfra.errors import InvalidInputError
+
+S = TypeVar("S", bound=Select[Any])
+
+
+def where_given(statement: S, *filters: tuple[InstrumentedAttribute[Any], object]) -> S:
+    """Add `column == value` for each (column, value) pair whose value was given; None means "any"."""
+    for column, value in filters:
+        if value is not None:
+            statement = statement.where(column == value)
+    return statement
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, row_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split("|")
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("naive time in cursor")
+        return moment, uuid.UUID(row_id)
+    except (ValueError, UnicodeError, binascii.Error) as error:
+        raise InvalidInputError("The cursor is not one this API issued.", details={"cursor": cursor}) from error
+
+
+def paginate(
+    statement: S,
+    *,
+    created_column: InstrumentedAttribute[Any],
+    id_column: InstrumentedAttribute[Any],
+    cursor: str | None,
+    limit: int,
+) -> S:
+    """Order newest first and apply the cursor; fetch limit + 1 rows to know whether another page exists."""
+    if cursor:
+        created_at, row_id = decode_cursor(cursor)
+        statement = statement.where(
+            or_(created_column < created_at, and_(created_column == created_at, id_column < row_id))
+        )
+    return statement.order_by(created_column.desc(), id_column.desc()).limit(limit + 1)
