@@ -5,8 +5,9 @@ from __future__ import annotations
 import typer
 
 from optiinfra.cli.db import db_app
-from optiinfra.cli.quality import quality_app, worker
+from optiinfra.cli.quality import quality_app
 from optiinfra.cli.serve import serve
+from optiinfra.cli.worker import worker
 from optiinfra.cli.workflows import agents_app, workflow_app
 
 app = typer.Typer(

@@ -7,7 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, error_console, open_engine, reports_errors
-from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.errors import InvalidInputError, NotFoundError
@@ -27,8 +26,6 @@ from optiinfra.models import Customer
 from optiinfra.quality import abtest, detection, service
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.schemas import MAX_BATCH
-from optiinfra.quality.worker import run_detection_pass
-from optiinfra.workflows.service import build_runner
 
 quality_app = typer.Typer(help="Ingest quality metrics, establish baselines, detect regressions, run A/B tests.")
 CLI = Principal.system("cli")
@@ -324,28 +321,3 @@ def ab_test(
     console.print(result.reason)
     if result.extra_samples_needed:
         console.print(f"Extra samples needed per arm: {result.extra_samples_needed}")
-
-
-@reports_errors
-def worker(
-    interval: Annotated[float, typer.Option(help="Seconds between detection passes.", min=1)] = 60,
-    window_minutes: Annotated[int, typer.Option(help="Judge each model version on this many recent minutes.")] = 60,
-    once: Annotated[bool, typer.Option("--once", help="Run one pass and exit.")] = False,
-) -> None:
-    """Run regression detection periodically for every model version with fresh data and an active baseline, and
-    recover workflow runs interrupted by a crash."""
-    factory = _session_factory()
-    window = timedelta(minutes=window_minutes)
-    runner = build_runner(factory, load_settings().data_dir)
-    while True:
-        recovered = runner.recover_stale(Principal.system("worker"))
-        if recovered:
-            console.print(f"recovered {len(recovered)} interrupted workflow run(s)")
-        report = run_detection_pass(factory, window)
-        console.print(
-            f"pass: {report.judged} judged, {report.skipped_busy} busy elsewhere, {report.regressions} regressions, "
-            f"{report.resolved} resolved, {report.rollbacks} rollbacks {report.verdicts}"
-        )
-        if once:
-            return
-        time.sleep(interval)
