@@ -14,6 +14,10 @@ from optiinfra.errors import ConfigurationError
 
 DATABASE_URL_ENV = "OPTIINFRA_DATABASE_URL"
 DATA_DIR_ENV = "OPTIINFRA_DATA_DIR"
+ALLOW_PRIVATE_ENDPOINTS_ENV = "OPTIINFRA_ALLOW_PRIVATE_ENDPOINTS"
+
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
 @dataclass(frozen=True)
@@ -56,3 +60,16 @@ def load_settings() -> Settings:
     raw_dir = os.environ.get(DATA_DIR_ENV, "").strip()
     data_dir = Path(raw_dir).expanduser() if raw_dir else platformdirs.user_data_path("optiinfra")
     return Settings(database_url=parse_database_url(raw_url) if raw_url else None, data_dir=data_dir.absolute())
+
+
+def private_endpoints_allowed() -> bool:
+    """Whether outbound calls may go to loopback, private and other non-public addresses (read at each call)."""
+    raw = os.environ.get(ALLOW_PRIVATE_ENDPOINTS_ENV, "").strip().lower()
+    if raw in _TRUE:
+        return True
+    if raw in _FALSE:
+        return False
+    raise ConfigurationError(
+        f"{ALLOW_PRIVATE_ENDPOINTS_ENV} must be 1 or 0 (true/false, yes/no, on/off), not {raw!r}.",
+        fix=f"export {ALLOW_PRIVATE_ENDPOINTS_ENV}=1 to allow private endpoints, or unset it.",
+    )

@@ -23,14 +23,18 @@ def test_registration_is_idempotent_on_type_and_name(operator: OptiInfraClient, 
     assert first.api_key
     assert first.api_key.startswith("oi_ag_")
     again = operator.register_agent(
-        AgentType.COST, name, version="1.1.0", endpoint="http://10.0.0.5:9000", capabilities=["pricing", "rightsizing"]
+        AgentType.COST,
+        name,
+        version="1.1.0",
+        endpoint="https://agents.example.net:9000",
+        capabilities=["pricing", "rightsizing"],
     )
     assert again.id == first.id
     assert not again.created
     assert again.api_key is None
     assert (again.version, again.endpoint, again.capabilities) == (
         "1.1.0",
-        "http://10.0.0.5:9000",
+        "https://agents.example.net:9000",
         ["pricing", "rightsizing"],
     )
     # The same name with another type is another agent.

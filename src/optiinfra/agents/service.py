@@ -12,9 +12,10 @@ from optiinfra.agents import schemas as agent_schemas
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Principal, Role
-from optiinfra.errors import ForbiddenError
+from optiinfra.errors import ForbiddenError, InvalidInputError
 from optiinfra.events import service as events
 from optiinfra.models import Agent, AgentStatus, AgentType, EventSeverity
+from optiinfra.net import endpoints
 
 STATUS_SEVERITY = {
     AgentStatus.STARTING: EventSeverity.INFO,
@@ -34,6 +35,15 @@ def _snapshot(agent: Agent) -> dict[str, object]:
     }
 
 
+def check_endpoint(endpoint: str) -> None:
+    """Refuse an endpoint OptiInfra would not call (422), as the webhook executor would refuse it at call time."""
+    try:
+        endpoints.check_url(endpoint)
+    except endpoints.UnsafeEndpointError as error:
+        problem = {"location": ["body", "endpoint"], "message": str(error), "type": "unsafe_endpoint"}
+        raise InvalidInputError(str(error), details={"problems": [problem]}) from error
+
+
 def register_agent(
     session: Session, principal: Principal, payload: agent_schemas.AgentRegister
 ) -> agent_schemas.AgentRegistered:
@@ -46,6 +56,8 @@ def register_agent(
     agent = repository.find_by_type_and_name(session, payload.type, payload.name, for_update=True)
     if principal.role is Role.AGENT and (agent is None or agent.id != principal.agent_id):
         raise ForbiddenError("An agent may only re-register itself; ask the operator to register new agents.")
+    if payload.endpoint is not None:
+        check_endpoint(payload.endpoint)
     capabilities = payload.capability_names()
     key: str | None = None
     if agent is None:

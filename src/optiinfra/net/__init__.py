@@ -1,0 +1,1 @@
+"""Outbound network access: the checks every call to a URL someone registered goes through."""
