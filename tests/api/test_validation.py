@@ -540,9 +540,9 @@ def test_invalid_utf8_is_a_4xx_json_error(content: bytes, client: httpx.Client, 
 
 
 def event_of_size(size: int) -> bytes:
-    """A valid event body of exactly `size` bytes."""
-    skeleton = json.dumps({"event_type": "probe.sized", "data": {"blob": ""}}).encode()
-    padded = json.dumps({"event_type": "probe.sized", "data": {"blob": "a" * (size - len(skeleton))}}).encode()
+    """A valid event body of exactly `size` bytes: a 32 KiB `data` field (under the field limit), then whitespace."""
+    skeleton = json.dumps({"event_type": "probe.sized", "data": {"blob": "a" * 32 * 1024}}).encode()
+    padded = skeleton + b" " * (size - len(skeleton))
     assert len(padded) == size
     return padded
 

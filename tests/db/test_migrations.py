@@ -572,3 +572,42 @@ def test_every_index_asked_for_by_column_exists(migrated_engine: Engine) -> None
     existing = {(row["table_name"], tuple(row["columns"])) for row in index_rows(migrated_engine)}
 
     assert [wanted for wanted in INDEXED_COLUMNS if wanted not in existing] == []
+
+
+def test_hardening_clamps_stored_instants_outside_1970_to_2200(empty_engine: Engine) -> None:
+    """Rows stored before the API checked instants (year 0001 at +14:00 is year 0 in UTC, unreadable) are clamped
+    into the accepted range by 011_hardening; rows inside it are untouched."""
+    upgrade(empty_engine, "010_quality_monitoring")
+    with empty_engine.begin() as connection:
+        customer_id = insert_returning_id(
+            connection,
+            "INSERT INTO customers (name, email, api_key) VALUES ('Acme', 'ops@acme.example', :key) RETURNING id",
+            key="b" * 64,
+        )
+        agent_id = insert_returning_id(
+            connection, "INSERT INTO agents (type, name) VALUES ('application', 'app-1') RETURNING id"
+        )
+        for request_id, moment in (
+            ("ancient", "0001-01-01T00:00:00+14:00"),
+            ("far-future", "9999-12-31T23:00:00+00:00"),
+            ("normal", "2026-11-30T12:00:00+00:00"),
+        ):
+            connection.execute(
+                text(
+                    "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                    "overall_quality_score, timestamp) "
+                    "VALUES (:agent_id, :customer_id, :request_id, 'm', 'v1', 0.9, CAST(:moment AS timestamptz))"
+                ),
+                {"agent_id": agent_id, "customer_id": customer_id, "request_id": request_id, "moment": moment},
+            )
+    upgrade(empty_engine, "011_hardening")
+    with empty_engine.connect() as connection:
+        stored = dict(
+            connection.execute(
+                text(
+                    "SELECT request_id, to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') "
+                    "FROM quality_metrics"
+                )
+            ).all()
+        )
+    assert stored == {"ancient": "1970-01-01 00:00", "far-future": "2200-12-31 23:59", "normal": "2026-11-30 12:00"}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Path, Query
@@ -12,6 +11,7 @@ from optiinfra.agent_state import schemas, service
 from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.strict import StrictRoute
 from optiinfra.timeseries import DEFAULT_BUCKET
+from optiinfra.validation import SaneInstant
 
 router = APIRouter(tags=["agent state"], route_class=StrictRoute)
 
@@ -115,8 +115,8 @@ def query_metrics(
     session: SessionDep,
     principal: PrincipalDep,
     metric_name: Annotated[str | None, Query(max_length=255)] = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: SaneInstant | None = None,
+    end: SaneInstant | None = None,
     bucket: BucketQuery = DEFAULT_BUCKET,
 ) -> schemas.AgentMetricSeries:
     """avg / min / max / count per metric and bucket over [start, end); default the last hour in 60 s buckets."""

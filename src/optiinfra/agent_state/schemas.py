@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from optiinfra.models import AgentStatus, AgentStatusDetail, ConfigType, MetricType
 from optiinfra.timeseries import MAX_BATCH
+from optiinfra.validation import BoundedJson, FiniteFloat, SaneInstant
 
 # Config keys, lock resources and capability names travel in the path: letters, digits and _ . : -
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -77,8 +78,8 @@ class AgentStateUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     current_status: AgentStatusDetail | None = None
-    resource_usage: dict[str, Any] | None = None
-    metadata: dict[str, Any] | None = None
+    resource_usage: BoundedJson | None = None
+    metadata: BoundedJson | None = None
     active_workflows: list[uuid.UUID] | None = Field(default=None, max_length=1_000)
     current_workflow_id: uuid.UUID | None = None
 
@@ -126,7 +127,7 @@ class AgentCapabilityUpdate(BaseModel):
 
     enabled: bool | None = None
     capability_version: str | None = Field(default=None, min_length=1, max_length=50, pattern=r"^[A-Za-z0-9_.+-]+$")
-    config: dict[str, Any] | None = None
+    config: BoundedJson | None = None
     description: str | None = Field(default=None, max_length=5_000)
 
 
@@ -139,10 +140,10 @@ class AgentMetricSample(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     metric_name: str = Field(min_length=1, max_length=255, pattern=NAME_PATTERN)
-    metric_value: float = Field(allow_inf_nan=False)
+    metric_value: FiniteFloat
     metric_type: MetricType = MetricType.GAUGE
-    tags: dict[str, Any] = Field(default_factory=dict)
-    recorded_at: AwareDatetime | None = None
+    tags: BoundedJson = Field(default_factory=dict)
+    recorded_at: SaneInstant | None = None
 
 
 class AgentMetricBatch(BaseModel):

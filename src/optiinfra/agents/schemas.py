@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from optiinfra.models import AgentStatus, AgentType
+from optiinfra.validation import BoundedJson
 
 CAPABILITY_PATTERN = r"^[a-z][a-z0-9_.-]{0,254}$"
 
@@ -46,7 +47,7 @@ class AgentRegister(BaseModel):
     endpoint: str | None = Field(default=None, max_length=255)
     capabilities: list[str] = Field(default_factory=list, max_length=100)
     heartbeat_interval_seconds: int = Field(default=30, ge=1, le=86_400)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: BoundedJson = Field(default_factory=dict)
 
     def capability_names(self) -> list[str]:
         """Capabilities without duplicates, in the order given."""
@@ -57,4 +58,4 @@ class Heartbeat(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     status: AgentStatus = AgentStatus.HEALTHY
-    metadata: dict[str, Any] | None = None
+    metadata: BoundedJson | None = None

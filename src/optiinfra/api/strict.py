@@ -1,12 +1,15 @@
 """Request input PostgreSQL cannot store is refused up front with 422, not failed on in the database.
 
-JSON allows what JSONB and text columns do not: NaN and Infinity (Python's parser accepts them), the NUL character
-(U+0000) in strings and keys, and nesting deep enough to exhaust the serializer. Query strings may carry NUL too.
+JSON allows what JSONB and text columns do not: NaN and Infinity (Python's parser accepts them), numbers beyond
+the range of a double (`1e999`, a 5,000-digit integer), lone UTF-16 surrogates (`"\\ud800"`, not encodable as
+UTF-8), the NUL character (U+0000) in strings and keys, and nesting deep enough to exhaust the serializer. Query
+strings may carry NUL too.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -20,10 +23,33 @@ MAX_JSON_DEPTH = 64
 
 
 class _NonFinite:
-    """Stands in for NaN or Infinity while parsing, so the walk can say where it was."""
+    """Stands in for NaN, Infinity or a number beyond double range while parsing, so the walk can say where it was."""
 
     def __init__(self, name: str) -> None:
         self.name = name
+
+
+# The largest finite double is about 1.8e308: an integer with more digits than that cannot be one.
+_MAX_INTEGER_DIGITS = 308
+
+
+def _parse_float(text: str) -> float | _NonFinite:
+    value = float(text)
+    return _NonFinite(f"{text[:20]} (beyond the range of a double)") if value in (math.inf, -math.inf) else value
+
+
+def _parse_int(text: str) -> int | _NonFinite:
+    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        return _NonFinite(f"an integer of {len(text.lstrip('-'))} digits (beyond the range of a double)")
+    return int(text)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _refuse(message: str, kind: str, location: list[str | int]) -> InvalidInputError:
@@ -42,14 +68,14 @@ def _looks_clean(root: Any, *, strings: bool) -> bool:
         if kind is dict:
             if depth >= MAX_JSON_DEPTH:
                 return False
-            if strings and any("\x00" in key for key in value):
+            if strings and any("\x00" in key or _has_surrogate(key) for key in value):
                 return False
             items = value.values()
         elif kind is list:
             if depth >= MAX_JSON_DEPTH:
                 return False
             items = value
-        elif kind is _NonFinite or (kind is str and "\x00" in value):
+        elif kind is _NonFinite or (kind is str and ("\x00" in value or _has_surrogate(value))):
             return False
         else:
             continue
@@ -78,6 +104,12 @@ def _check_value(root: Any, *, strings: bool) -> None:
                     raise _refuse(
                         "JSON keys may not contain the NUL character (U+0000).", "nul_character", ["body", *path]
                     )
+                if strings and _has_surrogate(key):
+                    raise _refuse(
+                        "JSON keys must be valid Unicode; a lone surrogate is not accepted.",
+                        "invalid_unicode",
+                        ["body", *path],
+                    )
                 if isinstance(item, dict | list | _NonFinite) or (strings and isinstance(item, str)):
                     stack.append((item, [*path, key]))
         elif isinstance(value, list):
@@ -90,20 +122,25 @@ def _check_value(root: Any, *, strings: bool) -> None:
                     stack.append((item, [*path, index]))
         elif isinstance(value, _NonFinite):
             raise _refuse(
-                f"JSON numbers must be finite; {value.name} is not accepted.", "finite_number", ["body", *path]
+                f"JSON numbers must be finite doubles; {value.name} is not accepted.", "finite_number", ["body", *path]
             )
         elif isinstance(value, str) and "\x00" in value:
             raise _refuse("Text may not contain the NUL character (U+0000).", "nul_character", ["body", *path])
+        elif isinstance(value, str) and _has_surrogate(value):
+            raise _refuse(
+                "Text must be valid Unicode; a lone surrogate is not accepted.", "invalid_unicode", ["body", *path]
+            )
 
 
 def parse_strict_json(body: bytes) -> Any:
-    """Parse a JSON body, refusing non-finite numbers, NUL characters and excessive nesting.
+    """Parse a JSON body, refusing non-finite or out-of-range numbers, NUL characters, lone surrogates and excessive
+    nesting.
 
     Returns None when the body is not valid JSON at all, so the framework reports it in its usual way.
     """
     try:
-        # orjson is several times faster and refuses NaN and Infinity itself; when it refuses, the standard
-        # parser tells a non-finite number (reported with its place) from malformed JSON.
+        # orjson is several times faster and refuses NaN, Infinity, numbers beyond double range and lone surrogates
+        # itself; when it refuses, the standard parser tells those (reported with their place) from malformed JSON.
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
         value = None
@@ -111,15 +148,15 @@ def parse_strict_json(body: bytes) -> Any:
         _check_value(value, strings=b"\\u0000" in body)
         return value
     try:
-        value = json.loads(body, parse_constant=_NonFinite)
+        value = json.loads(body, parse_constant=_NonFinite, parse_float=_parse_float, parse_int=_parse_int)
     except RecursionError as error:
         raise _refuse(
             f"JSON nested deeper than {MAX_JSON_DEPTH} levels is not accepted.", "too_deep", ["body"]
         ) from error
     except ValueError:
         return None
-    # A NUL can only arrive escaped (a raw one is invalid JSON), so strings are searched only when the escape occurs.
-    _check_value(value, strings=b"\\u0000" in body)
+    # Only reached when orjson refused the body: strings are searched for lone surrogates as well as NUL.
+    _check_value(value, strings=True)
     return value
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
 
 from optiinfra.models import CustomerPlan, CustomerStatus
+from optiinfra.validation import BoundedJson
 
 
 class Customer(BaseModel):
@@ -36,7 +37,7 @@ class CustomerCreate(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     email: EmailStr = Field(max_length=255)
     plan: CustomerPlan = CustomerPlan.FREE
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: BoundedJson = Field(default_factory=dict)
 
 
 class CustomerUpdate(BaseModel):
@@ -45,4 +46,4 @@ class CustomerUpdate(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=255)
     plan: CustomerPlan | None = None
     status: CustomerStatus | None = None
-    metadata: dict[str, Any] | None = None
+    metadata: BoundedJson | None = None

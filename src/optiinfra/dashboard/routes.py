@@ -26,6 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optiinfra.agent_state import service as agent_state
 from optiinfra.agents import service as agent_service
+from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.keys import key_digest
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.auth.service import authenticate
@@ -53,7 +54,7 @@ COOKIE = "optiinfra_key"
 PAGE_SIZE = 25
 
 templates = Jinja2Templates(directory=str(resources.files("optiinfra") / "dashboard" / "templates"))
-router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False, route_class=StrictRoute)
 
 
 def _actor_name(data: dict[str, Any]) -> str:

@@ -8,12 +8,27 @@ import uuid
 from datetime import datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, or_
+from sqlalchemy import Select, String, and_, case, cast, func, or_
 from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.sql.elements import ColumnElement
 
 from optiinfra.errors import InvalidInputError
 
 S = TypeVar("S", bound=Select[Any])
+
+# A list shows a JSON column as stored up to this many bytes (twice the input limit of a free-form field, so every
+# value written since the limits is shown whole); a larger one, stored before the limits, is shown as a stand-in.
+LIST_JSON_LIMIT = 128 * 1024
+
+
+def capped_json(column: InstrumentedAttribute[Any], limit: int = LIST_JSON_LIMIT) -> ColumnElement[Any]:
+    """`column`, or `{"truncated": true, "size_bytes": N}` when its JSON text is larger than `limit` bytes, so one
+    oversized row cannot make a list answer (or a page) arbitrarily large."""
+    size = func.octet_length(cast(column, String))
+    return case(
+        (size > limit, func.jsonb_build_object("truncated", True, "size_bytes", size)),
+        else_=column,
+    )
 
 
 def where_given(statement: S, *filters: tuple[InstrumentedAttribute[Any], object]) -> S:

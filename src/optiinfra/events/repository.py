@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.db.queries import capped_json, paginate, where_given
 from optiinfra.events.schemas import EventFilters
 from optiinfra.models import Event
 from optiinfra.tenancy import scope_to_caller
@@ -14,10 +17,18 @@ from optiinfra.tenancy import scope_to_caller
 
 def list_events(
     session: Session, principal: Principal, filters: EventFilters, *, cursor: str | None, limit: int
-) -> list[Event]:
-    statement = scope_to_caller(
-        select(Event), principal, customer_column=Event.customer_id, agent_column=Event.agent_id
+) -> Sequence[Row[Any]]:
+    """The columns an event list shows; `data` capped in size (see `capped_json`)."""
+    columns = select(
+        Event.id,
+        Event.customer_id,
+        Event.agent_id,
+        Event.event_type,
+        Event.severity,
+        capped_json(Event.data).label("data"),
+        Event.created_at,
     )
+    statement = scope_to_caller(columns, principal, customer_column=Event.customer_id, agent_column=Event.agent_id)
     statement = where_given(
         statement,
         (Event.customer_id, filters.customer_id),
@@ -30,4 +41,4 @@ def list_events(
     if filters.until is not None:
         statement = statement.where(Event.created_at < filters.until)
     statement = paginate(statement, created_column=Event.created_at, id_column=Event.id, cursor=cursor, limit=limit)
-    return list(session.scalars(statement))
+    return session.execute(statement).all()

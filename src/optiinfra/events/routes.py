@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 
 from fastapi import APIRouter
 
@@ -12,6 +11,7 @@ from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
 from optiinfra.events import schemas, service
 from optiinfra.models import EventSeverity
+from optiinfra.validation import SaneInstant
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=StrictRoute)
 
@@ -24,8 +24,8 @@ def list_events(
     agent_id: uuid.UUID | None = None,
     event_type: str | None = None,
     severity: EventSeverity | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: SaneInstant | None = None,
+    until: SaneInstant | None = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE_SIZE,
 ) -> Page[schemas.Event]:

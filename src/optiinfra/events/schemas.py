@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra.models import EventSeverity
+from optiinfra.validation import BoundedJson, SaneInstant
 
 
 class Event(BaseModel):
@@ -31,7 +32,7 @@ class EventCreate(BaseModel):
     event_type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_.:-]*$")
     severity: EventSeverity = EventSeverity.INFO
     customer_id: uuid.UUID | None = None
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: BoundedJson = Field(default_factory=dict)
 
 
 class EventFilters(BaseModel):
@@ -41,5 +42,5 @@ class EventFilters(BaseModel):
     agent_id: uuid.UUID | None = None
     event_type: str | None = None
     severity: EventSeverity | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    since: SaneInstant | None = None
+    until: SaneInstant | None = None

@@ -78,4 +78,4 @@ def list_events(
     limit: int,
 ) -> Page[event_schemas.Event]:
     rows = repository.list_events(session, principal, filters, cursor=cursor, limit=limit)
-    return page_of(rows, limit, event_schemas.Event.model_validate)
+    return page_of(list(rows), limit, event_schemas.Event.model_validate)

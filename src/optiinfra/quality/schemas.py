@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from optiinfra.models import BaselineType, RegressionAction, RegressionSeverity, RegressionType
+from optiinfra.validation import BoundedJson, SaneInstant
 
 MAX_BATCH = 10_000
 
@@ -24,7 +25,7 @@ class QualityRecord(BaseModel):
     request_id: str = Field(min_length=1, max_length=255)
     model_name: str = Field(min_length=1, max_length=100)
     model_version: str = Field(min_length=1, max_length=50)
-    timestamp: AwareDatetime
+    timestamp: SaneInstant
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
     latency_ms: Annotated[float, Field(ge=0.0, le=86_400_000, allow_inf_nan=False)] | None = None
@@ -34,7 +35,7 @@ class QualityRecord(BaseModel):
     hallucination_detected: bool = False
     toxicity_score: Score | None = None
     overall_quality_score: Score | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: BoundedJson = Field(default_factory=dict)
 
 
 class IngestRequest(BaseModel):
@@ -58,8 +59,8 @@ class BaselineWindow(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: SaneInstant | None = None
+    end: SaneInstant | None = None
     last_n: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
@@ -78,7 +79,7 @@ class BaselineCreate(BaseModel):
     model_name: str = Field(min_length=1, max_length=100)
     model_version: str = Field(min_length=1, max_length=50)
     window: BaselineWindow = Field(default_factory=lambda: BaselineWindow(last_n=1000))
-    valid_until: AwareDatetime | None = None
+    valid_until: SaneInstant | None = None
 
 
 class Baseline(BaseModel):
@@ -202,8 +203,8 @@ class ABTestRequest(BaseModel):
     model_name: str = Field(min_length=1, max_length=100)
     control: Arm
     candidate: Arm
-    start: AwareDatetime | None = None
-    end: AwareDatetime | None = None
+    start: SaneInstant | None = None
+    end: SaneInstant | None = None
 
 
 class ArmResult(BaseModel):

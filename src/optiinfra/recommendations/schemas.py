@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra.models import ApprovalStatus, OptimizationStatus, RecommendationPriority, RecommendationStatus
+from optiinfra.validation import BoundedJson
 
 Money = Decimal  # numeric(10, 2) in the database
 
@@ -88,7 +89,7 @@ class RecommendationCreate(BaseModel):
     estimated_improvement: Amount | None = None
     confidence_score: float = Field(ge=0.0, le=1.0, allow_inf_nan=False)
     priority: RecommendationPriority = RecommendationPriority.MEDIUM
-    data: dict[str, Any] = Field(default_factory=dict)
+    data: BoundedJson = Field(default_factory=dict)
 
 
 class Decision(BaseModel):
@@ -108,7 +109,7 @@ class Progress(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     progress: int = Field(ge=0, le=100)
-    result: dict[str, Any] | None = None
+    result: BoundedJson | None = None
 
 
 class Completion(BaseModel):
@@ -116,14 +117,14 @@ class Completion(BaseModel):
 
     actual_savings: Amount | None = None
     actual_improvement: Amount | None = None
-    result: dict[str, Any] = Field(default_factory=dict)
+    result: BoundedJson = Field(default_factory=dict)
 
 
 class Failure(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     error: str = Field(min_length=1, max_length=10_000)
-    result: dict[str, Any] | None = None
+    result: BoundedJson | None = None
 
 
 class Rollback(BaseModel):

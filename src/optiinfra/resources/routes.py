@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
@@ -14,6 +13,7 @@ from optiinfra.api.strict import StrictRoute
 from optiinfra.models import ResourceType, ScalingEventType
 from optiinfra.resources import schemas, service
 from optiinfra.timeseries import DEFAULT_BUCKET
+from optiinfra.validation import SaneInstant
 
 router = APIRouter(prefix="/resources", tags=["resources"], route_class=StrictRoute)
 
@@ -35,8 +35,8 @@ def query_metrics(
     instance_id: Annotated[str | None, Query(max_length=255)] = None,
     resource_type: ResourceType | None = None,
     metric_name: Annotated[str | None, Query(max_length=100)] = None,
-    start: datetime | None = None,
-    end: datetime | None = None,
+    start: SaneInstant | None = None,
+    end: SaneInstant | None = None,
     bucket: Annotated[
         str, Query(max_length=20, description="bucket width: seconds, or with a unit (60s, 5m, 1h, 1d)")
     ] = DEFAULT_BUCKET,
@@ -73,8 +73,8 @@ def list_scaling_events(
     workflow_execution_id: uuid.UUID | None = None,
     event_type: ScalingEventType | None = None,
     success: bool | None = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: SaneInstant | None = None,
+    until: SaneInstant | None = None,
     cursor: CursorQuery = None,
     limit: LimitQuery = DEFAULT_PAGE_SIZE,
 ) -> Page[schemas.ScalingEvent]:

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import AliasChoices, AwareDatetime, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from optiinfra.models import ResourceType, ScalingEventType
 from optiinfra.timeseries import MAX_BATCH
+from optiinfra.validation import BoundedJson, FiniteFloat, SaneInstant
 
 
 class ResourceMetricSample(BaseModel):
@@ -20,10 +21,10 @@ class ResourceMetricSample(BaseModel):
     resource_type: ResourceType
     instance_id: str = Field(min_length=1, max_length=255)
     metric_name: str = Field(min_length=1, max_length=100)
-    metric_value: float = Field(allow_inf_nan=False)
+    metric_value: FiniteFloat
     unit: str = Field(min_length=1, max_length=50)
-    timestamp: AwareDatetime
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    timestamp: SaneInstant
+    metadata: BoundedJson = Field(default_factory=dict)
 
 
 class ResourceMetricBatch(BaseModel):
@@ -77,13 +78,13 @@ class ScalingEventCreate(BaseModel):
     workflow_execution_id: uuid.UUID | None = None
     event_type: ScalingEventType
     trigger_reason: str = Field(min_length=1, max_length=500)
-    before_state: dict[str, Any]
-    after_state: dict[str, Any]
+    before_state: BoundedJson
+    after_state: BoundedJson
     success: bool = False
-    error_details: dict[str, Any] | None = None
-    executed_at: AwareDatetime
-    completed_at: AwareDatetime | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    error_details: BoundedJson | None = None
+    executed_at: SaneInstant
+    completed_at: SaneInstant | None = None
+    metadata: BoundedJson = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _completed_after_executed(self) -> ScalingEventCreate:
