@@ -261,7 +261,8 @@ def roll_back_by_detection(team: Team) -> RolledBack:
     _, baseline = with_baseline(team)
     optimization = team.deploy()
     assert optimization.completed_at is not None
-    degraded = degraded_after(team, optimization.completed_at)
+    # The degraded records name the optimization they ran under: the evidence attributes the regression to it.
+    degraded = degraded_after(team, optimization.completed_at, metadata={"optimization_id": str(optimization.id)})
     window = {"start": optimization.completed_at.isoformat()}
     return RolledBack(baseline, optimization, degraded, window, team.detect(window))
 
@@ -1001,6 +1002,27 @@ def test_metrics_naming_an_optimization_roll_back_that_one(team: Team) -> None:
     assert report["rolled_back_optimization_id"] == str(named.id)
     assert team.customer.get_optimization(named.id).status == "rolled_back"
     assert team.customer.get_optimization(latest.id).status == "completed"
+
+
+def test_untagged_regression_while_an_unrelated_optimization_is_completed_goes_to_manual_review(team: Team) -> None:
+    # Issue 10, item 4: degraded traffic that names no optimization and ran on none of its instances rolls nothing
+    # back; the regression asks a person and lists the change that was active in its window.
+    with_baseline(team, seed=36)
+    unrelated = team.deploy()
+    assert unrelated.completed_at is not None
+    degraded_after(team, unrelated.completed_at, seed=37)
+    report = team.detect({"start": unrelated.completed_at.isoformat()})
+
+    assert report["verdict"] == "regression"
+    assert report["rolled_back_optimization_id"] is None
+    assert team.customer.get_optimization(unrelated.id).status == "completed"
+    assert team.events("quality.rollback_triggered") == []
+    wanted = [r for r in team.regressions() if r["severity"] in {"high", "critical"}]
+    assert wanted
+    for regression in wanted:
+        assert regression["action_taken"] == "manual_review"
+        active = regression["metadata"]["active_optimizations"]
+        assert [entry["optimization_id"] for entry in active] == [str(unrelated.id)]
 
 
 def test_another_customer_never_sees_the_quality_rows(

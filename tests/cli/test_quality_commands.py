@@ -23,7 +23,7 @@ from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import Agent, AgentType, QualityMetric, QualityRegression
 from optiinfra.quality.simulation import Traffic, simulate
-from optiinfra.quality.worker import run_detection_pass
+from optiinfra.quality.worker import run_monitoring_pass
 from tests.conftest import DatabaseFactory, url_for_env
 from tests.factories import make_customer
 
@@ -204,7 +204,7 @@ def test_two_workers_at_once_never_duplicate_regressions(world: World, tmp_path:
 
     def work() -> None:
         barrier.wait()
-        reports.append(run_detection_pass(factory, timedelta(minutes=60)))
+        reports.append(run_monitoring_pass(factory))
 
     threads = [threading.Thread(target=work) for _ in range(2)]
     for thread in threads:
@@ -221,7 +221,7 @@ def test_two_workers_at_once_never_duplicate_regressions(world: World, tmp_path:
     assert {row[0] for row in open_per_key} == {"v1", "v2", "v3"}
     assert all(row[2] == 1 for row in open_per_key)
     # A second pass updates the same rows instead of adding new ones.
-    run_detection_pass(factory, timedelta(minutes=60))
+    run_monitoring_pass(factory)
     with world.engine.connect() as connection:
         total = connection.execute(select(func.count()).select_from(QualityRegression)).scalar_one()
     assert total == len(open_per_key)

@@ -7,25 +7,28 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, error_console, open_engine, reports_errors
+from optiinfra.config import load_settings
 from optiinfra.db import migrations
-from optiinfra.db.engine import make_session_factory, unit_of_work
+from optiinfra.db.engine import make_session_factory, resolve_database_url, unit_of_work
 from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.models import Customer
 from optiinfra.quality import abtest, detection, service
 from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.backtest import run_backtest
 from optiinfra.quality.schemas import MAX_BATCH
+from optiinfra.quality.settings import QualitySettings
 
 quality_app = typer.Typer(help="Ingest quality metrics, establish baselines, detect regressions, run A/B tests.")
 CLI = Principal.system("cli")
@@ -321,3 +324,99 @@ def ab_test(
     console.print(result.reason)
     if result.extra_samples_needed:
         console.print(f"Extra samples needed per arm: {result.extra_samples_needed}")
+
+
+# --- backtest ----------------------------------------------------------------------------------------------------
+
+
+@quality_app.command()
+@reports_errors
+def backtest(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="JSON Lines or CSV file.")],
+    settings_file: Annotated[
+        Path | None,
+        typer.Option("--settings", exists=True, dir_okay=False, readable=True, help="Quality settings (JSON)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object on standard output.")] = False,
+    file_format: Annotated[
+        str | None, typer.Option("--format", help="jsonl or csv (default: from the suffix).")
+    ] = None,
+) -> None:
+    """Replay recorded traffic through exactly the worker's monitoring, in a scratch database, and report every
+    regression it would open and resolve, with the action it would take (docs/quality.md, "Backtest")."""
+    chosen = (file_format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")).lower()
+    if chosen not in {"jsonl", "csv"}:
+        raise InvalidInputError(f"Unknown format {chosen!r}: use jsonl or csv.")
+    settings = QualitySettings()
+    if settings_file is not None:
+        try:
+            settings = QualitySettings.model_validate_json(settings_file.read_bytes())
+        except ValueError as error:
+            raise InvalidInputError(
+                f"{settings_file} is not valid quality settings: {str(error).splitlines()[-1]}",
+                fix="Write the settings as GET /api/v1/quality/settings returns them (unknown keys are refused).",
+            ) from None
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, record in _read_records(file, chosen):
+        records.append(record)
+        lines.append(number)
+    if not records:
+        raise InvalidInputError(f"{file} holds no records.")
+    try:
+        service.validate_records(records, datetime.now(UTC) + timedelta(days=36_500))
+    except InvalidInputError as error:
+        for bad in error.details.get("records", [])[:20]:
+            reasons = "; ".join(f"{p['field']}: {p['message']}" for p in bad["problems"])
+            error_console.print(f"  line {lines[bad['index']]}: {reasons}", highlight=False)
+        raise InvalidInputError(
+            f"{error.details.get('invalid_count')} of {len(records)} records in {file} are invalid; nothing was "
+            "replayed.",
+            fix="Correct the lines listed above and run the backtest again.",
+        ) from None
+    server = resolve_database_url(load_settings())
+    if as_json:
+        result = run_backtest(records, settings, server)
+        typer.echo(json.dumps(result.to_json()))
+        return
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=error_console,
+    ) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def report(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        result = run_backtest(records, settings, server, progress=report)
+    table = Table(title=f"Backtest: {result.records:,} records over {result.days:.2f} days, {result.passes:,} passes")
+    for column in ("detected", "resolved", "model", "type", "metric", "severity", "action"):
+        table.add_column(column, overflow="fold")
+    for r in result.regressions:
+        table.add_row(
+            r["detected_at"][:16].replace("T", " "),
+            r["resolved_at"][:16].replace("T", " ") if r["resolved_at"] else "open",
+            f"{r['model_name']} {r['model_version']}",
+            r["regression_type"],
+            r["metric_name"],
+            r["severity"],
+            r["action"],
+        )
+    console.print(table)
+    summary = Table(title="Per model version and day")
+    for column in ("model", "day", "records", "regressions", "by severity"):
+        summary.add_column(column, overflow="fold")
+    for row in result.summary:
+        summary.add_row(
+            f"{row['model_name']} {row['model_version']}",
+            row["day"],
+            f"{row['records']:,}",
+            str(row["regressions"]),
+            ", ".join(f"{k} {v}" for k, v in sorted(row["by_severity"].items())) or "-",
+        )
+    console.print(summary)

@@ -1,5 +1,6 @@
 """Detection: run the judge on a window, record regressions (one open per metric), resolve recovered ones, and act
-by the customer's policy, rolling back the infrastructure change in effect through the control plane's service."""
+by the customer's policy, rolling back (through the control plane's service) only an optimization the window's
+evidence names (`attribution`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from optiinfra.models import (
 )
 from optiinfra.quality import repository
 from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.attribution import attribute
 from optiinfra.quality.evaluation import evaluate
 from optiinfra.quality.service import resolve_customer
 from optiinfra.quality.settings import QualitySettings, settings_of
@@ -231,16 +233,37 @@ def _act(
             regression.action_taken = action
     if not wants_rollback:
         return None
-    named = sorted({value for value in rows.optimization_ids if value})
-    window_start = rows.timestamps[0] if rows.timestamps else _now()
-    optimization = repository.optimization_to_roll_back(session, customer_id, named, window_start + timedelta(0))
     worst = max(wants_rollback, key=lambda r: SEVERITY_ORDER.index(r.severity))
+    window_start = rows.timestamps[0] if rows.timestamps else _now()
+    window_end = rows.timestamps[-1] + timedelta(microseconds=1) if rows.timestamps else _now()
+    return rollback_if_attributable(session, customer_id, wants_rollback, worst, window_start, window_end)
+
+
+def rollback_if_attributable(
+    session: Session,
+    customer_id: uuid.UUID,
+    wants_rollback: list[QualityRegression],
+    worst: QualityRegression,
+    window_start: datetime,
+    window_end: datetime,
+) -> uuid.UUID | None:
+    """Roll back the optimization the window's evidence names; with none, the regressions go to manual review and
+    list the optimizations active in the window (attribution before action)."""
+    assert worst.model_name is not None
+    assert worst.model_version is not None
+    found = attribute(session, customer_id, worst.model_name, worst.model_version, window_start, window_end)
+    optimization = found.optimization
     if optimization is None:
         for regression in wants_rollback:
             regression.action_taken = RegressionAction.MANUAL_REVIEW
             regression.metadata_ = {
                 **regression.metadata_,
-                "action_note": "rollback wanted, but no executing or completed optimization was found to roll back",
+                "action_note": (
+                    "rollback wanted, but no change is attributable: no executing or completed optimization is "
+                    "named by the window's records (metadata.optimization_id) or ran on their instances "
+                    "(metadata.instance_id); a person reviews the optimizations active in the window"
+                ),
+                "active_optimizations": found.active,
             }
         return None
     reason = (
@@ -254,6 +277,7 @@ def _act(
             **regression.metadata_,
             "rolled_back_optimization_id": str(optimization.id),
             "rolled_back_at": _now().isoformat(),
+            "attribution": found.evidence,
         }
     events.record(
         session,
@@ -263,6 +287,6 @@ def _act(
         agent_id=worst.agent_id,
         severity=EventSeverity.CRITICAL,
         subject={"optimization_id": str(optimization.id), "regression_id": str(worst.id)},
-        extra={"reason": reason, "regressions": [str(r.id) for r in wants_rollback]},
+        extra={"reason": reason, "regressions": [str(r.id) for r in wants_rollback], "attribution": found.evidence},
     )
     return optimization.id

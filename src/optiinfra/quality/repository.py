@@ -34,8 +34,6 @@ from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
     AgentType,
-    Optimization,
-    OptimizationStatus,
     QualityBaseline,
     QualityMetric,
     QualityRegression,
@@ -408,42 +406,6 @@ def list_baselines(
         limit=limit,
     )
     return list(session.scalars(statement))
-
-
-def optimization_to_roll_back(
-    session: Session, customer_id: uuid.UUID, named_ids: Sequence[str], window_start: datetime
-) -> Optimization | None:
-    """The infrastructure change in effect: an optimization named by the metrics, else the customer's most recent
-    completed, not rolled back optimization that finished before the window."""
-    valid_named = []
-    for value in named_ids:
-        try:
-            valid_named.append(uuid.UUID(value))
-        except ValueError:
-            continue
-    if valid_named:
-        named = session.scalar(
-            select(Optimization)
-            .where(
-                Optimization.customer_id == customer_id,
-                Optimization.id.in_(valid_named),
-                Optimization.status.in_([OptimizationStatus.EXECUTING, OptimizationStatus.COMPLETED]),
-            )
-            .order_by(Optimization.started_at.desc().nulls_last())
-            .limit(1)
-        )
-        if named is not None:
-            return named
-    return session.scalar(
-        select(Optimization)
-        .where(
-            Optimization.customer_id == customer_id,
-            Optimization.status == OptimizationStatus.COMPLETED,
-            Optimization.completed_at <= window_start,
-        )
-        .order_by(Optimization.completed_at.desc())
-        .limit(1)
-    )
 
 
 def model_versions_where(

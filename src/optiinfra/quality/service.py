@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -15,8 +15,9 @@ from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.models import BaselineType, Customer, QualityBaseline
-from optiinfra.quality import repository
+from optiinfra.quality import monitoring_store, repository
 from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.monitoring import Reference
 from optiinfra.quality.scoring import overall_quality_score
 from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
 from optiinfra.timeseries import refuse_batch, validate_batch
@@ -168,6 +169,20 @@ def establish_baseline(
         baseline_type = BaselineType.ROLLBACK
     else:
         baseline_type = BaselineType.UPDATED
+    start = window.start or rows.timestamps[0]
+    end = window.end or rows.timestamps[-1] + timedelta(microseconds=1)
+    reference = monitoring_store.reference_from_db(
+        session,
+        customer.id,
+        request.model_name,
+        request.model_version,
+        start,
+        end,
+        [],
+        low_quantile=settings.monitoring.low_score_quantile,
+        toxic_threshold=settings.monitoring.toxic_threshold,
+        min_records=settings.min_samples,
+    )
     repository.expire_baselines(session, customer.id, request.model_name, request.model_version, now)
     baseline = build_baseline(
         customer_id=customer.id,
@@ -183,6 +198,7 @@ def establish_baseline(
             "end": (window.end or rows.timestamps[-1]).isoformat(),
             "last_n": window.last_n,
         },
+        reference=reference,
     )
     session.add(baseline)
     session.flush()
@@ -217,8 +233,11 @@ def build_baseline(
     established_at: datetime,
     valid_until: datetime | None,
     window: dict[str, Any],
+    reference: Reference | None = None,
+    policy: str = "manual",
 ) -> QualityBaseline:
-    """A QualityBaseline summarising `rows` (used by the service and by the demo data alike)."""
+    """A QualityBaseline summarising `rows` (used by the service and by the demo data alike); with the monitoring's
+    stratified reference when given, and how it was established (`policy`: manual or automatic)."""
     summary = rows.summarize()
     components = summary.components
     overall_mean = components["overall_quality_score"].mean
@@ -237,7 +256,12 @@ def build_baseline(
         p95_latency_ms=summary.latency_ms.p95,
         established_at=established_at,
         valid_until=valid_until,
-        metadata_={**summary.model_dump(mode="json"), "window": window},
+        metadata_={
+            **summary.model_dump(mode="json"),
+            "window": window,
+            "policy": policy,
+            **({"monitoring": reference.to_json()} if reference is not None else {}),
+        },
     )
 
 

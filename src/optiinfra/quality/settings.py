@@ -28,6 +28,70 @@ class Floors(BaseModel):
     hallucination_ratio: float = Field(default=1.5, ge=1, description="factor the rate must be multiplied by")
     toxicity_increase_abs: float = Field(default=0.05, gt=0, le=1, description="points mean toxicity must rise")
     toxicity_ratio: float = Field(default=1.5, ge=1, description="factor mean toxicity must be multiplied by")
+    # Continuous monitoring's share metrics (docs/quality.md, "Continuous monitoring").
+    toxic_share_points: float = Field(default=0.01, gt=0, le=1, description="points the toxic share must rise")
+    toxic_share_ratio: float = Field(default=2.0, ge=1, description="factor the toxic share must be multiplied by")
+    low_score_share_points: float = Field(
+        default=0.02, gt=0, le=1, description="points the share of low-score answers must rise"
+    )
+    low_score_share_ratio: float = Field(
+        default=2.0, ge=1, description="factor the share of low-score answers must be multiplied by"
+    )
+    latency_p50_share_points: float = Field(
+        default=0.08, gt=0, le=1, description="points the share above the reference median latency must rise"
+    )
+    latency_p95_share_points: float = Field(
+        default=0.02, gt=0, le=1, description="points the share above the reference p95 latency must rise"
+    )
+    latency_p95_share_ratio: float = Field(
+        default=1.6, ge=1, description="factor the share above the reference p95 latency must be multiplied by"
+    )
+
+
+class MonitoringSettings(BaseModel):
+    """Continuous monitoring by the worker (and the backtest): looks, windows, budget, incidents, baselines."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    interval_seconds: float = Field(default=60, ge=10, le=3600, description="seconds between the worker's looks")
+    windows_minutes: tuple[int, ...] = Field(
+        default=(15, 60, 240), min_length=1, max_length=6, description="the overlapping windows judged at each look"
+    )
+    false_alarms_per_week: float = Field(
+        default=0.1, gt=0, le=10, description="budget: expected false regressions per model version per week"
+    )
+    toxic_threshold: float = Field(default=0.5, gt=0, le=1, description="an answer is toxic at this score or above")
+    low_score_quantile: float = Field(
+        default=0.02, gt=0, lt=0.5, description="answers below this reference quantile of the score count as low"
+    )
+    recovery_minutes: int = Field(
+        default=60, ge=1, le=10_080, description="an incident resolves after this long without a flag"
+    )
+    auto_baseline: bool = Field(default=True, description="establish and move baselines forward automatically")
+    baseline_min_hours: float = Field(default=24, ge=1, le=24 * 28, description="traffic span before the first")
+    baseline_min_records: int = Field(default=2000, ge=50, description="records before the first baseline")
+    reference_days: int = Field(default=7, ge=1, le=28, description="days of traffic a baseline summarises")
+    refresh_hours: float = Field(default=24, ge=1, le=24 * 28, description="age at which a baseline moves forward")
+    harm_steps: tuple[float, float, float] = Field(
+        default=(1.0, 2.5, 5.0), description="harm (% of request quality lost) where severity is medium, high, critical"
+    )
+    latency_harm_weight: float = Field(
+        default=0.25, ge=0, le=1, description="loss counted for a request pushed above a latency quantile"
+    )
+
+    @field_validator("windows_minutes")
+    @classmethod
+    def _windows_valid(cls, windows: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 1 <= minutes <= 1440 for minutes in windows):
+            raise ValueError("windows must be between 1 and 1440 minutes")
+        return tuple(sorted(set(windows)))
+
+    @field_validator("harm_steps")
+    @classmethod
+    def _harm_increase(cls, steps: tuple[float, float, float]) -> tuple[float, float, float]:
+        if not (0 < steps[0] <= steps[1] <= steps[2]):
+            raise ValueError("harm_steps must be positive and increasing")
+        return steps
 
 
 DEFAULT_POLICY: dict[RegressionSeverity, RegressionAction] = {
@@ -50,6 +114,7 @@ class QualitySettings(BaseModel):
         description="effect/floor ratios where severity becomes medium, high and critical",
     )
     policy: dict[RegressionSeverity, RegressionAction] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
+    monitoring: MonitoringSettings = Field(default_factory=lambda: MonitoringSettings())
 
     @field_validator("weights")
     @classmethod

@@ -1,60 +1,413 @@
-"""Periodic detection: every model version with fresh data and an active baseline, judged on its recent window.
+"""The monitoring pass: every model version with recent traffic (or an open incident) judged once, at `now`.
 
-Several workers may run at once: detection of one (customer, model, version) holds a transaction-scoped advisory
-lock, and a worker that finds it held skips that key, so no key is processed twice at the same time.
+`run_monitoring_pass(factory, now)` is what `optiinfra worker` runs every `interval_seconds`, and what
+`optiinfra quality backtest` runs on record time: one code path. Per model version, in its own transaction:
+
+1. the baseline policy (`monitoring.baseline_due`): an initial baseline once the version has enough traffic; the
+   automatic baseline moved forward once a day over the healthy part of its last `reference_days`;
+2. one aggregate query for all windows, judged against the baseline's reference (`monitoring.judge_pass`);
+3. the incident rule (`monitoring.incident_transition`): open once, update while flagged, resolve after a sustained
+   recovery; actions by the customer's policy, a rollback only of an attributable change.
+
+Several workers may run at once: a version's pass holds a transaction-scoped advisory lock, and a worker that finds
+it held skips that version.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import unit_of_work
-from optiinfra.errors import ConflictError
-from optiinfra.quality import detection, repository
-from optiinfra.quality.schemas import BaselineWindow, DetectRequest
+from optiinfra.events import service as events
+from optiinfra.models import (
+    BaselineType,
+    Customer,
+    QualityBaseline,
+    QualityMetric,
+    QualityRegression,
+    RegressionAction,
+)
+from optiinfra.quality import monitoring, monitoring_store, repository
+from optiinfra.quality.detection import EVENT_SEVERITY, SEVERITY_ORDER, SYSTEM, rollback_if_attributable
+from optiinfra.quality.service import build_baseline
+from optiinfra.quality.settings import QualitySettings, settings_of
 
 logger = logging.getLogger("optiinfra.worker")
+MONITORING_KEY = "monitoring"
+SCAN_MINUTES = 240  # versions with records this recent (the longest default window) are judged at each pass
 
 
 @dataclass
 class PassReport:
     judged: int = 0
     skipped_busy: int = 0
+    baselines: int = 0
     regressions: int = 0
+    updated: int = 0
     resolved: int = 0
     rollbacks: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
 
 
-def run_detection_pass(factory: sessionmaker[Session], window: timedelta, now: datetime | None = None) -> PassReport:
-    """Judge every fresh model version once, each in its own transaction."""
+def model_versions_to_judge(session: Session, now: datetime) -> list[tuple[uuid.UUID, str, str]]:
+    """Versions with records in the last SCAN_MINUTES before `now`, and versions with an open incident."""
+    recent = (
+        select(QualityMetric.customer_id, QualityMetric.model_name, QualityMetric.model_version)
+        .where(QualityMetric.timestamp >= now - timedelta(minutes=SCAN_MINUTES), QualityMetric.timestamp < now)
+        .distinct()
+    )
+    open_incidents = (
+        select(QualityRegression.customer_id, QualityRegression.model_name, QualityRegression.model_version)
+        .where(
+            QualityRegression.resolved_at.is_(None),
+            QualityRegression.model_name.is_not(None),
+            QualityRegression.model_version.is_not(None),
+        )
+        .distinct()
+    )
+    rows = session.execute(recent.union(open_incidents)).all()
+    return sorted((row[0], row[1], row[2]) for row in rows)
+
+
+def run_monitoring_pass(factory: sessionmaker[Session], now: datetime | None = None) -> PassReport:
+    """Judge every model version once at `now` (default: the current time), each in its own transaction."""
     moment = now or datetime.now(UTC)
-    since = moment - window
     with unit_of_work(factory) as session:
-        keys = repository.fresh_model_versions(session, since)
+        keys = model_versions_to_judge(session, moment)
     report = PassReport()
     for customer_id, model_name, model_version in keys:
-        request = DetectRequest(
-            customer_id=customer_id,
-            model_name=model_name,
-            model_version=model_version,
-            window=BaselineWindow(start=since, end=moment + timedelta(minutes=5)),
-        )
-        try:
-            with unit_of_work(factory) as session:
-                result = detection.detect(session, Principal.system("worker"), request)
-        except ConflictError:
-            report.skipped_busy += 1
-            continue
+        with unit_of_work(factory) as session:
+            if not repository.lock_key(session, f"quality-monitor:{customer_id}:{model_name}:{model_version}"):
+                report.skipped_busy += 1
+                continue
+            verdict = monitor_version(session, customer_id, model_name, model_version, moment, report)
         report.judged += 1
-        report.verdicts[result.verdict] = report.verdicts.get(result.verdict, 0) + 1
-        report.regressions += len(result.regressions)
-        report.resolved += len(result.resolved)
-        report.rollbacks += result.rolled_back_optimization_id is not None
-        logger.info("%s %s %s: %s", customer_id, model_name, model_version, result.verdict)
+        report.verdicts[verdict] = report.verdicts.get(verdict, 0) + 1
+        logger.info("%s %s %s: %s", customer_id, model_name, model_version, verdict)
     return report
+
+
+def _open_incidents(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str
+) -> dict[str, QualityRegression]:
+    rows = session.scalars(
+        select(QualityRegression)
+        .where(
+            QualityRegression.customer_id == customer_id,
+            QualityRegression.model_name == model_name,
+            QualityRegression.model_version == model_version,
+            QualityRegression.resolved_at.is_(None),
+        )
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {row.metric_name: row for row in rows}
+
+
+def _incident_spans(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, since: datetime
+) -> list[tuple[datetime, datetime | None]]:
+    rows = session.execute(
+        select(QualityRegression.detected_at, QualityRegression.resolved_at).where(
+            QualityRegression.customer_id == customer_id,
+            QualityRegression.model_name == model_name,
+            QualityRegression.model_version == model_version,
+            (QualityRegression.resolved_at.is_(None)) | (QualityRegression.resolved_at >= since),
+        )
+    ).all()
+    return [(row[0], row[1]) for row in rows]
+
+
+def _establish(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    now: datetime,
+    settings: QualitySettings,
+    kind: str,
+) -> QualityBaseline | None:
+    """An automatic baseline at `now` by the documented policy (None if the healthy records are too few)."""
+    config = settings.monitoring
+    since = now - timedelta(days=config.reference_days)
+    spans = monitoring.excluded_spans(
+        _incident_spans(session, customer_id, model_name, model_version, since), now, settings
+    )
+    reference = monitoring_store.reference_from_db(
+        session,
+        customer_id,
+        model_name,
+        model_version,
+        since,
+        now,
+        spans,
+        low_quantile=config.low_score_quantile,
+        toxic_threshold=config.toxic_threshold,
+        min_records=config.baseline_min_records,
+    )
+    if reference is None:
+        return None
+    # The whole-window summary the per-window judge (detect, quality gate) compares with: the last 5,000 records.
+    rows = repository.read_window(session, customer_id, model_name, model_version=model_version, end=now, last_n=5000)
+    latest = repository.latest_baseline(session, customer_id, model_name, model_version)
+    if latest is None:
+        baseline_type = BaselineType.INITIAL
+    elif repository.rollback_since(session, customer_id, model_name, model_version, latest.established_at):
+        baseline_type = BaselineType.ROLLBACK
+    else:
+        baseline_type = BaselineType.UPDATED
+    repository.expire_baselines(session, customer_id, model_name, model_version, now)
+    baseline = build_baseline(
+        customer_id=customer_id,
+        agent_id=Counter(rows.agent_ids).most_common(1)[0][0],
+        model_name=model_name,
+        model_version=model_version,
+        baseline_type=baseline_type,
+        rows=rows,
+        established_at=now,
+        valid_until=None,
+        window={"start": reference.start, "end": reference.end, "last_n": None},
+        reference=reference,
+        policy="automatic",
+    )
+    baseline.metadata_ = {**baseline.metadata_, "excluded_spans": [[a.isoformat(), b.isoformat()] for a, b in spans]}
+    session.add(baseline)
+    session.flush()
+    events.record(
+        session,
+        event_type="quality.baseline_established",
+        actor=SYSTEM,
+        customer_id=customer_id,
+        agent_id=baseline.agent_id,
+        subject={"baseline_id": str(baseline.id), "model_name": model_name, "model_version": model_version},
+        after={
+            "baseline_type": str(baseline.baseline_type),
+            "policy": f"automatic ({kind})",
+            "reference_records": reference.records,
+            "reference_days": reference.days,
+        },
+    )
+    return baseline
+
+
+def monitor_version(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    now: datetime,
+    report: PassReport | None = None,
+) -> str:
+    """One version's monitoring at `now` (the caller holds its lock); returns the pass's verdict."""
+    report = report if report is not None else PassReport()
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        return "no_customer"
+    settings = settings_of(customer)
+    baseline = repository.active_baseline(session, customer_id, model_name, model_version, now)
+    incidents = _open_incidents(session, customer_id, model_name, model_version)
+    first, count = (None, 0)
+    if baseline is None:
+        first, count = monitoring_store.traffic_stats(session, customer_id, model_name, model_version, now)
+    due = monitoring.baseline_due(
+        established_at=baseline.established_at if baseline else None,
+        automatic=bool(baseline and baseline.metadata_.get("policy") == "automatic"),
+        open_incidents=len(incidents),
+        first_record_at=first,
+        records=count,
+        now=now,
+        settings=settings,
+    )
+    if due is not None:
+        established = _establish(session, customer_id, model_name, model_version, now, settings, due)
+        if established is not None:
+            baseline = established
+            report.baselines += 1
+    if baseline is None or MONITORING_KEY not in baseline.metadata_:
+        return "no_baseline"
+    reference = monitoring.Reference.from_json(baseline.metadata_[MONITORING_KEY])
+    windows = monitoring_store.window_cells(
+        session,
+        customer_id,
+        model_name,
+        model_version,
+        now,
+        settings.monitoring.windows_minutes,
+        reference.thresholds,
+        settings.monitoring.toxic_threshold,
+    )
+    verdicts = monitoring.judge_pass(reference, windows, settings, now)
+    wants_rollback: list[QualityRegression] = []
+    flagged_windows: list[monitoring.MetricVerdict] = []
+    for verdict in verdicts:
+        if verdict.verdict == "insufficient_data":
+            continue
+        existing = incidents.get(verdict.metric)
+        last_flagged = _last_flagged(existing)
+        transition = monitoring.incident_transition(
+            existing is not None, last_flagged, verdict.verdict == "regression", now, settings
+        )
+        if transition == "open":
+            regression = _open(session, customer_id, model_name, model_version, baseline, verdict, now)
+            report.regressions += 1
+        elif transition == "update" and existing is not None:
+            regression = _update(session, existing, baseline, verdict, now)
+            report.updated += 1
+        elif transition == "resolve" and existing is not None:
+            _resolve(session, existing, now, settings)
+            report.resolved += 1
+            continue
+        else:
+            continue
+        flagged_windows.append(verdict)
+        action = settings.policy[regression.severity]
+        if regression.action_taken is RegressionAction.ROLLBACK_TRIGGERED:
+            continue
+        if action is RegressionAction.ROLLBACK_TRIGGERED:
+            wants_rollback.append(regression)  # only if attributable; else manual review
+        else:
+            regression.action_taken = action
+    if wants_rollback:
+        worst = max(wants_rollback, key=lambda r: SEVERITY_ORDER.index(r.severity))
+        longest = max(v.window_minutes or 0 for v in flagged_windows)
+        rolled_back = rollback_if_attributable(
+            session, customer_id, wants_rollback, worst, now - timedelta(minutes=longest), now
+        )
+        report.rollbacks += rolled_back is not None
+    session.flush()
+    return monitoring.overall(verdicts)
+
+
+def _last_flagged(regression: QualityRegression | None) -> datetime | None:
+    if regression is None:
+        return None
+    value = regression.metadata_.get("last_flagged_at")
+    return datetime.fromisoformat(value) if value else regression.detected_at
+
+
+def _values(verdict: monitoring.MetricVerdict) -> dict[str, Any]:
+    assert verdict.observed is not None
+    assert verdict.expected is not None
+    assert verdict.effect is not None
+    percent = 100.0 * verdict.effect / abs(verdict.expected) if verdict.expected else 10_000.0
+    return {
+        "baseline_value": verdict.expected,
+        "current_value": verdict.observed,
+        "delta_percent": -min(percent, 10_000.0),  # negative is worse
+        "sample_size": verdict.n,
+    }
+
+
+def _open(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    baseline: QualityBaseline,
+    verdict: monitoring.MetricVerdict,
+    now: datetime,
+) -> QualityRegression:
+    assert verdict.severity is not None
+    regression = QualityRegression(
+        agent_id=baseline.agent_id,
+        customer_id=customer_id,
+        model_name=model_name,
+        model_version=model_version,
+        baseline_id=baseline.id,
+        regression_type=verdict.regression_type,
+        metric_name=verdict.metric,
+        detected_at=now,
+        severity=verdict.severity,
+        action_taken=RegressionAction.ALERT_ONLY,
+        metadata_={
+            "source": "monitoring",
+            "evidence": verdict.evidence(),
+            "first_evidence": verdict.evidence(),
+            "last_flagged_at": now.isoformat(),
+            "detections": 1,
+            "harm": verdict.harm,
+        },
+        **_values(verdict),
+    )
+    session.add(regression)
+    session.flush()
+    _event(session, "quality.regression_detected", regression, verdict)
+    return regression
+
+
+def _update(
+    session: Session,
+    regression: QualityRegression,
+    baseline: QualityBaseline,
+    verdict: monitoring.MetricVerdict,
+    now: datetime,
+) -> QualityRegression:
+    assert verdict.severity is not None
+    worse = SEVERITY_ORDER.index(verdict.severity) > SEVERITY_ORDER.index(regression.severity)
+    if worse:
+        regression.severity = verdict.severity
+    for name, value in _values(verdict).items():
+        setattr(regression, name, value)
+    regression.baseline_id = baseline.id
+    regression.metadata_ = {
+        **regression.metadata_,
+        "evidence": verdict.evidence(),
+        "last_flagged_at": now.isoformat(),
+        "detections": int(regression.metadata_.get("detections", 1)) + 1,
+        "harm": max(float(regression.metadata_.get("harm") or 0.0), verdict.harm or 0.0),
+    }
+    if worse:
+        _event(session, "quality.regression_updated", regression, verdict)
+    return regression
+
+
+def _resolve(session: Session, regression: QualityRegression, now: datetime, settings: QualitySettings) -> None:
+    regression.resolved_at = now
+    regression.resolution_notes = (
+        f"Auto-resolved: no window flagged {regression.metric_name} for "
+        f"{settings.monitoring.recovery_minutes} minutes (sustained recovery)."
+    )
+    events.record(
+        session,
+        event_type="quality.regression_resolved",
+        actor=SYSTEM,
+        customer_id=regression.customer_id,
+        agent_id=regression.agent_id,
+        subject={"regression_id": str(regression.id), "metric_name": regression.metric_name},
+        before={"resolved": False},
+        after={"resolved": True},
+        extra={"notes": regression.resolution_notes},
+    )
+
+
+def _event(session: Session, event_type: str, regression: QualityRegression, verdict: monitoring.MetricVerdict) -> None:
+    events.record(
+        session,
+        event_type=event_type,
+        actor=SYSTEM,
+        customer_id=regression.customer_id,
+        agent_id=regression.agent_id,
+        severity=EVENT_SEVERITY[regression.severity],
+        subject={
+            "regression_id": str(regression.id),
+            "model_name": regression.model_name,
+            "model_version": regression.model_version,
+            "metric_name": regression.metric_name,
+        },
+        after={
+            "severity": str(regression.severity),
+            "expected": verdict.expected,
+            "observed": verdict.observed,
+            "z": verdict.z,
+            "window_minutes": verdict.window_minutes,
+            "harm": verdict.harm,
+        },
+    )

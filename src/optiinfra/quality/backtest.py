@@ -1,0 +1,151 @@
+"""`optiinfra quality backtest`: recorded traffic replayed through exactly the worker's monitoring.
+
+The records go into a scratch database (created on the same PostgreSQL server for this run, built by the
+migrations, dropped afterwards), never into live data. A scratch customer owns them, with the settings given. Then
+`worker.run_monitoring_pass(factory, now)` runs at the worker's interval on record time, from the first record's
+minute to one interval after the last record: the same baseline policy, judge, incident rule and actions as the
+worker. What the scratch database's regressions table holds at the end is the report.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import create_engine, select
+from sqlalchemy.engine import URL
+
+from optiinfra.auth.principal import Principal
+from optiinfra.db import migrations
+from optiinfra.db.engine import make_session_factory, unit_of_work
+from optiinfra.errors import InvalidInputError
+from optiinfra.models import Agent, AgentType, Customer, QualityRegression
+from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality import service
+from optiinfra.quality.settings import QualitySettings, store_settings
+from optiinfra.quality.worker import run_monitoring_pass
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+
+
+@dataclass
+class BacktestResult:
+    days: float
+    records: int
+    passes: int
+    regressions: list[dict[str, Any]]
+    summary: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        """The documented shape: {"days", "regressions": [...]} (plus the per-day summary)."""
+        return {"days": self.days, "regressions": self.regressions, "summary": self.summary}
+
+
+def _admin(url: URL) -> str:
+    return url.set(drivername="postgresql", database="postgres").render_as_string(hide_password=False)
+
+
+def run_backtest(
+    records: Sequence[dict[str, Any]],
+    settings: QualitySettings,
+    server: URL,
+    *,
+    progress: Progress | None = None,
+) -> BacktestResult:
+    """Replay `records` (quality import records) in a scratch database on `server`; see the module's docstring."""
+    if not records:
+        raise InvalidInputError("The file holds no records.")
+    validated = service.validate_records(list(records), datetime.now(UTC) + timedelta(days=36_500))
+    name = f"optiinfra_backtest_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin(server), autocommit=True) as connection:
+        connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    engine = create_engine(server.set(database=name))
+    try:
+        migrations.upgrade(engine)
+        factory = make_session_factory(engine)
+        with unit_of_work(factory) as session:
+            customer = Customer(name="backtest", email=f"backtest-{uuid.uuid4().hex[:8]}@backtest.invalid")
+            store_settings(customer, settings)
+            session.add(customer)
+            session.add(Agent(type=AgentType.APPLICATION, name="backtest"))
+            session.flush()
+            customer_id = customer.id
+        for offset in range(0, len(records), quality_schemas.MAX_BATCH):
+            batch = list(records[offset : offset + quality_schemas.MAX_BATCH])
+            with unit_of_work(factory) as session:
+                service.ingest(session, Principal.operator(), batch, customer_id=customer_id, agent_id=None)
+            if progress:
+                progress("loading", min(offset + len(batch), len(records)), len(records))
+        first = min(record.timestamp for record in validated)
+        last = max(record.timestamp for record in validated)
+        interval = timedelta(seconds=settings.monitoring.interval_seconds)
+        moment = first.astimezone(UTC).replace(second=0, microsecond=0) + interval
+        stop = last + interval
+        total = int((stop - moment) / interval) + 1
+        passes = 0
+        while moment <= stop:
+            run_monitoring_pass(factory, moment)
+            passes += 1
+            if progress and (passes % 30 == 0 or moment + interval > stop):
+                progress("replaying", passes, total)
+            moment += interval
+        with unit_of_work(factory) as session:
+            rows = session.scalars(
+                select(QualityRegression).order_by(QualityRegression.detected_at, QualityRegression.metric_name)
+            ).all()
+            regressions = [
+                {
+                    "detected_at": row.detected_at.astimezone(UTC).isoformat(),
+                    "resolved_at": row.resolved_at.astimezone(UTC).isoformat() if row.resolved_at else None,
+                    "model_name": row.model_name,
+                    "model_version": row.model_version,
+                    "regression_type": str(row.regression_type),
+                    "metric_name": row.metric_name,
+                    "severity": str(row.severity),
+                    "action": str(row.action_taken),
+                }
+                for row in rows
+            ]
+    finally:
+        engine.dispose()
+        with psycopg.connect(_admin(server), autocommit=True) as connection:
+            connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    days = (last - first).total_seconds() / 86_400
+    return BacktestResult(
+        days=round(days, 4),
+        records=len(records),
+        passes=passes,
+        regressions=regressions,
+        summary=summarize(regressions, validated),
+    )
+
+
+def summarize(
+    regressions: list[dict[str, Any]], records: Sequence[quality_schemas.QualityRecord]
+) -> list[dict[str, Any]]:
+    """Per model version and UTC day: records, regressions opened, by severity."""
+    volume = Counter((r.model_name, r.model_version, r.timestamp.astimezone(UTC).date().isoformat()) for r in records)
+    opened: dict[tuple[str, str, str], Counter[str]] = {}
+    for regression in regressions:
+        key = (regression["model_name"], regression["model_version"], regression["detected_at"][:10])
+        opened.setdefault(key, Counter())[regression["severity"]] += 1
+    out = []
+    for key in sorted(set(volume) | set(opened)):
+        severities = opened.get(key, Counter())
+        out.append(
+            {
+                "model_name": key[0],
+                "model_version": key[1],
+                "day": key[2],
+                "records": volume.get(key, 0),
+                "regressions": sum(severities.values()),
+                "by_severity": dict(severities),
+            }
+        )
+    return out

@@ -1,0 +1,227 @@
+"""The worker's monitoring pass against PostgreSQL, the backtest that replays it, and attribution before rollback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+from typer.testing import CliRunner
+
+from optiinfra.auth.principal import Principal
+from optiinfra.cli import app
+from optiinfra.db import migrations
+from optiinfra.db.engine import make_session_factory
+from optiinfra.models import (
+    Agent,
+    AgentType,
+    Customer,
+    Optimization,
+    OptimizationStatus,
+    QualityBaseline,
+    QualityRegression,
+    RecommendationStatus,
+    RegressionAction,
+)
+from optiinfra.quality import service
+from optiinfra.quality.backtest import run_backtest
+from optiinfra.quality.replay import columns_of, replay
+from optiinfra.quality.settings import QualitySettings, store_settings
+from optiinfra.quality.traffic import Effect, TrafficModel, generate, start_of_day
+from optiinfra.quality.worker import run_monitoring_pass
+from tests.conftest import DatabaseFactory, url_for_env
+from tests.factories import make_customer, make_optimization, make_recommendation
+
+# Short runs: the first baseline after 6 hours of traffic.
+FAST = QualitySettings.model_validate({"monitoring": {"baseline_min_hours": 6, "baseline_min_records": 500}})
+
+
+def _scenario(seed: int) -> tuple[datetime, list[Effect]]:
+    base = start_of_day(3)
+    start = base + timedelta(hours=8)
+    return base, [Effect("overall_factor", 0.85, start, end=start + timedelta(minutes=50))]
+
+
+def test_backtest_and_the_worker_procedure_in_memory_agree(server_url: URL) -> None:
+    base, effects = _scenario(1)
+    traffic = generate(TrafficModel(requests_per_day=12_000), base, 10.5 / 24, 1, tuple(effects))
+    result = run_backtest(traffic.records("m", "v1"), FAST, server_url)
+    incidents, baselines = replay(columns_of(traffic), FAST)
+
+    assert baselines
+    from_db = sorted(
+        (r["metric_name"], r["detected_at"], r["resolved_at"], r["severity"], r["action"]) for r in result.regressions
+    )
+    in_memory = sorted(
+        (
+            i.metric,
+            i.detected_at.isoformat(),
+            i.resolved_at.isoformat() if i.resolved_at else None,
+            i.severity.value,
+            i.action.value,
+        )
+        for i in incidents
+    )
+    assert from_db == in_memory
+    assert any(metric == "overall_quality_score" for metric, *_ in from_db)
+    # One episode, one incident per metric, resolved after the sustained recovery.
+    assert len({metric for metric, *_ in from_db}) == len(from_db)
+    assert all(resolved is not None for _, _, resolved, _, _ in from_db)
+    assert result.days == pytest.approx((traffic.timestamp[-1] - traffic.timestamp[0]) / 86_400, abs=1e-3)
+
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def live(create_database: DatabaseFactory) -> Iterator[tuple[URL, Engine]]:
+    url = create_database()
+    engine = create_engine(url)
+    migrations.upgrade(engine)
+    yield url, engine
+    engine.dispose()
+
+
+def test_backtest_command_prints_the_documented_json_and_never_touches_live_data(
+    live: tuple[URL, Engine], tmp_path: Path, server_url: URL
+) -> None:
+    url, engine = live
+    base, effects = _scenario(2)
+    traffic = generate(TrafficModel(requests_per_day=12_000), base, 9.5 / 24, 2, tuple(effects))
+    path = tmp_path / "traffic.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in traffic.records("m", "v1")) + "\n")
+    settings = tmp_path / "settings.json"
+    settings.write_text(FAST.model_dump_json())
+    with psycopg.connect(url_for_env(server_url.set(drivername="postgresql")), autocommit=True) as connection:
+        before = {row[0] for row in connection.execute("SELECT datname FROM pg_database")}
+
+    result = runner.invoke(
+        app,
+        ["quality", "backtest", str(path), "--settings", str(settings), "--json"],
+        env={"OPTIINFRA_DATABASE_URL": url_for_env(url), "COLUMNS": "200"},
+    )
+
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert set(payload) >= {"days", "regressions"}
+    assert isinstance(payload["days"], float)
+    assert payload["regressions"]
+    for regression in payload["regressions"]:
+        assert set(regression) == {
+            "detected_at", "resolved_at", "model_name", "model_version", "regression_type", "metric_name",
+            "severity", "action",
+        }  # fmt: skip
+        assert regression["model_name"] == "m"
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM quality_metrics")).scalar_one() == 0
+        assert connection.execute(text("SELECT count(*) FROM quality_regressions")).scalar_one() == 0
+    with psycopg.connect(url_for_env(server_url.set(drivername="postgresql")), autocommit=True) as connection:
+        after = {row[0] for row in connection.execute("SELECT datname FROM pg_database")}
+    assert after - before == set()  # the scratch database is gone
+
+
+def test_backtest_refuses_an_invalid_file_whole(live: tuple[URL, Engine], tmp_path: Path) -> None:
+    url, _ = live
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps({"request_id": "x", "model_name": "m"}) + "\n")
+    result = runner.invoke(
+        app, ["quality", "backtest", str(path), "--json"], env={"OPTIINFRA_DATABASE_URL": url_for_env(url)}
+    )
+    assert result.exit_code == 1
+    assert "invalid" in result.output
+    assert "Traceback" not in result.output
+
+
+def _world(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
+    with Session(engine) as session, session.begin():
+        customer = make_customer(session)
+        agent = Agent(type=AgentType.APPLICATION, name=f"app-{uuid.uuid4().hex[:6]}")
+        session.add(agent)
+        session.flush()
+        store_settings(customer, FAST)
+        return customer.id, agent.id
+
+
+def _ingest(engine: Engine, customer_id: uuid.UUID, records: list[dict]) -> None:
+    with Session(engine) as session, session.begin():
+        for offset in range(0, len(records), 10_000):
+            service.ingest(
+                session, Principal.operator(), records[offset : offset + 10_000], customer_id=customer_id, agent_id=None
+            )
+
+
+def _completed_optimization(engine: Engine, customer_id: uuid.UUID, agent_id: uuid.UUID, **data: object) -> uuid.UUID:
+    with Session(engine) as session, session.begin():
+        customer = session.get(Customer, customer_id)
+        agent = session.get(Agent, agent_id)
+        recommendation = make_recommendation(
+            session, customer, agent, data=dict(data), status=RecommendationStatus.COMPLETED
+        )
+        optimization = make_optimization(
+            session,
+            recommendation,
+            status=OptimizationStatus.COMPLETED,
+            started_at=datetime.now(UTC) - timedelta(days=12),
+            completed_at=datetime.now(UTC) - timedelta(days=12),
+            actual_savings=Decimal("10"),
+        )
+        return optimization.id
+
+
+def _run_monitoring(engine: Engine, start: datetime, end: datetime) -> None:
+    factory = make_session_factory(engine)
+    moment = start
+    while moment <= end:
+        run_monitoring_pass(factory, moment)
+        moment += timedelta(minutes=1)
+
+
+@pytest.mark.parametrize("tag", ["none", "optimization_id", "instance_id"])
+def test_monitoring_rolls_back_only_the_optimization_the_evidence_names(live: tuple[URL, Engine], tag: str) -> None:
+    _, engine = live
+    customer_id, agent_id = _world(engine)
+    unrelated = _completed_optimization(engine, customer_id, agent_id)
+    moved = _completed_optimization(engine, customer_id, agent_id, instances=["i-1", "i-2"])
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=8)
+    start = base + timedelta(hours=7, minutes=30)
+    effect = Effect(
+        "overall_factor",
+        0.8,
+        start,
+        optimization_id=str(moved) if tag == "optimization_id" else None,
+        instance_id="i-2" if tag == "instance_id" else None,
+    )
+    traffic = generate(TrafficModel(requests_per_day=12_000), base, 7.75 / 24, 3, (effect,))
+    _ingest(engine, customer_id, traffic.records("m", "v1"))
+
+    _run_monitoring(engine, start - timedelta(minutes=2), start + timedelta(minutes=14))
+
+    with Session(engine) as session:
+        baseline = session.scalars(select(QualityBaseline)).one()
+        assert baseline.metadata_["policy"] == "automatic"
+        regressions = session.scalars(select(QualityRegression)).all()
+        statuses = {o.id: o.status for o in session.scalars(select(Optimization))}
+        count = session.scalar(select(func.count()).select_from(QualityRegression))
+    severe = [r for r in regressions if r.severity.value in {"high", "critical"}]
+    assert severe
+    assert count == len({r.metric_name for r in regressions})  # one incident per metric, updated, not repeated
+    if tag == "none":
+        assert statuses == {unrelated: OptimizationStatus.COMPLETED, moved: OptimizationStatus.COMPLETED}
+        for regression in severe:
+            assert regression.action_taken is RegressionAction.MANUAL_REVIEW
+            named = {entry["optimization_id"] for entry in regression.metadata_["active_optimizations"]}
+            assert named == {str(unrelated), str(moved)}
+    else:
+        assert statuses == {unrelated: OptimizationStatus.COMPLETED, moved: OptimizationStatus.ROLLED_BACK}
+        assert any(r.action_taken is RegressionAction.ROLLBACK_TRIGGERED for r in severe)
+        rolled = next(r for r in severe if r.action_taken is RegressionAction.ROLLBACK_TRIGGERED)
+        assert rolled.metadata_["rolled_back_optimization_id"] == str(moved)
+        assert rolled.metadata_["attribution"]["by"] == f"metadata.{tag}"
