@@ -21,7 +21,8 @@ from psycopg import sql
 from sqlalchemy import create_engine, select
 from sqlalchemy.engine import URL
 
-from optiinfra.auth.principal import Principal
+from optiinfra.auth.keys import generate_key, key_digest
+from optiinfra.auth.principal import Principal, Role
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.errors import InvalidInputError
@@ -70,7 +71,11 @@ def run_backtest(
         migrations.upgrade(engine)
         factory = make_session_factory(engine)
         with unit_of_work(factory) as session:
-            customer = Customer(name="backtest", email=f"backtest-{uuid.uuid4().hex[:8]}@backtest.invalid")
+            customer = Customer(
+                name="backtest",
+                email=f"backtest-{uuid.uuid4().hex[:8]}@backtest.invalid",
+                api_key=key_digest(generate_key(Role.CUSTOMER)),  # never shown: nobody signs in to a scratch database
+            )
             store_settings(customer, settings)
             session.add(customer)
             session.add(Agent(type=AgentType.APPLICATION, name="backtest"))

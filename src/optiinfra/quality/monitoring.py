@@ -237,6 +237,11 @@ def aggregate_numpy(
 # --- thresholds and the reference ---------------------------------------------------------------------------------
 
 
+def _num(value: Any) -> float:
+    """A number read back from JSON, where NaN was written as null."""
+    return math.nan if value is None else float(value)
+
+
 @dataclass
 class Thresholds:
     """Per (route, hour): the low-score threshold and the latency median and p95; per route: pooled values."""
@@ -278,8 +283,8 @@ class Thresholds:
     @staticmethod
     def from_json(data: dict[str, Any]) -> Thresholds:
         return Thresholds(
-            cells={(row[0], int(row[1])): (float(row[2]), float(row[3]), float(row[4])) for row in data["cells"]},
-            routes={route: (float(v[0]), float(v[1]), float(v[2])) for route, v in data["routes"].items()},
+            cells={(row[0], int(row[1])): (_num(row[2]), _num(row[3]), _num(row[4])) for row in data["cells"]},
+            routes={route: (_num(v[0]), _num(v[1]), _num(v[2])) for route, v in data["routes"].items()},
         )
 
 
@@ -343,14 +348,14 @@ class Reference:
     def from_json(data: dict[str, Any]) -> Reference:
         return Reference(
             cells={
-                (row[0], int(row[1])): {m: (float(v[0]), float(v[1]), float(v[2])) for m, v in row[2].items()}
+                (row[0], int(row[1])): {m: (_num(v[0]), _num(v[1]), _num(v[2])) for m, v in row[2].items()}
                 for row in data["cells"]
             },
             routes={
-                route: {m: (float(v[0]), float(v[1]), float(v[2]), float(v[3])) for m, v in metrics.items()}
+                route: {m: (_num(v[0]), _num(v[1]), _num(v[2]), _num(v[3])) for m, v in metrics.items()}
                 for route, metrics in data["routes"].items()
             },
-            tau2={name: float(value) for name, value in data["tau2"].items()},
+            tau2={name: _num(value) for name, value in data["tau2"].items()},
             thresholds=Thresholds.from_json(data["thresholds"]),
             days=int(data["days"]),
             records=int(data["records"]),
@@ -394,6 +399,7 @@ def build_reference(day_cells: Cells, thresholds: Thresholds, *, start: str | No
     kept: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
     for metric in METRICS:
         n, mean, var = _cell_stats(metric, summed)
+        var = np.nan_to_num(var, nan=0.0)  # a cell of one record has no variance estimate
         kept[metric.name] = (mean, var)
         for i, key in enumerate(cell_keys):
             if n[i] >= MIN_CELL and np.isfinite(mean[i]):

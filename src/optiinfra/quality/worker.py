@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.db.engine import unit_of_work
@@ -31,7 +31,6 @@ from optiinfra.models import (
     BaselineType,
     Customer,
     QualityBaseline,
-    QualityMetric,
     QualityRegression,
     RegressionAction,
 )
@@ -42,6 +41,19 @@ from optiinfra.quality.settings import QualitySettings, settings_of
 
 logger = logging.getLogger("optiinfra.worker")
 MONITORING_KEY = "monitoring"
+_RECENT_VERSIONS = text(
+    "WITH RECURSIVE versions AS ("
+    " (SELECT customer_id, model_name, model_version FROM quality_metrics"
+    "  ORDER BY customer_id, model_name, model_version LIMIT 1)"
+    " UNION ALL"
+    " SELECT next.customer_id, next.model_name, next.model_version FROM versions AS v CROSS JOIN LATERAL"
+    "  (SELECT m.customer_id, m.model_name, m.model_version FROM quality_metrics AS m"
+    "   WHERE (m.customer_id, m.model_name, m.model_version) > (v.customer_id, v.model_name, v.model_version)"
+    "   ORDER BY m.customer_id, m.model_name, m.model_version LIMIT 1) AS next"
+    ") SELECT v.customer_id, v.model_name, v.model_version FROM versions AS v WHERE EXISTS ("
+    " SELECT 1 FROM quality_metrics AS m WHERE m.customer_id = v.customer_id AND m.model_name = v.model_name"
+    " AND m.model_version = v.model_version AND m.timestamp >= :since AND m.timestamp < :now)"
+)
 SCAN_MINUTES = 240  # versions with records this recent (the longest default window) are judged at each pass
 
 
@@ -58,12 +70,11 @@ class PassReport:
 
 
 def model_versions_to_judge(session: Session, now: datetime) -> list[tuple[uuid.UUID, str, str]]:
-    """Versions with records in the last SCAN_MINUTES before `now`, and versions with an open incident."""
-    recent = (
-        select(QualityMetric.customer_id, QualityMetric.model_name, QualityMetric.model_version)
-        .where(QualityMetric.timestamp >= now - timedelta(minutes=SCAN_MINUTES), QualityMetric.timestamp < now)
-        .distinct()
-    )
+    """Versions with records in the last SCAN_MINUTES before `now`, and versions with an open incident.
+
+    The versions are enumerated by a skip scan of the (customer, model, version, timestamp) index, then each is
+    checked for recent records on the same index: the cost grows with the number of versions, not of rows."""
+    recent = session.execute(_RECENT_VERSIONS, {"since": now - timedelta(minutes=SCAN_MINUTES), "now": now}).all()
     open_incidents = (
         select(QualityRegression.customer_id, QualityRegression.model_name, QualityRegression.model_version)
         .where(
@@ -73,8 +84,9 @@ def model_versions_to_judge(session: Session, now: datetime) -> list[tuple[uuid.
         )
         .distinct()
     )
-    rows = session.execute(recent.union(open_incidents)).all()
-    return sorted((row[0], row[1], row[2]) for row in rows)
+    rows: set[tuple[uuid.UUID, str, str]] = {(row[0], row[1], row[2]) for row in recent}
+    rows |= {(row[0], str(row[1]), str(row[2])) for row in session.execute(open_incidents)}
+    return sorted(rows)
 
 
 def run_monitoring_pass(factory: sessionmaker[Session], now: datetime | None = None) -> PassReport:
@@ -214,11 +226,13 @@ def monitor_version(
     settings = settings_of(customer)
     baseline = repository.active_baseline(session, customer_id, model_name, model_version, now)
     incidents = _open_incidents(session, customer_id, model_name, model_version)
+    # A baseline without the monitoring's reference (made before it existed, or by the demo data) counts as none.
+    usable = baseline if baseline is not None and MONITORING_KEY in baseline.metadata_ else None
     first, count = (None, 0)
-    if baseline is None:
+    if usable is None:
         first, count = monitoring_store.traffic_stats(session, customer_id, model_name, model_version, now)
     due = monitoring.baseline_due(
-        established_at=baseline.established_at if baseline else None,
+        established_at=usable.established_at if usable else None,
         automatic=bool(baseline and baseline.metadata_.get("policy") == "automatic"),
         open_incidents=len(incidents),
         first_record_at=first,
