@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Connection, Engine, create_engine, text
 
 from optiinfra.db.migrations import (
+    QUEUE_PREFIX,
     current_revision,
     downgrade,
     head_revision,
@@ -73,8 +74,18 @@ ENUMS: dict[str, list[str]] = {
         "health_check",
         "anomaly_detection",
     ],
-    "workflow_status": ["pending", "running", "completed", "failed", "cancelled", "timeout"],
-    "step_status": ["pending", "running", "completed", "failed", "skipped", "retrying"],
+    "workflow_status": [
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "cancelled",
+        "timeout",
+        "waiting",
+        "paused",
+        "cancelling",
+    ],
+    "step_status": ["pending", "running", "completed", "failed", "skipped", "retrying", "waiting", "paused"],
     "artifact_type": ["report", "config", "log", "recommendation", "chart", "metrics", "alert", "diagnostic"],
     "resource_type": ["gpu", "cpu", "memory", "disk", "network"],
     "scaling_event_type": ["scale_up", "scale_down", "auto_scale_triggered", "manual_scale", "scale_cancelled"],
@@ -201,7 +212,9 @@ TIMESTAMP_COLUMN_NAMES = {"timestamp", "last_heartbeat", "last_activity", "valid
 
 def table_names(engine: Engine) -> set[str]:
     with engine.connect() as connection:
-        return set(connection.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+        names = set(connection.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+    # The job queue's own tables (procrastinate, migration 008) are not OptiInfra's data model.
+    return {name for name in names if not name.startswith(QUEUE_PREFIX)}
 
 
 def enum_types(engine: Engine) -> dict[str, list[str]]:
@@ -218,6 +231,8 @@ def enum_types(engine: Engine) -> dict[str, list[str]]:
         )
         labels: dict[str, list[str]] = defaultdict(list)
         for type_name, label in rows:
+            if type_name.startswith(QUEUE_PREFIX):
+                continue
             labels[type_name].extend([label] if label is not None else [])
         return dict(labels)
 

@@ -5,12 +5,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 
 from optiinfra.auth.principal import Principal
+from optiinfra.errors import InvalidTransitionError
 from optiinfra.models import (
     AgentState,
     ArtifactType,
@@ -23,12 +25,15 @@ from optiinfra.models import (
     WorkflowType,
 )
 from optiinfra.workflows.engine import (
+    Pause,
     StepContext,
     StepDefinition,
     StepFailedError,
+    Wait,
     WorkflowDefinition,
     WorkflowRunner,
 )
+from optiinfra.workflows.states import require_transition
 from tests.workflows.conftest import Env
 
 ACTOR = Principal.operator()
@@ -196,12 +201,145 @@ def test_cancellation_stops_before_the_next_step(env: Env) -> None:
     thread = threading.Thread(target=lambda: result.append(runner.run(execution_id, ACTOR)))
     thread.start()
     time.sleep(0.3)
-    assert runner.cancel(execution_id, ACTOR) is WorkflowStatus.CANCELLED
+    # Honoured at the next safe point: the running step finishes, the run is `cancelling` meanwhile.
+    assert runner.cancel(execution_id, ACTOR) is WorkflowStatus.CANCELLING
+    assert execution(env, execution_id).status is WorkflowStatus.CANCELLING
     release.set()
     thread.join(10)
     assert result == [WorkflowStatus.CANCELLED]
     assert [s.status for s in steps_of(env, execution_id)] == [StepStatus.COMPLETED, StepStatus.SKIPPED]
     assert "workflow.cancel_requested" in event_types(env, execution_id)
+
+
+def test_a_cancel_during_the_last_step_is_never_overwritten_by_completion(env: Env) -> None:
+    release = threading.Event()
+    undone: list[dict[str, Any]] = []
+    runner = WorkflowRunner(env.factory, env.data_dir / "artifacts")
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    runner.register(
+        WorkflowDefinition(
+            name,
+            WorkflowType.HEALTH_CHECK,
+            (StepDefinition("first", lambda c: {"did": 1}), StepDefinition("last", lambda c: release.wait(5) and {})),
+            on_cancel=lambda run: undone.append(dict(run.outputs)) or {"undid": sorted(run.outputs)},
+        )
+    )
+    execution_id = start(env, runner, name)
+    result: list[WorkflowStatus] = []
+    thread = threading.Thread(target=lambda: result.append(runner.run(execution_id, ACTOR)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while steps_of(env, execution_id)[1].status is not StepStatus.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert runner.cancel(execution_id, ACTOR) is WorkflowStatus.CANCELLING
+    release.set()
+    thread.join(10)
+    assert result == [WorkflowStatus.CANCELLED]
+    ended = execution(env, execution_id)
+    assert ended.status is WorkflowStatus.CANCELLED
+    assert ended.error_details is not None
+    assert ended.error_details["undone"] == {"undid": ["first", "last"]}
+    assert "last" in undone[0]
+    assert "workflow.completed" not in event_types(env, execution_id)
+
+
+def test_a_waiting_step_keeps_its_state_and_holds_nothing_while_it_waits(env: Env) -> None:
+    visits: list[dict[str, Any]] = []
+
+    def patient(context: StepContext) -> Any:
+        visits.append(dict(context.state))
+        count = int(context.state.get("count", 0)) + 1
+        if count < 3:
+            return Wait(datetime.now(UTC), {"count": count}, {"count": count})
+        return {"visits": count}
+
+    runner, name = runner_with(env, StepDefinition("patient", patient))
+    execution_id = start(env, runner, name)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.WAITING
+    waiting = execution(env, execution_id)
+    assert waiting.metadata_["waiting"]["count"] == 1
+    assert steps_of(env, execution_id)[0].status is StepStatus.WAITING
+    with env.engine.connect() as connection:  # the next look is a job in the queue, locked to this run
+        jobs = connection.execute(
+            text("SELECT status, lock, scheduled_at FROM procrastinate_jobs WHERE lock = :lock ORDER BY id"),
+            {"lock": f"workflow:{execution_id}"},
+        ).all()
+    assert [j.status for j in jobs] == ["todo", "todo"]  # the first one (create) and the wake-up
+    assert jobs[1].scheduled_at is not None
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.WAITING
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.COMPLETED
+    assert visits == [{}, {"count": 1}, {"count": 2}]
+    assert event_types(env, execution_id).count("workflow.waiting") == 2
+
+
+def test_a_paused_step_waits_for_a_human_and_resumes_with_the_decision(env: Env) -> None:
+    def ask(context: StepContext) -> Any:
+        if context.decision is None:
+            return Pause("not sure", {"evidence": 1}, {"kept": True})
+        return {"decision": context.decision["decision"], "state": context.state}
+
+    runner, name = runner_with(env, StepDefinition("ask", ask), StepDefinition("after", lambda c: {"ok": 1}))
+    execution_id = start(env, runner, name)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.PAUSED
+    assert execution(env, execution_id).metadata_["paused"]["reason"] == "not sure"
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.PAUSED  # a job finds nothing to do
+    with pytest.raises(InvalidTransitionError):  # only a paused run can be aborted
+        runner.abort(start(env, runner, name), ACTOR)
+    assert runner.resume(execution_id, ACTOR, "looks fine") is WorkflowStatus.RUNNING
+    with pytest.raises(InvalidTransitionError):
+        runner.resume(execution_id, ACTOR)  # only a paused run can be resumed
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.COMPLETED
+    first = steps_of(env, execution_id)[0]
+    assert first.output_data == {"decision": "resume", "state": {"kept": True}}
+    assert first.metadata_["decided"]["note"] == "looks fine"
+    types = event_types(env, execution_id)
+    assert types.index("workflow.paused") < types.index("workflow.resumed") < types.index("workflow.completed")
+
+
+def test_aborting_a_paused_run_undoes_it_and_ends_cancelled(env: Env) -> None:
+    undone: list[str] = []
+    runner = WorkflowRunner(env.factory, env.data_dir / "artifacts")
+    name = f"test-{uuid.uuid4().hex[:6]}"
+    runner.register(
+        WorkflowDefinition(
+            name,
+            WorkflowType.HEALTH_CHECK,
+            (StepDefinition("did", lambda c: {"x": 1}), StepDefinition("ask", lambda c: Pause("?", {}, {"half": 1}))),
+            on_cancel=lambda run: undone.extend([*run.outputs, *run.states]) or {"ok": True},
+        )
+    )
+    execution_id = start(env, runner, name)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.PAUSED
+    assert runner.abort(execution_id, ACTOR) is WorkflowStatus.CANCELLING
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.CANCELLED
+    assert undone == ["did", "ask"]
+    ended = execution(env, execution_id)
+    assert ended.error_details is not None
+    assert ended.error_details["kind"] == "abort"
+    assert [s.status for s in steps_of(env, execution_id)] == [StepStatus.COMPLETED, StepStatus.SKIPPED]
+    assert "workflow.aborted" in event_types(env, execution_id)
+
+
+@pytest.mark.parametrize("current", list(WorkflowStatus))
+@pytest.mark.parametrize("target", list(WorkflowStatus))
+def test_every_status_pair_is_allowed_exactly_when_the_table_says(
+    current: WorkflowStatus, target: WorkflowStatus
+) -> None:
+    allowed = {
+        ("pending", "running"), ("pending", "cancelled"), ("pending", "failed"),
+        ("running", "running"), ("running", "waiting"), ("running", "paused"), ("running", "cancelling"),
+        ("running", "completed"), ("running", "failed"), ("running", "timeout"),
+        ("waiting", "running"), ("waiting", "cancelling"), ("waiting", "failed"),
+        ("paused", "running"), ("paused", "cancelling"),
+        ("cancelling", "cancelled"), ("cancelling", "failed"),
+    }  # fmt: skip
+    if (str(current), str(target)) in allowed:
+        require_transition(current, target)
+    else:
+        with pytest.raises(InvalidTransitionError) as refused:
+            require_transition(current, target)
+        assert refused.value.details["current_status"] == str(current)
 
 
 def test_the_agent_state_follows_the_running_workflow(env: Env) -> None:
@@ -225,15 +363,14 @@ def test_the_agent_state_follows_the_running_workflow(env: Env) -> None:
 
 
 def _simulate_crash(env: Env, execution_id: uuid.UUID, step_order: int) -> None:
-    """What a killed process leaves behind: the execution and one step 'running', an old heartbeat."""
-    old = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    """What a killed worker leaves behind: the run and one step 'running', stamped with the dead worker's token."""
     with env.engine.begin() as connection:
         connection.execute(
             text(
                 "UPDATE workflow_executions SET status = 'running', started_at = now(), "
-                "metadata = metadata || jsonb_build_object('heartbeat_at', CAST(:old AS text)) WHERE id = :id"
+                'metadata = metadata || \'{"runner": "dead-worker"}\'::jsonb WHERE id = :id'
             ),
-            {"id": execution_id, "old": old},
+            {"id": execution_id},
         )
         connection.execute(
             text(
@@ -246,7 +383,7 @@ def _simulate_crash(env: Env, execution_id: uuid.UUID, step_order: int) -> None:
         )
 
 
-def test_a_crashed_resumable_run_is_resumed_from_its_interrupted_step(env: Env) -> None:
+def test_a_crashed_resumable_run_is_taken_over_from_its_interrupted_step(env: Env) -> None:
     ran: list[str] = []
     runner, name = runner_with(
         env,
@@ -256,12 +393,13 @@ def test_a_crashed_resumable_run_is_resumed_from_its_interrupted_step(env: Env) 
     )
     execution_id = start(env, runner, name)
     _simulate_crash(env, execution_id, step_order=2)
-    assert execution_id in runner.recover_stale(ACTOR)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.COMPLETED  # the retried job of the dead worker
     assert ran == ["two", "three"]
-    assert execution(env, execution_id).status is WorkflowStatus.COMPLETED
     two = steps_of(env, execution_id)[1]
     assert two.retry_count == 1
-    assert "workflow.resumed" in event_types(env, execution_id)
+    assert two.error_details is not None
+    assert two.error_details["type"] == "crashed"
+    assert "workflow.taken_over" in event_types(env, execution_id)
 
 
 def test_a_crashed_run_that_cannot_resume_is_failed_cleanly(env: Env) -> None:
@@ -270,25 +408,35 @@ def test_a_crashed_run_that_cannot_resume_is_failed_cleanly(env: Env) -> None:
     )
     execution_id = start(env, runner, name)
     _simulate_crash(env, execution_id, step_order=2)
-    runner.recover_stale(ACTOR)
+    assert runner.run(execution_id, ACTOR) is WorkflowStatus.FAILED
     failed = execution(env, execution_id)
-    assert failed.status is WorkflowStatus.FAILED
     assert failed.error_details is not None
     assert failed.error_details["type"] == "crashed"
     assert [s.status for s in steps_of(env, execution_id)] == [StepStatus.COMPLETED, StepStatus.FAILED]
 
 
-def test_recovery_leaves_live_runs_alone(env: Env) -> None:
-    runner, name = runner_with(env, StepDefinition("one", lambda c: {}))
+def test_a_superseded_worker_records_nothing_more(env: Env) -> None:
+    """Two workers on one run (the first one was thought dead): only the newer one's results are recorded."""
+    release = threading.Event()
+    runner, name = runner_with(
+        env,
+        StepDefinition("slow", lambda c: release.wait(5) and {"by": "old"}),
+        StepDefinition("after", lambda c: {"ok": True}),
+    )
     execution_id = start(env, runner, name)
-    _simulate_crash(env, execution_id, step_order=1)
-    with env.engine.begin() as connection:
+    old: list[WorkflowStatus] = []
+    thread = threading.Thread(target=lambda: old.append(runner.run(execution_id, ACTOR)))
+    thread.start()
+    deadline = time.monotonic() + 10
+    while steps_of(env, execution_id)[0].status is not StepStatus.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with env.engine.begin() as connection:  # another worker takes the run over
         connection.execute(
-            text(
-                "UPDATE workflow_executions SET metadata = metadata || jsonb_build_object('heartbeat_at', "
-                "CAST(:now AS text)) WHERE id = :id"
-            ),
-            {"id": execution_id, "now": datetime.now(UTC).isoformat()},
+            text('UPDATE workflow_executions SET metadata = metadata || \'{"runner": "newer"}\' WHERE id = :id'),
+            {"id": execution_id},
         )
-    assert execution_id not in runner.recover_stale(ACTOR)
+    release.set()
+    thread.join(10)
+    assert steps_of(env, execution_id)[0].output_data == {}  # the old worker's result was not recorded
     assert execution(env, execution_id).status is WorkflowStatus.RUNNING

@@ -25,7 +25,6 @@ from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
 from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.limiter import AuthFailureLimiter
-from optiinfra.auth.principal import Principal
 from optiinfra.config import load_settings
 from optiinfra.customers.routes import router as customers_router
 from optiinfra.dashboard.routes import install_dashboard
@@ -113,13 +112,7 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Runs left "running" by a process that died are resumed or failed cleanly, never left running forever.
-        try:
-            recovered = app.state.workflow_runner.recover_stale(Principal.system("startup"))
-            if recovered:
-                logger.info("recovered %d interrupted workflow run(s)", len(recovered))
-        except SQLAlchemyError:
-            logger.warning("workflow recovery skipped: database unavailable")
+        # Workflow runs are advanced (and recovered) by workers of the job queue, never by the API process.
         sweeper = HealthSweeper(app, config.health_sweep_seconds)
         sweeper.start()
         yield

@@ -17,6 +17,8 @@ from optiinfra.customers import service as customer_service
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_engine, make_session_factory, resolve_database_url, unit_of_work
 from optiinfra.db.seed import demo_id, seed_demo_data
+from optiinfra.workflows import queue
+from optiinfra.workflows.service import build_runner
 
 
 @reports_errors
@@ -24,6 +26,13 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     demo: Annotated[bool, typer.Option("--demo", help="Also load the demo data (idempotent).")] = False,
+    with_worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also run a workflow worker in this process (start `optiinfra worker` processes to scale out).",
+        ),
+    ] = True,
 ) -> None:
     """Run the OptiInfra server: the API under /api/v1, /healthz, /readyz and /metrics."""
     settings = load_settings()
@@ -64,5 +73,14 @@ def serve(
             soft_wrap=True,
         )
     app = create_app(AppConfig(engine=engine, operator_key_digest=operator_key.digest))
+    if with_worker:
+        factory = make_session_factory(engine)
+        runner = build_runner(factory, settings.data_dir)
+        queue.Worker(
+            engine.url, runner.advance, factory, concurrency=2, name="optiinfra-serve-worker"
+        ).start_in_thread()
+        console.print(
+            "[dim]A workflow worker runs in this process (--no-worker to leave runs to `optiinfra worker`).[/dim]"
+        )
     console.print(f"OptiInfra on [bold]http://{host}:{port}/[/bold]  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Annotated
 
 import typer
 from rich.table import Table
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.agents import service as agent_service
 from optiinfra.auth.principal import Principal
@@ -18,9 +19,10 @@ from optiinfra.config import load_settings
 from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.models import Agent, AgentStatus, AgentType, WorkflowStatus
+from optiinfra.workflows import queue, service
 from optiinfra.workflows import schemas as wf_schemas
-from optiinfra.workflows import service
 from optiinfra.workflows.service import build_runner
+from optiinfra.workflows.states import TERMINAL
 
 workflow_app = typer.Typer(help="Run and inspect workflows (spot migration, scaling decision).", no_args_is_help=True)
 agents_app = typer.Typer(help="Inspect agents.", no_args_is_help=True)
@@ -46,6 +48,14 @@ def _show(detail: wf_schemas.ExecutionDetail) -> None:
             str(summary)[:160],
         )
     console.print(table)
+    if detail.waiting_for:
+        console.print(f"waiting for: {detail.waiting_for}", soft_wrap=True)
+    if detail.paused_for:
+        console.print(
+            f"[yellow]paused: {detail.paused_for.get('reason')}[/yellow]\n"
+            f"  decide with `optiinfra workflow resume {detail.id}` or `optiinfra workflow abort {detail.id}`",
+            soft_wrap=True,
+        )
     for artifact in detail.artifacts:
         console.print(
             f"artifact {artifact.artifact_name} ({artifact.artifact_type}, {artifact.artifact_size_bytes} bytes)"
@@ -60,8 +70,14 @@ def run(
     optimization: Annotated[uuid.UUID | None, typer.Option(help="Optimization to roll out (spot-rollout).")] = None,
     lookback_days: Annotated[float, typer.Option(help="spot-analysis: days of utilization to read.")] = 7,
     window_minutes: Annotated[float, typer.Option(help="scaling-decision: minutes of utilization.")] = 60,
+    bake_seconds: Annotated[float, typer.Option(help="spot-rollout: each phase runs this long before judged.")] = 600,
+    min_samples: Annotated[int, typer.Option(help="spot-rollout: records per arm and model version.")] = 200,
+    deadline_seconds: Annotated[
+        float, typer.Option(help="spot-rollout: pause for a human when a phase has too little traffic by then.")
+    ] = 4 * 3600,
+    wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends or pauses.")] = False,
 ) -> None:
-    """Run a workflow to its end and show its steps."""
+    """Start a workflow (a worker runs it) and show it; with --wait, follow it to its end."""
     factory = _session_factory()
     runner = build_runner(factory, load_settings().data_dir)
     with unit_of_work(factory) as session:
@@ -69,7 +85,15 @@ def run(
             if optimization is None:
                 raise InvalidInputError("spot-rollout needs --optimization.")
             execution_id = service.roll_out_spot(
-                session, runner, CLI, wf_schemas.SpotRolloutRequest(optimization_id=optimization)
+                session,
+                runner,
+                CLI,
+                wf_schemas.SpotRolloutRequest(
+                    optimization_id=optimization,
+                    bake_seconds=bake_seconds,
+                    min_samples=min_samples,
+                    deadline_seconds=deadline_seconds,
+                ),
             )
         elif workflow in {"spot-analysis", "scaling-decision"}:
             if customer is None:
@@ -94,7 +118,64 @@ def run(
                 f"Unknown workflow {workflow!r}: use spot-analysis, spot-rollout or scaling-decision."
             )
     with unit_of_work(factory) as session:
+        workers = queue.live_workers(session)
+    console.print(f"started {execution_id}")
+    if workers == 0:
+        console.print(
+            "[yellow]No worker is running: the run waits in the queue until `optiinfra worker` (or `optiinfra serve`) "
+            "runs.[/yellow]"
+        )
+    if wait:
+        _follow(factory, execution_id)
+    with unit_of_work(factory) as session:
         _show(service.get_execution(session, CLI, execution_id))
+
+
+def _follow(factory: sessionmaker[Session], execution_id: uuid.UUID) -> None:
+    """Poll the run until it ends or pauses, showing its status and what it waits for."""
+    with console.status("starting") as status:
+        while True:
+            with unit_of_work(factory) as session:
+                detail = service.get_execution(session, CLI, execution_id)
+            if detail.status in TERMINAL or detail.status is WorkflowStatus.PAUSED:
+                return
+            line = f"{detail.status}"
+            current = next((s for s in detail.steps if s.status not in {"completed", "skipped", "pending"}), None)
+            if current is not None:
+                line += f": {current.step_name}"
+            if detail.waiting_for:
+                samples = detail.waiting_for.get("samples") or {}
+                arms = ", ".join(f"{k} {v['changed']}/{v['control']}" for k, v in samples.items()) or "no traffic yet"
+                line += f" (changed/control records: {arms}; next look {detail.waiting_for.get('until', '')[11:19]})"
+            status.update(line)
+            time.sleep(1)
+
+
+@workflow_app.command("resume")
+@reports_errors
+def resume(
+    workflow_id: Annotated[uuid.UUID, typer.Argument()],
+    note: Annotated[str | None, typer.Option(help="Why (kept with the decision).")] = None,
+) -> None:
+    """Continue a paused run (the paused phase counts as passed by your decision)."""
+    factory = _session_factory()
+    runner = build_runner(factory, load_settings().data_dir)
+    with unit_of_work(factory) as session:
+        service.resume(session, runner, CLI, workflow_id, note)
+    with unit_of_work(factory) as session:
+        _show(service.get_execution(session, CLI, workflow_id))
+
+
+@workflow_app.command("abort")
+@reports_errors
+def abort(workflow_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+    """Stop a paused run: its applied phases are undone and the optimization rolled back (by a worker)."""
+    factory = _session_factory()
+    runner = build_runner(factory, load_settings().data_dir)
+    with unit_of_work(factory) as session:
+        service.abort(session, runner, CLI, workflow_id)
+    with unit_of_work(factory) as session:
+        _show(service.get_execution(session, CLI, workflow_id))
 
 
 @workflow_app.command("list")

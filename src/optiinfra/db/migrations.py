@@ -19,6 +19,10 @@ from optiinfra.models import Base
 VERSION_TABLE = "alembic_version"
 
 
+# The job queue (procrastinate) keeps its own tables, created by migration 008 from its shipped schema.
+QUEUE_PREFIX = "procrastinate_"
+
+
 def alembic_config() -> Config:
     """An Alembic configuration pointing at the migrations inside the installed package."""
     config = Config()
@@ -80,7 +84,9 @@ def schema_differences(engine: Engine) -> list[SchemaDifference]:
             connection,
             opts={
                 "compare_type": True,
-                "include_name": lambda name, kind, _parent: not (kind == "table" and name == VERSION_TABLE),
+                "include_name": lambda name, kind, _parent: (
+                    not (kind == "table" and (name == VERSION_TABLE or (name or "").startswith(QUEUE_PREFIX)))
+                ),
             },
         )
         diffs = compare_metadata(context, Base.metadata)

@@ -33,6 +33,9 @@ class WorkflowType(enum.StrEnum):
 class WorkflowStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
+    WAITING = "waiting"  # a step waits for time or evidence; no worker holds it
+    PAUSED = "paused"  # a step asks a human: resume or abort
+    CANCELLING = "cancelling"  # a cancel was requested; honoured at the next safe point
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
@@ -46,6 +49,8 @@ class StepStatus(enum.StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     RETRYING = "retrying"
+    WAITING = "waiting"
+    PAUSED = "paused"
 
 
 class ArtifactType(enum.StrEnum):

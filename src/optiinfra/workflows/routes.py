@@ -22,29 +22,36 @@ def _runner(request: Request) -> WorkflowRunner:
     return runner
 
 
-@router.post("/spot-migration/analyze", status_code=201, response_model=schemas.ExecutionDetail)
+@router.post("/spot-migration/analyze", status_code=202, response_model=schemas.ExecutionDetail)
 def analyze_spot(
     payload: schemas.SpotAnalysisRequest, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> schemas.ExecutionDetail:
-    """Run the spot-migration analysis for a customer; a recommendation is created when instances qualify."""
+    """Start the spot-migration analysis for a customer (a recommendation is created when instances qualify).
+
+    Answers 202 with the pending run at once; a worker runs it. Follow it with `GET /workflows/{id}`."""
     execution_id = service.analyze_spot(session, _runner(request), principal, payload)
     return service.get_execution(session, principal, execution_id)
 
 
-@router.post("/spot-migration/rollout", status_code=201, response_model=schemas.ExecutionDetail)
+@router.post("/spot-migration/rollout", status_code=202, response_model=schemas.ExecutionDetail)
 def roll_out_spot(
     payload: schemas.SpotRolloutRequest, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> schemas.ExecutionDetail:
-    """Execute an approved spot migration in phases (10 %, 50 %, 100 %), each gated by the quality judge."""
+    """Start an approved spot migration's rollout in phases (10 %, 50 %, 100 %).
+
+    Each phase waits for its bake time and enough traffic on both arms, then is judged against a concurrent control;
+    a regression undoes the phases and rolls the optimization back; too little traffic by the deadline pauses the run
+    for a human (`/resume` or `/abort`). Answers 202 with the pending run at once; a worker runs it."""
     execution_id = service.roll_out_spot(session, _runner(request), principal, payload)
     return service.get_execution(session, principal, execution_id)
 
 
-@router.post("/scaling-decision", status_code=201, response_model=schemas.ExecutionDetail)
+@router.post("/scaling-decision", status_code=202, response_model=schemas.ExecutionDetail)
 def scaling_decision(
     payload: schemas.ScalingRequest, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> schemas.ExecutionDetail:
-    """Decide scale up / down / nothing from utilization history, with hysteresis and a cool-down."""
+    """Start the scaling decision (scale up / down / nothing from utilization history, with hysteresis and a
+    cool-down). Answers 202 with the pending run at once; a worker runs it."""
     execution_id = service.decide_scaling(session, _runner(request), principal, payload)
     return service.get_execution(session, principal, execution_id)
 
@@ -80,7 +87,37 @@ def get_workflow(workflow_id: uuid.UUID, session: SessionDep, principal: Princip
 def cancel_workflow(
     workflow_id: uuid.UUID, request: Request, session: SessionDep, principal: PrincipalDep
 ) -> schemas.ExecutionDetail:
+    """Stop a run. A pending run is cancelled at once; a running, waiting or paused one becomes `cancelling` and a
+    worker, at the next safe point, undoes what it did and ends it `cancelled`."""
     service.cancel(session, _runner(request), principal, workflow_id)
+    session.flush()
+    session.expire_all()
+    return service.get_execution(session, principal, workflow_id)
+
+
+@router.post("/{workflow_id}/resume", response_model=schemas.ExecutionDetail)
+def resume_workflow(
+    workflow_id: uuid.UUID,
+    request: Request,
+    session: SessionDep,
+    principal: PrincipalDep,
+    payload: schemas.Decision | None = None,
+) -> schemas.ExecutionDetail:
+    """Continue a paused run (a human's decision, recorded with who and why). 409 unless the run is paused."""
+    service.resume(session, _runner(request), principal, workflow_id, payload.note if payload else None)
+    session.flush()
+    session.expire_all()
+    return service.get_execution(session, principal, workflow_id)
+
+
+@router.post("/{workflow_id}/abort", response_model=schemas.ExecutionDetail)
+def abort_workflow(
+    workflow_id: uuid.UUID, request: Request, session: SessionDep, principal: PrincipalDep
+) -> schemas.ExecutionDetail:
+    """Stop a paused run: a worker undoes its applied phases in reverse and rolls the optimization back; the run
+    ends `cancelled`. 409 unless the run is paused."""
+    service.abort(session, _runner(request), principal, workflow_id)
+    session.flush()
     session.expire_all()
     return service.get_execution(session, principal, workflow_id)
 

@@ -59,6 +59,19 @@ class Execution(BaseModel):
 class ExecutionDetail(Execution):
     steps: list[Step]
     artifacts: list[Artifact]
+    waiting_for: dict[str, Any] | None = Field(
+        default=None,
+        description="while `waiting`: the step, when it looks again, and the evidence so far (samples per arm)",
+    )
+    paused_for: dict[str, Any] | None = Field(
+        default=None, description="while `paused`: why a human must decide (resume or abort) and the evidence"
+    )
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str | None = Field(default=None, max_length=2000, description="why, kept with the decision")
 
 
 class SpotAnalysisRequest(BaseModel):
@@ -76,6 +89,22 @@ class SpotRolloutRequest(BaseModel):
 
     optimization_id: uuid.UUID
     executor: Literal["simulator", "webhook"] = "simulator"
+    bake_seconds: float = Field(
+        default=600, ge=0, le=7 * 24 * 3600, description="each phase runs at least this long before it is judged"
+    )
+    min_samples: int = Field(
+        default=200,
+        ge=10,
+        le=1_000_000,
+        description="records each arm (changed and control) needs per model version before a phase is judged",
+    )
+    deadline_seconds: float = Field(
+        default=4 * 3600,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="if a phase has not enough traffic this long after it started, the rollout pauses for a human",
+    )
+    poll_seconds: float = Field(default=60, ge=1, le=3600, description="how often a waiting phase counts its samples")
 
 
 class ScalingRequest(BaseModel):

@@ -77,8 +77,8 @@ def analyze_spot(
         agent_id=agent.id,
         input_data={"lookback_days": request.lookback_days},
         actor=principal,
+        session=session,
     )
-    runner.run(execution_id, principal)
     return execution_id
 
 
@@ -100,10 +100,19 @@ def roll_out_spot(
         "spot_migration_rollout",
         customer_id=optimization.customer_id,
         agent_id=optimization.agent_id,
-        input_data={"optimization_id": str(optimization.id), "executor": request.executor},
+        input_data={
+            "optimization_id": str(optimization.id),
+            "executor": request.executor,
+            "gate": {
+                "bake_seconds": request.bake_seconds,
+                "min_samples": request.min_samples,
+                "deadline_seconds": request.deadline_seconds,
+                "poll_seconds": request.poll_seconds,
+            },
+        },
         actor=principal,
+        session=session,
     )
-    runner.run(execution_id, principal)
     return execution_id
 
 
@@ -133,13 +142,20 @@ def decide_scaling(
             },
         },
         actor=principal,
+        session=session,
     )
-    runner.run(execution_id, principal)
     return execution_id
 
 
 def get_execution(session: Session, principal: Principal, execution_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
-    return wf_schemas.ExecutionDetail.model_validate(repository.get_execution(session, principal, execution_id))
+    execution = repository.get_execution(session, principal, execution_id)
+    detail = wf_schemas.ExecutionDetail.model_validate(execution)
+    return detail.model_copy(
+        update={
+            "waiting_for": execution.metadata_.get("waiting") if execution.status is WorkflowStatus.WAITING else None,
+            "paused_for": execution.metadata_.get("paused") if execution.status is WorkflowStatus.PAUSED else None,
+        }
+    )
 
 
 def list_executions(
@@ -165,10 +181,29 @@ def list_executions(
 
 
 def cancel(session: Session, runner: WorkflowRunner, principal: Principal, execution_id: uuid.UUID) -> WorkflowStatus:
+    """Stop a run: pending ones at once, others at their next safe point, undoing what they did."""
     principal.require(Role.OPERATOR, Role.AGENT, Role.CUSTOMER)
     principal.require_writable()
     get_execution(session, principal, execution_id)  # 404 unless the caller may see it
-    return runner.cancel(execution_id, principal)
+    return runner.cancel(execution_id, principal, session=session)
+
+
+def resume(
+    session: Session, runner: WorkflowRunner, principal: Principal, execution_id: uuid.UUID, note: str | None
+) -> WorkflowStatus:
+    """A human's decision to continue a paused run (the paused phase counts as passed by that decision)."""
+    principal.require(Role.OPERATOR, Role.CUSTOMER)
+    principal.require_writable()
+    get_execution(session, principal, execution_id)
+    return runner.resume(execution_id, principal, note, session=session)
+
+
+def abort(session: Session, runner: WorkflowRunner, principal: Principal, execution_id: uuid.UUID) -> WorkflowStatus:
+    """A human's decision to stop a paused run: its applied changes are undone and the optimization rolled back."""
+    principal.require(Role.OPERATOR, Role.CUSTOMER)
+    principal.require_writable()
+    get_execution(session, principal, execution_id)
+    return runner.abort(execution_id, principal, session=session)
 
 
 def artifact_file(

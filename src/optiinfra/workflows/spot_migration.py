@@ -9,10 +9,10 @@ Confidence = (1 - CV / (2 x max CV)) x min(1, hours / 72), averaged over the can
 interruption band (<5 % low, 5-10 % medium, else high).
 
 Rollout: phases of 10 %, 50 % and 100 % of the candidates (at least one instance each). After a phase is applied,
-the quality judge compares the traffic that carries `metadata.optimization_id` since the phase started with each
-model version's active baseline. A regression stops the rollout: the applied phases are undone in reverse order
-and the optimization is rolled back through the control plane. When every phase passes, the optimization
-completes with its actual savings.
+it waits for evidence (`phase_gate`): a bake time and enough traffic on the changed instances and on a concurrent
+control, then the judge compares the two arms. A regression stops the rollout: the applied phases are undone in
+reverse order and the optimization is rolled back through the control plane. Too little traffic by the deadline
+pauses the run for a human. When every phase passes, the optimization completes with its actual savings.
 """
 
 from __future__ import annotations
@@ -36,29 +36,28 @@ from optiinfra.errors import ConflictError, NotFoundError
 from optiinfra.models import (
     Agent,
     ArtifactType,
-    Customer,
     Optimization,
     OptimizationStatus,
-    QualityMetric,
     RecommendationPriority,
     WorkflowType,
 )
-from optiinfra.quality import repository as quality_repository
-from optiinfra.quality.evaluation import evaluate
-from optiinfra.quality.schemas import BaselineWindow
-from optiinfra.quality.settings import settings_of
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows import repository
 from optiinfra.workflows.catalog import PriceCatalog, load_catalog
 from optiinfra.workflows.engine import (
+    CancelledRun,
     FinishedRun,
+    Pause,
     StepContext,
     StepDefinition,
     StepFailedError,
+    StepResult,
+    Wait,
     WorkflowDefinition,
 )
 from optiinfra.workflows.executors import Executor, Phase
+from optiinfra.workflows.phase_gate import ControlPeriod, GateConfig, gather
 
 MAX_CV = 0.25
 MIN_HOURS = 24
@@ -264,6 +263,7 @@ def _start(context: StepContext) -> dict[str, Any]:
         raise StepFailedError("The recommendation names no instances to move.")
     return {
         "instances": instances,
+        "started_at": datetime.now(UTC).isoformat(),
         "estimated_savings": str(recommendation.estimated_savings or 0),
         "phases": [
             {"name": p.name, "instances": list(p.instances), "share": p.cumulative_share}
@@ -272,75 +272,107 @@ def _start(context: StepContext) -> dict[str, Any]:
     }
 
 
-def _judge_phase(context: StepContext, phase_name: str, since: datetime) -> dict[str, Any]:
-    """The judge on the traffic carried since the phase started (records tagged with this optimization)."""
-    optimization_id = context.input["optimization_id"]
-    phase_tag = QualityMetric.metadata_["phase"].astext
-    # The phase's traffic: records tagged with this optimization and this phase, or with the optimization only
-    # and sent since the phase started.
-    tagged = (QualityMetric.metadata_["optimization_id"].astext == optimization_id) & (
-        (phase_tag == phase_name) | (phase_tag.is_(None) & (QualityMetric.timestamp >= since))
-    )
-    with unit_of_work(context.factory) as session:
-        customer = session.get(Customer, context.customer_id)
-        assert customer is not None
-        settings = settings_of(customer)
-        versions = quality_repository.model_versions_where(session, context.customer_id, tagged)
-        verdicts: list[dict[str, Any]] = []
-        for model_name, model_version in versions:
-            now = datetime.now(UTC)
-            baseline = quality_repository.active_baseline(session, customer.id, model_name, model_version, now)
-            if baseline is None:
-                verdicts.append({"model_name": model_name, "model_version": model_version, "verdict": "no_baseline"})
-                continue
-            window = BaselineWindow(end=now + timedelta(minutes=10))
-            _, rows, findings, verdict = evaluate(
-                session, customer.id, model_name, model_version, window, settings, now, extra_condition=tagged
+def _phase_spec(context: StepContext, index: int) -> dict[str, Any] | None:
+    plan = context.outputs["start_optimization"]["phases"]
+    return plan[index] if index < len(plan) else None
+
+
+def _control_period(context: StepContext, index: int, phase: Phase, started: datetime) -> ControlPeriod | None:
+    """None while unchanged instances remain (a concurrent control exists); else the period to compare with."""
+    instances = context.outputs["start_optimization"]["instances"]
+    if len(phase.instances) < len(instances) or phase.cumulative_share < 1:
+        return None
+    plan = context.outputs["start_optimization"]["phases"]
+    if index > 0:
+        previous = context.outputs.get(plan[index - 1]["name"], {})
+        if previous.get("started_at") and previous.get("judged_at"):
+            return ControlPeriod(
+                start=datetime.fromisoformat(previous["started_at"]),
+                end=datetime.fromisoformat(previous["judged_at"]),
+                changed_instances=tuple(previous.get("instances", [])),
+                source="previous_phase",
             )
-            verdicts.append(
-                {
-                    "model_name": model_name,
-                    "model_version": model_version,
-                    "verdict": verdict,
-                    "sample_size": rows.size,
-                    "regressions": [f.model_dump(mode="json") for f in findings if f.verdict == "regression"],
-                }
-            )
-    return {"verdicts": verdicts, "regression": any(v["verdict"] == "regression" for v in verdicts)}
+    began = datetime.fromisoformat(context.outputs["start_optimization"]["started_at"])
+    return ControlPeriod(began - timedelta(days=1), began, (), "day_before_rollout")
+
+
+def _cumulative(plan: list[dict[str, Any]], index: int) -> list[str]:
+    return [instance for spec in plan[: index + 1] for instance in spec["instances"]]
+
+
+def _undo(executor: Executor, optimization_id: str, applied: list[dict[str, Any]]) -> list[str]:
+    undone = []
+    for earlier in reversed(applied):
+        executor.undo(
+            Phase(earlier["name"], tuple(earlier["instances"]), earlier["share"]),
+            f"{optimization_id}:{earlier['name']}:undo",
+        )
+        undone.append(earlier["name"])
+    return undone
+
+
+def _roll_back(factory: Any, optimization_id: str, reason: str) -> bool:
+    """Roll the optimization back through the control plane, unless it is already over."""
+    with unit_of_work(factory) as session:
+        optimization = session.get(Optimization, uuid.UUID(optimization_id))
+        if optimization is None or optimization.status not in {
+            OptimizationStatus.EXECUTING,
+            OptimizationStatus.COMPLETED,
+        }:
+            return False
+        recommendations.rollback_optimization(
+            session, Principal.system("rollout"), optimization.id, rec_schemas.Rollback(reason=reason[:5000])
+        )
+        return True
 
 
 def make_rollout(executor_for: Callable[[StepContext], Executor]) -> WorkflowDefinition:
     """The phased rollout, acting through the executor `executor_for` picks for a run."""
 
-    def phase_step(index: int) -> Callable[[StepContext], dict[str, Any]]:
-        def run(context: StepContext) -> dict[str, Any]:
-            plan = context.outputs["start_optimization"]["phases"]
-            if index >= len(plan):
+    def phase_step(index: int) -> Callable[[StepContext], StepResult]:
+        def run(context: StepContext) -> StepResult:
+            spec = _phase_spec(context, index)
+            if spec is None:
                 return {"skipped": "fewer instances than phases"}
-            spec = plan[index]
+            plan = context.outputs["start_optimization"]["phases"]
             phase = Phase(spec["name"], tuple(spec["instances"]), spec["share"])
+            optimization_id = str(context.input["optimization_id"])
+            config = GateConfig.of(context.input.get("gate"))
             executor = executor_for(context)
-            started = datetime.now(UTC)
-            applied = executor.apply(phase, f"{context.input['optimization_id']}:{phase.name}:apply")
-            gate = _judge_phase(context, phase.name, started)
-            if gate["regression"]:
-                undone = []
-                for earlier in reversed(plan[: index + 1]):
-                    undo_phase = Phase(earlier["name"], tuple(earlier["instances"]), earlier["share"])
-                    executor.undo(undo_phase, f"{context.input['optimization_id']}:{earlier['name']}:undo")
-                    undone.append(earlier["name"])
+            state = dict(context.state)
+            if not state.get("applied"):
+                applied = executor.apply(phase, f"{optimization_id}:{phase.name}:apply")
+                state = {"applied": applied, "started_at": datetime.now(UTC).isoformat()}
+            started = datetime.fromisoformat(state["started_at"])
+            instances = _cumulative(plan, index)
+            now = datetime.now(UTC)
+            bake_until = started + timedelta(seconds=config.bake_seconds)
+            deadline = started + timedelta(seconds=config.deadline_seconds)
+            control_period = _control_period(context, index, phase, started)
+            with unit_of_work(context.factory) as session:
+                evidence = gather(
+                    session, context.customer_id, optimization_id, instances, started, now, config, control_period
+                )
+            record = {
+                "phase": phase.name,
+                "instances": instances,
+                "started_at": state["started_at"],
+                "bake_until": bake_until.isoformat(),
+                "deadline": deadline.isoformat(),
+                "min_samples": config.min_samples,
+                "samples": evidence.samples,
+                "control_source": "concurrent" if control_period is None else control_period.source,
+            }
+            if evidence.regression:
+                applied_phases = plan[: index + 1]
+                undone = _undo(executor, optimization_id, applied_phases)
                 reason = f"quality regression during {phase.name}: " + ", ".join(
                     f"{r['metric_name']} of {v['model_name']} {v['model_version']}"
-                    for v in gate["verdicts"]
+                    for v in evidence.verdicts
                     for r in v.get("regressions", [])
                 )
-                with unit_of_work(context.factory) as session:
-                    recommendations.rollback_optimization(
-                        session,
-                        Principal.system("rollout"),
-                        uuid.UUID(context.input["optimization_id"]),
-                        rec_schemas.Rollback(reason=reason[:5000]),
-                    )
+                _roll_back(context.factory, optimization_id, reason)
+                gate = {**record, "verdicts": evidence.verdicts, "regression": True, "undone_phases": undone}
                 context.write_artifact(
                     f"{phase.name}-quality-gate.json",
                     ArtifactType.ALERT,
@@ -348,17 +380,35 @@ def make_rollout(executor_for: Callable[[StepContext], Executor]) -> WorkflowDef
                     "application/json",
                 )
                 raise StepFailedError(reason, {"gate": gate, "undone_phases": undone})
+            decision = context.decision
+            if decision is None and (now < bake_until or not evidence.ready):
+                if now >= deadline:
+                    return Pause(
+                        reason=f"{phase.name}: not enough traffic on both arms by the deadline; resume or abort",
+                        details={**record, "verdicts": evidence.verdicts},
+                        state=state,
+                    )
+                wake = min(deadline, max(bake_until, now + timedelta(seconds=config.poll_seconds)))
+                if now >= bake_until:
+                    wake = min(deadline, now + timedelta(seconds=config.poll_seconds))
+                return Wait(until=wake, waiting_for={**record, "judged_so_far": len(evidence.verdicts)}, state=state)
             with unit_of_work(context.factory) as session:
                 recommendations.report_progress(
                     session,
                     _agent_principal(context),
-                    uuid.UUID(context.input["optimization_id"]),
+                    uuid.UUID(optimization_id),
                     rec_schemas.Progress(
                         progress=max(1, min(99, round(phase.cumulative_share * 100) - 1)),
                         result={"phases_completed": [p["name"] for p in plan[: index + 1]]},
                     ),
                 )
-            return {"applied": applied, "gate": gate}
+            verdict = "pass" if decision is None else "passed_by_human"
+            return {
+                "applied": state["applied"],
+                **record,
+                "judged_at": now.isoformat(),
+                "gate": {"verdict": verdict, "verdicts": evidence.verdicts, "regression": False, "decision": decision},
+            }
 
         return run
 
@@ -384,10 +434,39 @@ def make_rollout(executor_for: Callable[[StepContext], Executor]) -> WorkflowDef
             principal = Principal.for_agent(agent)
             agent_state.release_lock(session, principal, run.agent_id, fleet_lock(run.customer_id))
 
+    def undo_run(run: CancelledRun) -> dict[str, Any]:
+        """Cancelled or aborted: undo every applied phase in reverse, then roll the optimization back."""
+        start = run.outputs.get("start_optimization")
+        if not start:
+            return {"undone_phases": [], "rolled_back": False}
+        applied = [
+            spec
+            for spec in start["phases"]
+            if run.outputs.get(spec["name"], {}).get("applied") or run.states.get(spec["name"], {}).get("applied")
+        ]
+        context = StepContext(
+            execution_id=run.execution_id,
+            customer_id=run.customer_id,
+            agent_id=run.agent_id,
+            input=run.input,
+            outputs=dict(run.outputs),
+            attempt=0,
+            factory=run.factory,
+            artifact_root=Path("."),
+            step_id=run.execution_id,
+        )
+        optimization_id = str(run.input["optimization_id"])
+        undone = _undo(executor_for(context), optimization_id, applied)
+        who = run.reason.get("by", "someone")
+        kind = "aborted" if run.reason.get("kind") == "abort" else "cancelled"
+        rolled_back = _roll_back(run.factory, optimization_id, f"Rollout {kind} by {who}; applied phases undone.")
+        return {"undone_phases": undone, "rolled_back": rolled_back}
+
     return WorkflowDefinition(
         name="spot_migration_rollout",
         workflow_type=WorkflowType.COST_ANALYSIS,
         on_finish=release_fleet,
+        on_cancel=undo_run,
         steps=(
             StepDefinition("start_optimization", _start, max_retries=2),
             *(
