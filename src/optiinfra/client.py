@@ -10,6 +10,7 @@ Errors come back as `ApiError` with the HTTP status and the server's error code,
 
 from __future__ import annotations
 
+import time
 import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -326,10 +327,11 @@ class OptiInfraClient:
         return self._one(wf_schemas.ExecutionDetail, "POST", "/workflows/spot-migration/analyze", json=self._body(body))
 
     def roll_out_spot_migration(
-        self, optimization_id: uuid.UUID, *, executor: str = "simulator"
+        self, optimization_id: uuid.UUID, *, executor: str = "simulator", **gate: Any
     ) -> wf_schemas.ExecutionDetail:
-        body = {"optimization_id": str(optimization_id), "executor": executor}
-        return self._one(wf_schemas.ExecutionDetail, "POST", "/workflows/spot-migration/rollout", json=body)
+        """Start the phased rollout; `gate` takes bake_seconds, min_samples, deadline_seconds, poll_seconds."""
+        body = wf_schemas.SpotRolloutRequest(optimization_id=optimization_id, executor=executor, **gate)  # type: ignore[arg-type]
+        return self._one(wf_schemas.ExecutionDetail, "POST", "/workflows/spot-migration/rollout", json=self._body(body))
 
     def decide_scaling(self, customer_id: uuid.UUID, **options: Any) -> wf_schemas.ExecutionDetail:
         body = wf_schemas.ScalingRequest(customer_id=customer_id, **options)
@@ -345,6 +347,25 @@ class OptiInfraClient:
 
     def cancel_workflow(self, workflow_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
         return self._one(wf_schemas.ExecutionDetail, "POST", f"/workflows/{workflow_id}/cancel")
+
+    def resume_workflow(self, workflow_id: uuid.UUID, note: str | None = None) -> wf_schemas.ExecutionDetail:
+        return self._one(wf_schemas.ExecutionDetail, "POST", f"/workflows/{workflow_id}/resume", json={"note": note})
+
+    def abort_workflow(self, workflow_id: uuid.UUID) -> wf_schemas.ExecutionDetail:
+        return self._one(wf_schemas.ExecutionDetail, "POST", f"/workflows/{workflow_id}/abort")
+
+    def wait_for_workflow(
+        self, workflow_id: uuid.UUID, *, timeout: float = 600, poll: float = 0.5
+    ) -> wf_schemas.ExecutionDetail:
+        """Poll a run until it ends or pauses (workers run it); TimeoutError after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get_workflow(workflow_id)
+            if run.status in {"completed", "failed", "cancelled", "timeout", "paused"}:
+                return run
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"workflow run {workflow_id} is still {run.status} after {timeout:g} s")
+            time.sleep(poll)
 
     # --- recommendations and optimizations -------------------------------------------------------------------
 

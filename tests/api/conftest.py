@@ -23,6 +23,7 @@ from optiinfra.client import OptiInfraClient
 from optiinfra.customers.schemas import CustomerWithKey
 from optiinfra.db import migrations
 from optiinfra.models import AgentType, CustomerPlan
+from optiinfra.workflows import queue
 from tests.conftest import DatabaseFactory
 
 
@@ -63,9 +64,15 @@ def running_server(engine: Engine, data_dir: Path, *, auth_failures_per_minute: 
         if time.monotonic() > deadline or not thread.is_alive():
             raise RuntimeError("the test server did not start")
         time.sleep(0.05)
+    # Like `optiinfra serve`: a workflow worker in the same process takes the runs the API starts.
+    worker = queue.Worker(
+        engine.url, app.state.workflow_runner.advance, app.state.session_factory, concurrency=2, name="test-worker"
+    )
+    worker.start_in_thread()
     try:
         yield Server(base_url=f"http://127.0.0.1:{port}", operator_key=operator_key, engine=engine)
     finally:
+        worker.stop()
         server.should_exit = True
         thread.join(timeout=10)
 

@@ -12,6 +12,7 @@ import hashlib
 import itertools
 import json
 import secrets
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -342,9 +343,15 @@ def scaling_event_of_a(world: World) -> Ids:
 def workflow_of_a(world: World) -> Ids:
     """A finished spot-migration analysis of A's, run by agent X, with its report artifact."""
     ids = customer_a(world)
-    run = world.client("agent_x").request(
+    client = world.client("agent_x")
+    run = client.request(
         "POST", "/workflows/spot-migration/analyze", json={"customer_id": ids["customer_id"], "lookback_days": 1}
     )
+    deadline = time.monotonic() + 60
+    while run["status"] != "completed":  # the server's worker runs it
+        assert time.monotonic() < deadline, run
+        time.sleep(0.2)
+        run = client.request("GET", f"/workflows/{run['id']}")
     return {**ids, "workflow_id": run["id"], "artifact_id": run["artifacts"][0]["id"]}
 
 
@@ -652,14 +659,14 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/workflows/spot-migration/analyze",
-        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=201),
+        expect(operator=202, customer_a=403, customer_b=403, agent_x=202, agent_y=202),
         target=customer_a,
         body=lambda world, ids: {"customer_id": ids["customer_id"], "lookback_days": 1},
     ),
     Operation(
         "POST",
         "/api/v1/workflows/spot-migration/rollout",
-        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=404),
+        expect(operator=202, customer_a=403, customer_b=403, agent_x=202, agent_y=404),
         target=in_state(RecommendationStatus.APPROVED),
         body=lambda world, ids: {"optimization_id": ids["optimization_id"]},
         probe="/optimizations/{optimization_id}",
@@ -668,7 +675,7 @@ OPERATIONS = [
         "POST",
         "/api/v1/workflows/scaling-decision",
         # Agents X and Y are cost agents: the scaling decision runs on a resource agent.
-        expect(operator=201, customer_a=403, customer_b=403, agent_x=422, agent_y=422),
+        expect(operator=202, customer_a=403, customer_b=403, agent_x=422, agent_y=422),
         target=resource_agent_for_a,
         body=lambda world, ids: {"customer_id": ids["customer_id"]},
     ),
@@ -683,6 +690,21 @@ OPERATIONS = [
         "POST",
         "/api/v1/workflows/{workflow_id}/cancel",
         expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=workflow_of_a,
+        probe="/workflows/{workflow_id}",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/workflows/{workflow_id}/resume",
+        # Only a paused run can be resumed (409 for this finished one); humans decide, agents may not.
+        expect(operator=409, customer_a=409, customer_b=404, agent_x=403, agent_y=403),
+        target=workflow_of_a,
+        probe="/workflows/{workflow_id}",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/workflows/{workflow_id}/abort",
+        expect(operator=409, customer_a=409, customer_b=404, agent_x=403, agent_y=403),
         target=workflow_of_a,
         probe="/workflows/{workflow_id}",
     ),
@@ -754,7 +776,15 @@ def call(http: httpx.Client, operation: Operation, world: World, caller: str, id
 
 
 def event_count(api_server: Server) -> int:
+    """Events so far, once the server's workflow worker has nothing in hand (it writes events as runs advance)."""
+    deadline = time.monotonic() + 60
     with api_server.engine.connect() as connection:
+        while connection.execute(
+            text("SELECT count(*) FROM workflow_executions WHERE status IN ('pending', 'running', 'cancelling')")
+        ).scalar_one():
+            assert time.monotonic() < deadline, "a workflow run never settled"
+            connection.rollback()
+            time.sleep(0.1)
         return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
 
 
@@ -830,8 +860,9 @@ def test_each_caller_gets_the_status_its_role_allows(
     if caller in {"customer_b", "agent_y"}:
         for secret in world.tenant_a_secrets():
             assert secret not in response.text, f"{caller} saw customer A's data"
-    if expected >= 400 and ids:
-        # A refusal never reveals that the row exists: it is the answer for ids nobody has.
+    if expected >= 400 and expected != 409 and ids:
+        # A refusal never reveals that the row exists: it is the answer for ids nobody has. (A 409 goes only to
+        # callers who may see the row: it says the row's state forbids the change.)
         stand_ins = {name: str(uuid.uuid4()) for name in ids}
         for_nobody = call(table_http, operation, world, caller, stand_ins)
         assert for_nobody.status_code == expected

@@ -56,7 +56,9 @@ def test_spot_migration_analysis_approval_and_rollout_over_the_api(
     http: httpx.Client,
 ) -> None:
     add_fleet(api_server, tenant, resource_agent.agent_id, hours=30, levels=[60, 62, 58])
-    analysis = cost_agent.client.analyze_spot_migration(tenant.id, lookback_days=2)
+    started = cost_agent.client.analyze_spot_migration(tenant.id, lookback_days=2)
+    assert started.status == "pending"  # 202: a worker runs it
+    analysis = cost_agent.client.wait_for_workflow(started.id, timeout=60)
     assert analysis.status == "completed"
     assert [s.step_name for s in analysis.steps] == [
         "collect_utilization",
@@ -86,13 +88,28 @@ def test_spot_migration_analysis_approval_and_rollout_over_the_api(
 
     decision = tenant.client.approve(recommendation_id, "go")
     assert decision.optimization is not None
-    rollout = cost_agent.client.roll_out_spot_migration(decision.optimization.id)
-    assert rollout.status == "completed", rollout.error_details
-    assert cost_agent.client.get_optimization(decision.optimization.id).status == "completed"
+    # No traffic reaches the changed instances: the first phase waits for evidence, then asks a human.
+    rollout = cost_agent.client.roll_out_spot_migration(
+        decision.optimization.id, bake_seconds=0, min_samples=20, deadline_seconds=2, poll_seconds=1
+    )
+    paused = cost_agent.client.wait_for_workflow(rollout.id, timeout=60)
+    assert paused.status == "paused", paused.error_details
+    assert paused.paused_for is not None
+    assert paused.paused_for["phase"] == "phase_10"
+    assert paused.paused_for["samples"] == {}
+    with pytest.raises(ApiError) as agents_do_not_decide:
+        cost_agent.client.resume_workflow(rollout.id)
+    assert agents_do_not_decide.value.status_code == 403
     with pytest.raises(ApiError) as again:
         cost_agent.client.roll_out_spot_migration(decision.optimization.id)
     assert again.value.status_code == 409
-    assert again.value.details["current_status"] == "completed"
+    aborted = tenant.client.abort_workflow(rollout.id)
+    assert aborted.status == "cancelling"
+    ended = tenant.client.wait_for_workflow(rollout.id, timeout=60)
+    assert ended.status == "cancelled"
+    assert ended.error_details is not None
+    assert ended.error_details["undone"]["undone_phases"] == ["phase_10"]
+    assert cost_agent.client.get_optimization(decision.optimization.id).status == "rolled_back"
 
     listed = tenant.client.list_workflows(limit=10).items
     assert {w.id for w in listed} >= {analysis.id, rollout.id}
@@ -104,7 +121,7 @@ def test_spot_migration_analysis_approval_and_rollout_over_the_api(
 
 def test_scaling_decision_over_the_api(api_server: Server, tenant: Tenant, resource_agent: AgentHandle) -> None:
     add_fleet(api_server, tenant, resource_agent.agent_id, hours=1, levels=[93, 95])
-    run = resource_agent.client.decide_scaling(tenant.id, window_minutes=30)
+    run = resource_agent.client.wait_for_workflow(resource_agent.client.decide_scaling(tenant.id, window_minutes=30).id)
     assert run.status == "completed"
     decision = next(s for s in run.steps if s.step_name == "decide").output_data
     assert decision["action"] == "scale_up"
@@ -128,5 +145,5 @@ def test_cancelling_a_finished_workflow_changes_nothing(
     api_server: Server, tenant: Tenant, resource_agent: AgentHandle, operator: OptiInfraClient
 ) -> None:
     add_fleet(api_server, tenant, resource_agent.agent_id, hours=1, levels=[50])
-    run = resource_agent.client.decide_scaling(tenant.id, window_minutes=30)
+    run = resource_agent.client.wait_for_workflow(resource_agent.client.decide_scaling(tenant.id, window_minutes=30).id)
     assert operator.cancel_workflow(run.id).status == "completed"

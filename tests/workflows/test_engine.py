@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select, text
 
 from optiinfra.auth.principal import Principal
-from optiinfra.errors import InvalidTransitionError
+from optiinfra.errors import ConflictError, InvalidTransitionError
 from optiinfra.models import (
     AgentState,
     ArtifactType,
@@ -284,10 +284,10 @@ def test_a_paused_step_waits_for_a_human_and_resumes_with_the_decision(env: Env)
     assert runner.run(execution_id, ACTOR) is WorkflowStatus.PAUSED
     assert execution(env, execution_id).metadata_["paused"]["reason"] == "not sure"
     assert runner.run(execution_id, ACTOR) is WorkflowStatus.PAUSED  # a job finds nothing to do
-    with pytest.raises(InvalidTransitionError):  # only a paused run can be aborted
+    with pytest.raises(ConflictError):  # only a paused run can be aborted
         runner.abort(start(env, runner, name), ACTOR)
     assert runner.resume(execution_id, ACTOR, "looks fine") is WorkflowStatus.RUNNING
-    with pytest.raises(InvalidTransitionError):
+    with pytest.raises(ConflictError):
         runner.resume(execution_id, ACTOR)  # only a paused run can be resumed
     assert runner.run(execution_id, ACTOR) is WorkflowStatus.COMPLETED
     first = steps_of(env, execution_id)[0]

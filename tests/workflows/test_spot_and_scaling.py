@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -30,6 +32,7 @@ from optiinfra.models import (
     ScalingEvent,
     StepStatus,
     WorkflowArtifact,
+    WorkflowExecution,
     WorkflowStatus,
     WorkflowStep,
 )
@@ -247,27 +250,65 @@ def events_of(env: Env, prefix: str) -> list[Event]:
         )
 
 
+FAST_GATE = {"bake_seconds": 0, "min_samples": 60, "deadline_seconds": 120, "poll_seconds": 1}
+
+
+def phase_traffic(
+    env: Env, optimization_id: uuid.UUID, started: datetime, changed: Traffic, control: Traffic, prefix: str
+) -> None:
+    """Records of both arms spread over [started, now]: changed ones tagged with the optimization, control untagged."""
+    now = datetime.now(UTC)
+    span = max((now - started).total_seconds(), 0.001)
+    for arm, profile, tag in (
+        ("changed", changed, {"optimization_id": str(optimization_id)}),
+        ("control", control, {}),
+    ):
+        rows = quality_rows(env, 100, profile, started, tag, f"{prefix}-{arm}-{uuid.uuid4().hex[:4]}")
+        for i, row in enumerate(rows):
+            row["timestamp"] = (started + timedelta(seconds=span * (i + 0.5) / len(rows))).isoformat()
+        ingest(env, rows)
+
+
+def drive(
+    env: Env, runner: Any, rollout_id: uuid.UUID, feed: Callable[[str, datetime], None], limit: int = 20
+) -> WorkflowStatus:
+    """Advance the run as a worker would; whenever a phase waits, feed it traffic."""
+    status = runner.run(rollout_id, OPERATOR)
+    while status is WorkflowStatus.WAITING and limit > 0:
+        with env.factory() as session:
+            execution = session.get(WorkflowExecution, rollout_id)
+            assert execution is not None
+            waiting = execution.metadata_["waiting"]
+        feed(waiting["phase"], datetime.fromisoformat(waiting["started_at"]))
+        time.sleep(1.1)
+        status = runner.run(rollout_id, OPERATOR)
+        limit -= 1
+    return status
+
+
 def test_spot_migration_from_analysis_to_completed_rollout(env: Env) -> None:
     analysis_id, optimization_id = approved_spot_migration(env)
-    establish_quality_baseline(env)
-
-    def healthy_traffic(phase: Phase) -> None:
-        tag = {"optimization_id": str(optimization_id), "phase": phase.name}
-        ingest(
-            env, quality_rows(env, 120, Traffic(), datetime.now(UTC), tag, f"ok-{phase.name}-{uuid.uuid4().hex[:4]}")
-        )
 
     runner = build_runner(env.factory, env.data_dir)
-    simulator = SimulatorExecutor(env.data_dir / "fleet.json", on_apply=healthy_traffic)
+    simulator = SimulatorExecutor(env.data_dir / "fleet.json")
     runner.register(make_rollout(lambda context: simulator))
     rollout_id = runner.create(
         "spot_migration_rollout",
         customer_id=env.customer_id,
         agent_id=env.cost_agent_id,
-        input_data={"optimization_id": str(optimization_id)},
+        input_data={"optimization_id": str(optimization_id), "gate": FAST_GATE},
         actor=OPERATOR,
     )
-    assert runner.run(rollout_id, OPERATOR) is WorkflowStatus.COMPLETED
+    # No traffic yet: the first phase waits instead of passing.
+    assert runner.run(rollout_id, OPERATOR) is WorkflowStatus.WAITING
+    fed: list[str] = []
+
+    def healthy(phase: str, started: datetime) -> None:
+        fed.append(phase)
+        phase_traffic(env, optimization_id, started, Traffic(), Traffic(), f"ok-{phase}")
+
+    assert drive(env, runner, rollout_id, healthy) is WorkflowStatus.COMPLETED
+    assert fed == ["phase_10", "phase_50", "phase_100"]
     assert simulator.capacity() == {f"gpu-{n}": "spot" for n in range(4)}
     with env.factory() as session:
         optimization = session.get(Optimization, optimization_id)
@@ -290,6 +331,13 @@ def test_spot_migration_from_analysis_to_completed_rollout(env: Env) -> None:
         ]
         assert all(s.status is StepStatus.COMPLETED for s in steps)
         assert all(v["verdict"] == "pass" for s in steps[1:4] for v in s.output_data["gate"]["verdicts"])
+        gates = [s.output_data for s in steps[1:4]]
+        assert [g["control_source"] for g in gates] == ["concurrent", "concurrent", "previous_phase"]
+        for gate in gates:
+            (verdict,) = gate["gate"]["verdicts"]
+            assert verdict["changed"]["sample_size"] >= 60
+            assert verdict["control"]["sample_size"] >= 60
+            assert all("p_value" in f for f in verdict["findings"])
         report = session.scalar(select(WorkflowArtifact).where(WorkflowArtifact.workflow_execution_id == analysis_id))
         assert report is not None
         assert report.artifact_name == "spot-analysis.json"
@@ -310,14 +358,12 @@ def test_spot_migration_from_analysis_to_completed_rollout(env: Env) -> None:
 
 def test_spot_rollout_is_stopped_by_a_regression_at_a_later_phase_and_undone_in_reverse(env: Env) -> None:
     _, optimization_id = approved_spot_migration(env)
-    establish_quality_baseline(env)
     undo_order: list[str] = []
 
-    def traffic(phase: Phase) -> None:
-        degraded = phase.name == "phase_50"
+    def traffic(phase: str, started: datetime) -> None:
+        degraded = phase == "phase_50"
         profile = replace(Traffic(), overall_factor=0.8, hallucination_rate=0.25) if degraded else Traffic()
-        tag = {"optimization_id": str(optimization_id), "phase": phase.name}
-        ingest(env, quality_rows(env, 150, profile, datetime.now(UTC), tag, f"t-{phase.name}-{uuid.uuid4().hex[:4]}"))
+        phase_traffic(env, optimization_id, started, profile, Traffic(), f"t-{phase}")
 
     class RecordingSimulator(SimulatorExecutor):
         def undo(self, phase: Phase, idempotency_key: str) -> dict[str, Any]:
@@ -325,16 +371,16 @@ def test_spot_rollout_is_stopped_by_a_regression_at_a_later_phase_and_undone_in_
             return super().undo(phase, idempotency_key)
 
     runner = build_runner(env.factory, env.data_dir)
-    simulator = RecordingSimulator(env.data_dir / "fleet2.json", on_apply=traffic)
+    simulator = RecordingSimulator(env.data_dir / "fleet2.json")
     runner.register(make_rollout(lambda context: simulator))
     rollout_id = runner.create(
         "spot_migration_rollout",
         customer_id=env.customer_id,
         agent_id=env.cost_agent_id,
-        input_data={"optimization_id": str(optimization_id)},
+        input_data={"optimization_id": str(optimization_id), "gate": FAST_GATE},
         actor=OPERATOR,
     )
-    assert runner.run(rollout_id, OPERATOR) is WorkflowStatus.FAILED
+    assert drive(env, runner, rollout_id, traffic) is WorkflowStatus.FAILED
     assert undo_order == ["phase_50", "phase_10"]
     assert set(simulator.capacity().values()) == {"on_demand"}
     with env.factory() as session:

@@ -755,13 +755,13 @@ class WorkflowRunner:
             execution = session.get(WorkflowExecution, execution_id, with_for_update=True)
             if execution is None:
                 raise NotFoundError("No such workflow run.")
-            if execution.status not in CANCELLABLE:
-                return execution.status
             if kind == "abort" and execution.status is not S.PAUSED:
-                raise InvalidTransitionError(
-                    f"Only a paused run can be aborted; this one is {execution.status}. Cancel it instead.",
+                raise ConflictError(
+                    f"Only a paused run can be aborted; this one is {execution.status}.",
                     details={"current_status": str(execution.status)},
                 )
+            if execution.status not in CANCELLABLE:
+                return execution.status
             reason = {"kind": kind, "by": actor.name, "at": _now().isoformat()}
             if execution.status is S.PENDING:
                 self._transition(session, execution, S.CANCELLED, actor, severity=EventSeverity.WARNING)
@@ -800,7 +800,7 @@ class WorkflowRunner:
             if execution is None:
                 raise NotFoundError("No such workflow run.")
             if execution.status is not S.PAUSED:
-                raise InvalidTransitionError(
+                raise ConflictError(
                     f"Only a paused run can be resumed; this one is {execution.status}.",
                     details={"current_status": str(execution.status)},
                 )

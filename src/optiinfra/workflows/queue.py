@@ -213,10 +213,28 @@ class Worker:
         asyncio.run(self.run_async(once=once))
 
     def start_in_thread(self) -> threading.Thread:
-        """Run the worker beside a server, in a daemon thread with its own event loop."""
-        thread = threading.Thread(target=self.run, name=self.name, daemon=True)
-        thread.start()
-        return thread
+        """Run the worker beside a server, in a daemon thread with its own event loop; `stop` ends it."""
+        started = threading.Event()
+
+        async def main() -> None:
+            self._event_loop = asyncio.get_running_loop()
+            self._task = asyncio.current_task()
+            started.set()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.run_async()
+
+        self._thread = threading.Thread(target=lambda: asyncio.run(main()), name=self.name, daemon=True)
+        self._thread.start()
+        started.wait(10)
+        return self._thread
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop a worker started with `start_in_thread` (running jobs get the graceful shutdown time)."""
+        loop, task = getattr(self, "_event_loop", None), getattr(self, "_task", None)
+        if loop is not None and task is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(task.cancel)
+        if getattr(self, "_thread", None) is not None:
+            self._thread.join(timeout)
 
 
 SYSTEM = Principal.system("worker")

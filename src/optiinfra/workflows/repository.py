@@ -115,10 +115,12 @@ def most_recent_agent(session: Session, agent_type: AgentType) -> Agent | None:
 
 
 def running_rollout(session: Session, optimization_id: uuid.UUID) -> uuid.UUID | None:
-    """A pending or running execution working on the optimization, if any."""
+    """An execution working on the optimization that has not ended (running, waiting, paused...), if any."""
     return session.scalar(
         select(WorkflowExecution.id).where(
-            WorkflowExecution.status.in_([WorkflowStatus.PENDING, WorkflowStatus.RUNNING]),
+            WorkflowExecution.status.not_in(
+                [WorkflowStatus.COMPLETED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED, WorkflowStatus.TIMEOUT]
+            ),
             WorkflowExecution.input_data["optimization_id"].astext == str(optimization_id),
         )
     )

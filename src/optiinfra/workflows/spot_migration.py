@@ -280,9 +280,9 @@ def _phase_spec(context: StepContext, index: int) -> dict[str, Any] | None:
 def _control_period(context: StepContext, index: int, phase: Phase, started: datetime) -> ControlPeriod | None:
     """None while unchanged instances remain (a concurrent control exists); else the period to compare with."""
     instances = context.outputs["start_optimization"]["instances"]
-    if len(phase.instances) < len(instances) or phase.cumulative_share < 1:
-        return None
     plan = context.outputs["start_optimization"]["phases"]
+    if len(_cumulative(plan, index)) < len(instances):
+        return None
     if index > 0:
         previous = context.outputs.get(plan[index - 1]["name"], {})
         if previous.get("started_at") and previous.get("judged_at"):
