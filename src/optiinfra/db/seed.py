@@ -903,7 +903,8 @@ def _workflows(
             started=data.at(minutes=-8),
             input_data={"lookback_days": 7},
             steps=[
-                StepSpec("collect_utilization", done, 3.0),
+                # The output the real step writes, so a worker that takes this run over finishes it cleanly.
+                StepSpec("collect_utilization", done, 3.0, output={"instances": []}),
                 StepSpec("analyze_candidates", running, 0.5),
                 StepSpec("create_recommendation", pending, 0),
             ],

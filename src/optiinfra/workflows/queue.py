@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Awaitable, Callable
@@ -45,7 +46,7 @@ QUEUE = "workflows"
 TASK_NAME = "optiinfra.advance_workflow"
 RECOVERY_INTERVAL_SECONDS = 30.0
 # A worker whose heartbeat is older than this is considered dead; its running jobs are given to another worker.
-STALLED_WORKER_SECONDS = 30.0
+STALLED_WORKER_SECONDS = float(os.environ.get("OPTIINFRA_STALLED_WORKER_SECONDS", "30"))
 HEARTBEAT_SECONDS = 5.0
 
 # Used only with the caller's connection (never opens a pool of its own).
