@@ -527,7 +527,39 @@ def workflow_detail(request: Request, workflow_id: uuid.UUID) -> HTMLResponse:
             run=detail,
             timeline=timeline,
             running=detail.status is WorkflowStatus.RUNNING,
+            phases=[
+                {
+                    "step": s.step_name,
+                    "gate": s.output_data["gate"],
+                    "control_source": s.output_data.get("control_source"),
+                }
+                for s in detail.steps
+                if isinstance(s.output_data.get("gate"), dict) and "verdicts" in s.output_data["gate"]
+            ],
         )
+
+
+@router.post("/workflows/{workflow_id}/resume")
+def resume_workflow(
+    request: Request,
+    workflow_id: uuid.UUID,
+    note: Annotated[str, Form(max_length=2000)] = "",
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        workflow_service.resume(session, request.app.state.workflow_runner, principal, workflow_id, note or None)
+        return "Rollout resumed: the paused phase counts as passed by your decision."
+
+    return _act(request, csrf, f"/workflows/{workflow_id}", run)
+
+
+@router.post("/workflows/{workflow_id}/abort")
+def abort_workflow(request: Request, workflow_id: uuid.UUID, csrf: Annotated[str, Form()] = "") -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        workflow_service.abort(session, request.app.state.workflow_runner, principal, workflow_id)
+        return "Rollout aborted: its applied phases are being undone and the optimization rolled back."
+
+    return _act(request, csrf, f"/workflows/{workflow_id}", run)
 
 
 @router.get("/workflows/{workflow_id}/artifacts/{artifact_id}")
