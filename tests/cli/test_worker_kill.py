@@ -1,4 +1,5 @@
-"""A worker process killed mid-way: no step left running forever, no duplicate regressions, another takes over."""
+"""A worker process killed during detection leaves no duplicate regressions (workflow take-over after a kill:
+tests/workflows/test_durable_processes.py and test_engine.py)."""
 
 from __future__ import annotations
 
@@ -22,10 +23,6 @@ from optiinfra.models import (
     Agent,
     AgentType,
     QualityRegression,
-    StepStatus,
-    WorkflowExecution,
-    WorkflowStatus,
-    WorkflowStep,
 )
 from optiinfra.quality import service as quality_service
 from optiinfra.quality.schemas import BaselineCreate, BaselineWindow
@@ -33,67 +30,8 @@ from optiinfra.quality.simulation import Traffic
 from tests.cli.test_two_servers import records
 from tests.conftest import url_for_env
 from tests.factories import make_customer
-from tests.workflows.slow_workflow import runner_for
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def test_a_workflow_killed_mid_step_is_taken_over_and_finished(database_url: URL, tmp_path: Path) -> None:
-    engine = create_engine(database_url)
-    migrations.upgrade(engine)
-    with Session(engine) as session, session.begin():
-        customer = make_customer(session)
-        agent = Agent(type=AgentType.ORCHESTRATOR, name=f"kill-{uuid.uuid4().hex[:6]}")
-        session.add(agent)
-        session.flush()
-        customer_id, agent_id = customer.id, agent.id
-    url = url_for_env(database_url)
-    runner = runner_for(url, tmp_path)
-    execution_id = runner.create(
-        "slow_test_workflow",
-        customer_id=customer_id,
-        agent_id=agent_id,
-        input_data={"sleep": 30},
-        actor=Principal.operator(),
-    )
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.workflows.slow_workflow", url, str(tmp_path), str(execution_id)],
-        cwd=ROOT,
-        env={**os.environ},
-    )
-    deadline = time.monotonic() + 30
-    while True:  # wait until the slow step is running in the child
-        with Session(engine) as session:
-            slow = session.scalar(
-                select(WorkflowStep).where(
-                    WorkflowStep.workflow_execution_id == execution_id, WorkflowStep.step_name == "slow"
-                )
-            )
-            if slow is not None and slow.status is StepStatus.RUNNING:
-                break
-        assert time.monotonic() < deadline, "the child never reached the slow step"
-        time.sleep(0.2)
-    child.send_signal(signal.SIGKILL)
-    child.wait(10)
-
-    # Another worker finds the abandoned run (its heartbeat stopped) and takes it over with a short step this time.
-    with Session(engine) as session, session.begin():
-        execution = session.get(WorkflowExecution, execution_id)
-        assert execution is not None
-        assert execution.status is WorkflowStatus.RUNNING  # what a crash leaves behind
-        execution.input_data = {"sleep": 0}
-    assert runner.recover_stale(Principal.system("other-worker"), stale_after=timedelta(0)) == [execution_id]
-    with Session(engine) as session:
-        steps = session.scalars(
-            select(WorkflowStep)
-            .where(WorkflowStep.workflow_execution_id == execution_id)
-            .order_by(WorkflowStep.step_order)
-        ).all()
-        assert [s.status for s in steps] == [StepStatus.COMPLETED] * 3
-        assert steps[1].retry_count == 1
-        assert steps[1].error_details is not None
-        assert steps[1].error_details["type"] == "crashed"
-    engine.dispose()
 
 
 def test_a_worker_killed_during_detection_leaves_no_duplicate_for_the_next(database_url: URL, tmp_path: Path) -> None:
