@@ -32,6 +32,7 @@ from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.events.routes import router as events_router
 from optiinfra.models import Agent, Optimization, QualityRegression, Recommendation
+from optiinfra.otlp.routes import router as otlp_router
 from optiinfra.quality.routes import router as quality_router
 from optiinfra.recommendations.routes import router as recommendations_router
 from optiinfra.resources.routes import router as resources_router
@@ -150,6 +151,7 @@ def create_app(config: AppConfig) -> FastAPI:
     ):
         api.include_router(router)
     app.include_router(api)
+    app.include_router(otlp_router)  # /v1/traces and /v1/logs (OTLP/HTTP), /api/v1/otlp
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -330,7 +330,7 @@ def _quality_charts(
         mean = overall.get("mean")
         if mean is not None and overall.get("std") is not None:
             band = (mean - overall["std"], mean + overall["std"])
-    points = [(p.bucket, p.overall) for p in series]
+    points = [(p.bucket, p.overall) for p in series if p.overall is not None]
     return {
         "overall": render(LineChart("Overall quality score per hour", "score", points, band, mean, markers)),
         "latency": render(

@@ -20,8 +20,10 @@ from sqlalchemy import (
     and_,
     any_,
     bindparam,
+    case,
     cast,
     func,
+    null,
     select,
     text,
     update,
@@ -72,6 +74,13 @@ _COPY_STAGING = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
 _INSERT_FROM_STAGING = (
     f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging "  # noqa: S608
     "ORDER BY request_id ON CONFLICT (customer_id, request_id) DO NOTHING"
+)
+
+
+# A record stored before its evaluations arrived (OTLP spans) has metadata.scores_pending: its overall score is read
+# as missing, so it counts for latency and tokens but never as a score.
+SCORED_OVERALL = case(
+    (QualityMetric.metadata_.has_key("scores_pending"), null()), else_=QualityMetric.overall_quality_score
 )
 
 
@@ -152,7 +161,7 @@ def agent_exists(session: Session, agent_id: uuid.UUID) -> bool:
 class WindowRows:
     """The columns of one window of a model version's metrics, oldest first."""
 
-    overall: list[float]
+    overall: list[float | None]
     relevance: list[float | None]
     coherence: list[float | None]
     factuality: list[float | None]
@@ -202,7 +211,7 @@ def read_window(
     if extra_condition is not None:
         conditions.append(extra_condition)
     statement = select(
-        QualityMetric.overall_quality_score,
+        SCORED_OVERALL,
         QualityMetric.relevance_score,
         QualityMetric.coherence_score,
         QualityMetric.factuality_score,
@@ -434,7 +443,7 @@ def model_versions_since(session: Session, customer_id: uuid.UUID, since: dateti
 class SeriesPoint:
     bucket: datetime
     count: int
-    overall: float
+    overall: float | None
     p95_latency_ms: float | None
     hallucination_rate: float
 
@@ -453,7 +462,7 @@ def bucketed_series(
         select(
             start,
             func.count(),
-            func.avg(QualityMetric.overall_quality_score),
+            func.avg(SCORED_OVERALL),
             func.percentile_cont(0.95).within_group(QualityMetric.latency_ms),
             func.avg(cast(QualityMetric.hallucination_detected, Integer)),
         )
@@ -467,7 +476,13 @@ def bucketed_series(
         .order_by(start)
     ).all()
     return [
-        SeriesPoint(row[0], int(row[1]), float(row[2]), float(row[3]) if row[3] is not None else None, float(row[4]))
+        SeriesPoint(
+            row[0],
+            int(row[1]),
+            float(row[2]) if row[2] is not None else None,
+            float(row[3]) if row[3] is not None else None,
+            float(row[4]),
+        )
         for row in rows
     ]
 

@@ -154,10 +154,11 @@ def establish_baseline(
         end=window.end,
         last_n=window.last_n,
     )
-    if rows.size < settings.min_samples:
+    scored = sum(1 for overall in rows.overall if overall is not None)  # records still waiting for scores do not count
+    if scored < settings.min_samples:
         raise InvalidInputError(
-            f"A baseline needs at least {settings.min_samples} records; the window has {rows.size}.",
-            details={"sample_size": rows.size, "min_samples": settings.min_samples},
+            f"A baseline needs at least {settings.min_samples} records; the window has {scored}.",
+            details={"sample_size": scored, "min_samples": settings.min_samples},
         )
     now = _now()
     latest = repository.latest_baseline(session, customer.id, request.model_name, request.model_version)

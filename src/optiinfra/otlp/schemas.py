@@ -1,0 +1,27 @@
+"""The OTLP report and settings on the wire (the OTLP messages themselves are opentelemetry-proto's)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class NotUnderstoodItem(BaseModel):
+    """One thing that did not become part of a quality record, with how often it came and an example."""
+
+    kind: str = Field(
+        description="attribute, evaluation_name, unusable_evaluation, skipped_span, rejected_span or skipped_log"
+    )
+    name: str = Field(description="the attribute or evaluation name, or the reason")
+    count: int
+    example: str | None = Field(description="an example value, span name or evaluation name")
+    first_seen_at: datetime
+    last_seen_at: datetime
+
+
+class NotUnderstoodReport(BaseModel):
+    customer_id: uuid.UUID
+    since: datetime
+    items: list[NotUnderstoodItem]

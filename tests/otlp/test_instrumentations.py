@@ -1,0 +1,124 @@
+"""Stock instrumentations, unchanged: the real `openai` SDK calls a small OpenAI-compatible server on loopback,
+instrumented by opentelemetry-instrumentation-openai-v2, OpenLLMetry's opentelemetry-instrumentation-openai or
+openinference-instrumentation-openai, exporting to an `optiinfra serve` process configured by two environment
+variables. The rows that arrive carry the model, tokens, latency and ids the fake server answered with."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+
+import openai
+import pytest
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from tests.otlp.conftest import OtlpServer, OtlpTenant, rows_of, wait_for
+
+SERVED_MODEL = "gpt-4o-mini-2024-07-18"
+DELAY_SECONDS = 0.12
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """/v1/chat/completions answering like OpenAI, after a fixed delay, with a fresh id and the usage it reports."""
+
+    answered: ClassVar[list[dict[str, Any]]] = []
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length))
+        time.sleep(DELAY_SECONDS)
+        answer = {
+            "id": f"chatcmpl-{uuid.uuid4().hex[:20]}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": SERVED_MODEL,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 11 + len(request["messages"]), "completion_tokens": 3, "total_tokens": 15},
+        }
+        FakeOpenAI.answered.append(answer)
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def fake_openai() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+
+
+@pytest.fixture
+def tracing(monkeypatch: pytest.MonkeyPatch, otlp_server: OtlpServer, otlp_tenant: OtlpTenant) -> TracerProvider:
+    """The two environment variables of the setup in docs/otlp.md, and nothing else."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", otlp_server.base_url)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Bearer%20{otlp_tenant.key}")
+    provider = TracerProvider(resource=Resource.create({"service.name": "capital-bot", "service.version": "2.1"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def _instrumentor(name: str) -> Any:
+    if name == "openai-v2":
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        return OpenAIInstrumentor()
+    if name == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor as OpenLLMetryInstrumentor
+
+        return OpenLLMetryInstrumentor()
+    from openinference.instrumentation.openai import OpenAIInstrumentor as OpenInferenceInstrumentor
+
+    return OpenInferenceInstrumentor()
+
+
+@pytest.mark.parametrize("instrumentation", ["openai-v2", "openllmetry", "openinference"])
+def test_an_instrumented_openai_application_produces_quality_records(
+    instrumentation: str,
+    fake_openai: str,
+    tracing: TracerProvider,
+    otlp_server: OtlpServer,
+    otlp_tenant: OtlpTenant,
+) -> None:
+    instrumentor = _instrumentor(instrumentation)
+    instrumentor.instrument(tracer_provider=tracing)
+    try:
+        client = openai.OpenAI(base_url=fake_openai, api_key="sk-test")
+        FakeOpenAI.answered.clear()
+        for question in ("Capital of France?", "Capital of Italy?"):
+            client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": question}])
+    finally:
+        instrumentor.uninstrument()
+    rows = wait_for(lambda: len(found := rows_of(otlp_server.engine, otlp_tenant.customer_id)) == 2 and found)
+    answered = FakeOpenAI.answered
+    assert len(answered) == 2
+    for row, answer in zip(rows.values(), answered, strict=True):
+        if instrumentation == "openinference":
+            # OpenInference records the served model and no response id: the record is keyed by its span.
+            assert row["model_name"] == SERVED_MODEL
+            assert row["request_id"] == f"{row['metadata']['trace_id']}-{row['metadata']['span_id']}"
+        else:
+            assert row["model_name"] == "gpt-4o-mini"
+            assert row["request_id"] == answer["id"]
+        assert row["model_version"] == SERVED_MODEL
+        assert row["prompt_tokens"] == answer["usage"]["prompt_tokens"]
+        assert row["completion_tokens"] == 3
+        assert DELAY_SECONDS * 1000 <= row["latency_ms"] < 5_000
+        assert row["metadata"]["service_name"] == "capital-bot"
+        assert row["metadata"]["scores_pending"] is True
