@@ -580,6 +580,29 @@ OPERATIONS = [
         query=lambda ids: {"customer_id": ids["customer_id"]},
         probe="/customers/{customer_id}",  # settings are kept in the customer's metadata
     ),
+    Operation(
+        "GET",
+        "/api/v1/otlp/settings",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=customer_a,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+    ),
+    Operation(
+        "PUT",
+        "/api/v1/otlp/settings",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=403, agent_y=403),
+        target=customer_a,
+        body=lambda world, ids: {"route_from": [f"optiinfra.route_{next(_alphas)}", "span_name"]},
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+        probe="/customers/{customer_id}",  # settings are kept in the customer's metadata
+    ),
+    Operation(
+        "GET",
+        "/api/v1/otlp/report",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        target=customer_a,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
+    ),
     Operation("GET", "/api/v1/agents/{agent_id}/configs", SELF_OR_OPERATOR, target=agent_x_config),
     Operation(
         "PUT",

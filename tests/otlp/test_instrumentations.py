@@ -6,11 +6,15 @@ variables. The rows that arrive carry the model, tokens, latency and ids the fak
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any, ClassVar
 
 import openai
@@ -122,3 +126,47 @@ def test_an_instrumented_openai_application_produces_quality_records(
         assert DELAY_SECONDS * 1000 <= row["latency_ms"] < 5_000
         assert row["metadata"]["service_name"] == "capital-bot"
         assert row["metadata"]["scores_pending"] is True
+
+
+APP = """
+import sys
+
+import openai
+
+client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-test")
+client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "Capital of Spain?"}])
+"""
+
+
+def test_zero_code_instrumentation_with_environment_variables_only(
+    fake_openai: str, otlp_server: OtlpServer, otlp_tenant: OtlpTenant, tmp_path: Path
+) -> None:
+    """`opentelemetry-instrument python app.py`, configured only by environment variables as in docs/otlp.md."""
+    app = tmp_path / "app.py"
+    app.write_text(APP)
+    env = {
+        **os.environ,
+        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_server.base_url,
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer%20{otlp_tenant.key}",
+        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        "OTEL_SERVICE_NAME": "spain-bot",
+        "OTEL_METRICS_EXPORTER": "none",
+        "OTEL_LOGS_EXPORTER": "none",
+    }
+    FakeOpenAI.answered.clear()
+    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
+    finished = subprocess.run(
+        [str(instrument), sys.executable, str(app), fake_openai], env=env, capture_output=True, timeout=120
+    )
+    assert finished.returncode == 0, finished.stderr.decode()[-3000:]
+    (answer,) = FakeOpenAI.answered
+    rows = rows_of(otlp_server.engine, otlp_tenant.customer_id)
+    # Every OpenAI instrumentation installed in this environment takes part (they share the entry-point name
+    # "openai"); each one's span is a record with the served model, the tokens and the latency.
+    assert answer["id"] in rows
+    for row in rows.values():
+        assert row["model_version"] == SERVED_MODEL
+        assert row["prompt_tokens"] == answer["usage"]["prompt_tokens"]
+        assert row["completion_tokens"] == 3
+        assert row["latency_ms"] >= DELAY_SECONDS * 1000
+        assert row["metadata"]["service_name"] == "spain-bot"

@@ -4,8 +4,11 @@ be used is rejected with a reason or reported, never dropped silently."""
 
 from __future__ import annotations
 
+import random
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -258,6 +261,11 @@ def test_unusable_spans_are_rejected_with_reasons_and_unknown_attributes_reporte
     assert by_name[("attribute", "gen_ai.usage.cache_read.input_tokens")]["example"] == "99"
     assert by_name[("skipped_span", "operation embeddings is not an LLM generation")]["count"] == 1
     assert ("skipped_span", "not a GenAI span (no gen_ai.operation.name, model or LLM span kind)") in by_name
+    with httpx.Client(base_url=otlp_server.base_url) as browser:  # the same report on the dashboard
+        assert browser.post("/login", data={"api_key": otlp_tenant.key}).status_code == 303
+        page = browser.get("/quality").text
+    assert 'id="otlp-not-understood"' in page
+    assert "gen_ai.usage.cache_read.input_tokens" in page
 
     # An evaluation name nobody mapped is rejected and reported; once the customer maps it, it lands.
     logs = {
@@ -331,3 +339,51 @@ def test_agent_keys_name_the_customer_in_the_resource(otlp_server: OtlpServer, o
     assert named.json() == {}
     (row,) = rows_of(otlp_server.engine, otlp_tenant.customer_id).values()
     assert row["agent_id"] == otlp_tenant.agent_id
+
+
+def _raw_evaluation(response_id: str, score: float) -> dict[str, Any]:
+    return {
+        "resourceLogs": [
+            {
+                "scopeLogs": [
+                    {
+                        "logRecords": [
+                            {
+                                "eventName": "gen_ai.evaluation.result",
+                                "attributes": [
+                                    {"key": "gen_ai.evaluation.name", "value": {"stringValue": "relevance"}},
+                                    {"key": "gen_ai.evaluation.score.value", "value": {"doubleValue": score}},
+                                    {"key": "gen_ai.response.id", "value": {"stringValue": response_id}},
+                                ],
+                            }
+                        ]
+                    }
+                ]
+            }
+        ]
+    }
+
+
+def test_spans_and_evaluations_racing_each_other_always_meet(otlp_server: OtlpServer, otlp_tenant: OtlpTenant) -> None:
+    """Each span and its evaluation sent at the same moment on different connections: every record ends up scored."""
+    headers = {"Authorization": f"Bearer {otlp_tenant.key}"}
+    ids = [f"race-{index}-{uuid.uuid4().hex[:6]}" for index in range(40)]
+    span = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "gen_ai.response.model": "m-1"}
+    requests = [("/v1/traces", _raw_trace({**span, "gen_ai.response.id": rid})) for rid in ids]
+    requests += [("/v1/logs", _raw_evaluation(rid, 0.5)) for rid in ids]
+    random.Random(7).shuffle(requests)
+    barrier = threading.Barrier(8)
+
+    def send(chunk: list[tuple[str, dict[str, Any]]]) -> None:
+        with httpx.Client(base_url=otlp_server.base_url, headers=headers, timeout=60) as client:
+            barrier.wait()
+            for path, body in chunk:
+                assert client.post(path, json=body).status_code == 200
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for future in [pool.submit(send, requests[i::8]) for i in range(8)]:
+            future.result()
+    rows = rows_of(otlp_server.engine, otlp_tenant.customer_id)
+    assert sorted(rows) == sorted(ids)
+    assert all(row["relevance_score"] == pytest.approx(0.5) for row in rows.values())
+    assert not any(row["metadata"].get("scores_pending") for row in rows.values())

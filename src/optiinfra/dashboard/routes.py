@@ -43,6 +43,7 @@ from optiinfra.models import (
     RegressionSeverity,
     WorkflowStatus,
 )
+from optiinfra.otlp import service as otlp_service
 from optiinfra.quality import repository as quality_repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality import service as quality_service
@@ -389,6 +390,11 @@ def quality(
                 limit=20,
             ).items
         names = {cid: customer_service.get_customer(session, principal, cid).name for cid in customers}
+        not_understood = (
+            otlp_service.not_understood(session, principal, customer_id, max(1, min(days, 60)), 50).items
+            if customer_id is not None
+            else []
+        )
         return _page(
             request,
             "quality.html",
@@ -399,6 +405,7 @@ def quality(
             chosen=chosen,
             charts=charts,
             baselines=baselines,
+            not_understood=not_understood,
             days=days,
             message=request.query_params.get("message"),
             error=request.query_params.get("error"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
@@ -111,6 +112,8 @@ KNOWN_UNUSED_PREFIXES = (
 )
 
 MAX_REPORTED_VALUE = 200  # characters of an example value kept in the report
+MAX_REPORTED_NAMES = 500  # distinct names one request adds to the report; the rest are counted together
+MAX_NAME_CHARS = 255  # of an attribute or evaluation name kept in the report or on a record
 
 
 def _clean(text: str) -> str:
@@ -139,7 +142,16 @@ def any_value(value: AnyValue) -> Any:
 
 
 def attributes(pairs: Iterable[KeyValue]) -> dict[str, Any]:
-    return {_clean(pair.key): any_value(pair.value) for pair in pairs}
+    converted: dict[str, Any] = {}
+    for pair in pairs:
+        value = pair.value
+        # Strings are nearly every value: read them without the general dispatch.
+        if value.WhichOneof("value") == "string_value":
+            text = value.string_value
+            converted[_clean(pair.key)] = text.replace("\x00", "") if "\x00" in text else text
+        else:
+            converted[_clean(pair.key)] = any_value(value)
+    return converted
 
 
 def nanos_to_datetime(nanos: int) -> datetime:
@@ -158,7 +170,11 @@ class Unmapped:
     items: dict[tuple[str, str], list[Any]] = field(default_factory=dict)
 
     def add(self, kind: str, name: str, example: Any, count: int = 1) -> None:
+        name = name[:MAX_NAME_CHARS]
         entry = self.items.get((kind, name))
+        if entry is None and len(self.items) >= MAX_REPORTED_NAMES:
+            name = "(further names, not listed)"
+            entry = self.items.get((kind, name))
         if entry is None:
             text = example if isinstance(example, str) else repr(example)
             self.items[(kind, name)] = [count, text[:MAX_REPORTED_VALUE]]
@@ -188,7 +204,7 @@ class Evaluation:
     trace_id: str | None
     span_id: str | None
 
-    @property
+    @cached_property
     def match_keys(self) -> tuple[str, ...]:
         keys = []
         if self.response_id:
@@ -257,7 +273,7 @@ def evaluation_problem(evaluation: Evaluation) -> str | None:
 def evaluation_of(
     attrs: Mapping[str, Any], settings: OtlpSettings, *, trace_id: str | None, span_id: str | None
 ) -> Evaluation:
-    name = str(attrs.get("gen_ai.evaluation.name") or "")
+    name = str(attrs.get("gen_ai.evaluation.name") or "")[:MAX_NAME_CHARS]
     raw_score = attrs.get("gen_ai.evaluation.score.value")
     score = float(raw_score) if isinstance(raw_score, int | float) and not isinstance(raw_score, bool) else None
     label = attrs.get("gen_ai.evaluation.score.label")
@@ -266,8 +282,8 @@ def evaluation_of(
         name=name,
         component=settings.component_of(name) if name else None,
         score=score,
-        label=str(label) if label is not None else None,
-        response_id=str(response_id) if response_id else None,
+        label=str(label)[:MAX_NAME_CHARS] if label is not None else None,
+        response_id=str(response_id)[:MAX_NAME_CHARS] if response_id else None,
         trace_id=trace_id or None,
         span_id=span_id or None,
     )

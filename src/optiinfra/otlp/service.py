@@ -198,16 +198,8 @@ def _ingest_spans(
         _score(record, on_span, weights)
         records.append(record)
     outcome.duplicates += len(mapped) - len(records)
-    valid = _validated(records, outcome, unmapped)
-    for start in range(0, len(valid), MAX_BATCH):
-        chunk = valid[start : start + MAX_BATCH]
-        try:
-            ingested = quality_service.ingest(session, principal, chunk, customer_id=customer.id, agent_id=None)
-        except InvalidInputError as error:
-            outcome.reject(error.message, len(chunk))
-            continue
-        outcome.stored += ingested.inserted
-        outcome.duplicates += ingested.duplicates
+    for start in range(0, len(records), MAX_BATCH):
+        _store(session, principal, customer, records[start : start + MAX_BATCH], outcome, unmapped)
     outcome.evaluations_applied += sum(1 for evaluation in usable if id(evaluation) in landed)
     later = [evaluation for evaluation in usable if id(evaluation) not in landed]
     _apply_evaluations(session, principal, customer, later, weights, outcome)
@@ -281,19 +273,25 @@ def _score(record: dict[str, Any], evaluations: Sequence[Evaluation], weights: d
         record["overall_quality_score"] = overall
 
 
-def _validated(records: list[dict[str, Any]], outcome: ExportOutcome, unmapped: Unmapped) -> list[dict[str, Any]]:
-    """The records the quality ingest accepts; each refused one is rejected with its first problem."""
+def _store(
+    session: Session,
+    principal: Principal,
+    customer: Customer,
+    records: list[dict[str, Any]],
+    outcome: ExportOutcome,
+    unmapped: Unmapped,
+) -> None:
+    """Store records through the quality ingest. It refuses a batch with any invalid record, naming each one (and
+    writing nothing), so those are rejected with their first problem and the rest is sent again."""
     remaining = records
-    now = _now()
     while remaining:
         try:
-            quality_service.validate_records(remaining, now)
-            return remaining
+            ingested = quality_service.ingest(session, principal, remaining, customer_id=customer.id, agent_id=None)
         except InvalidInputError as error:
             listed = error.details.get("records") or []
             if not listed:
                 outcome.reject(error.message, len(remaining))
-                return []
+                return
             bad = set()
             for entry in listed:
                 bad.add(entry["index"])
@@ -302,7 +300,10 @@ def _validated(records: list[dict[str, Any]], outcome: ExportOutcome, unmapped: 
                 outcome.reject(reason)
                 unmapped.add("rejected_span", reason, remaining[entry["index"]].get("request_id"))
             remaining = [record for index, record in enumerate(remaining) if index not in bad]
-    return remaining
+        else:
+            outcome.stored += ingested.inserted
+            outcome.duplicates += ingested.duplicates
+            return
 
 
 def _apply_evaluations(
