@@ -58,7 +58,7 @@ async def _raw_body(request: Request) -> bytes:
 
 RawBody = Annotated[bytes, Depends(_raw_body)]
 
-_OTLP_DOC = {
+_OTLP_BODY = {
     "requestBody": {
         "required": True,
         "content": {
@@ -66,10 +66,20 @@ _OTLP_DOC = {
             decode.JSON: {"schema": {"type": "object"}},
         },
     },
-    "responses": {
-        "200": {"description": "Accepted; `partial_success` counts the rejected items and says why"},
-        "400": {"description": "The body cannot be decoded (a google.rpc.Status)"},
-        "415": {"description": "Content-Type or Content-Encoding not supported"},
+}
+# OTLP errors are a google.rpc.Status, not the API's error shape (except 413 from the body-size limit, which answers
+# before any route).
+_OTLP_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Accepted; `partial_success` counts the rejected items and says why"},
+    **{
+        status: {"model": otlp_schemas.OtlpStatus, "description": description}
+        for status, description in {
+            400: "The body cannot be decoded",
+            401: "Missing or invalid API key",
+            403: "The key may not write (suspended customer)",
+            415: "Content-Type or Content-Encoding not supported",
+            429: "Too many failed authentication attempts; retry after Retry-After",
+        }.items()
     },
 }
 
@@ -88,7 +98,7 @@ def _reply(message: Any, encoding: decode.Encoding, outcome: service.ExportOutco
     )
 
 
-@ingest_router.post("/v1/traces", response_class=Response, openapi_extra=_OTLP_DOC)
+@ingest_router.post("/v1/traces", response_class=Response, responses=_OTLP_RESPONSES, openapi_extra=_OTLP_BODY)
 def export_traces(request: Request, body: RawBody, session: SessionDep, principal: PrincipalDep) -> Response:
     """OTLP/HTTP trace export (protobuf or JSON, optionally gzip): each LLM span becomes a quality record, and its
     gen_ai.evaluation.result events become the record's scores. Non-LLM spans are skipped and counted."""
@@ -102,7 +112,7 @@ def export_traces(request: Request, body: RawBody, session: SessionDep, principa
     return _reply(response, encoding, outcome)
 
 
-@ingest_router.post("/v1/logs", response_class=Response, openapi_extra=_OTLP_DOC)
+@ingest_router.post("/v1/logs", response_class=Response, responses=_OTLP_RESPONSES, openapi_extra=_OTLP_BODY)
 def export_logs(request: Request, body: RawBody, session: SessionDep, principal: PrincipalDep) -> Response:
     """OTLP/HTTP log export: gen_ai.evaluation.result events become scores on the evaluated request, matched by
     gen_ai.response.id or the log record's span context; other log records are rejected with a reason."""

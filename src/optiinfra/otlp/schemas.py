@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
+
+
+class OtlpStatus(BaseModel):
+    """The google.rpc.Status an OTLP/HTTP error carries (shown here in its JSON form; protobuf when the request was
+    protobuf)."""
+
+    code: int = Field(description="google.rpc.Code: 3 invalid argument, 16 unauthenticated, 14 unavailable, ...")
+    message: str
+    details: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class NotUnderstoodItem(BaseModel):
