@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -29,7 +30,9 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
+from sqlalchemy.orm import Session
 
+from optiinfra.quality import monitoring_store
 from tests.otlp.conftest import OtlpServer, OtlpTenant, rows_of, wait_for
 
 GENAI = {
@@ -180,6 +183,20 @@ def test_a_record_without_evaluations_counts_for_latency_not_as_a_score(
     assert baseline["avg_overall_score"] == pytest.approx(0.85)
     assert baseline["metadata"]["components"]["overall_quality_score"]["n"] == 50
     assert baseline["metadata"]["latency_ms"]["n"] == 60
+    # The continuous monitoring's aggregates: every record counts for latency, only the scored ones for quality.
+    with Session(otlp_server.engine) as session:
+        now = datetime.now(UTC) + timedelta(minutes=1)
+        reference = monitoring_store.reference_from_db(
+            session, otlp_tenant.customer_id, "gpt-4o", "v7", None, now, [],
+            low_quantile=0.02, toxic_threshold=0.5, min_records=1,
+        )  # fmt: skip
+        assert reference is not None
+        (cells,) = monitoring_store.window_cells(
+            session, otlp_tenant.customer_id, "gpt-4o", "v7", now, (60,), reference.thresholds, 0.5
+        ).values()
+    totals = {name: float(values.sum()) for name, values in cells.values.items()}
+    assert (totals["n"], totals["lat_n"], totals["ov_n"]) == (60, 60, 50)
+    assert totals["ov_s"] / totals["ov_n"] == pytest.approx(0.85)
     verdict = otlp_tenant.client.request(
         "POST",
         "/quality/detect",

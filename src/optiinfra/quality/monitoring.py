@@ -43,6 +43,7 @@ from optiinfra.quality.settings import QualitySettings
 # The sufficient statistics of a group of requests (a cell of a window, or of a reference day).
 AGG_FIELDS = (
     "n",
+    "ov_n",  # records with an overall score (OTLP records whose evaluations have not arrived have none yet)
     "ov_s",
     "ov_q",
     "rel_n",
@@ -82,12 +83,12 @@ class Metric:
 
 
 METRICS: tuple[Metric, ...] = (
-    Metric("overall_quality_score", RegressionType.QUALITY_DROP, "mean", "n", "ov_s", "ov_q", False),
+    Metric("overall_quality_score", RegressionType.QUALITY_DROP, "mean", "ov_n", "ov_s", "ov_q", False),
     Metric("relevance_score", RegressionType.QUALITY_DROP, "mean", "rel_n", "rel_s", "rel_q", False),
     Metric("coherence_score", RegressionType.QUALITY_DROP, "mean", "coh_n", "coh_s", "coh_q", False),
     Metric("factuality_score", RegressionType.QUALITY_DROP, "mean", "fac_n", "fac_s", "fac_q", False),
-    Metric("low_score_share", RegressionType.QUALITY_DROP, "share", "n", "low_k", None, True),
-    Metric("hallucination_rate", RegressionType.HALLUCINATION_SPIKE, "share", "n", "hal_k", None, True),
+    Metric("low_score_share", RegressionType.QUALITY_DROP, "share", "ov_n", "low_k", None, True),
+    Metric("hallucination_rate", RegressionType.HALLUCINATION_SPIKE, "share", "ov_n", "hal_k", None, True),
     Metric("toxic_share", RegressionType.TOXICITY_INCREASE, "share", "tox_n", "toxic_k", None, True),
     Metric("toxicity_mean", RegressionType.TOXICITY_INCREASE, "mean", "tox_n", "tox_s", "tox_q", True),
     Metric("latency_share_above_p50", RegressionType.LATENCY_INCREASE, "share", "lat_n", "p50_k", None, True),
@@ -186,6 +187,7 @@ def aggregate_numpy(
         clean = np.where(present, values, 0.0)
         return total(present.astype(float)), total(clean), total(clean * clean)
 
+    overall = moments(columns.overall)
     rel = moments(columns.relevance)
     coh = moments(columns.coherence)
     fac = moments(columns.factuality)
@@ -196,8 +198,9 @@ def aggregate_numpy(
     toxicity = np.where(np.isfinite(columns.toxicity), columns.toxicity, -np.inf)
     values = {
         "n": total(),
-        "ov_s": total(columns.overall),
-        "ov_q": total(columns.overall * columns.overall),
+        "ov_n": overall[0],
+        "ov_s": overall[1],
+        "ov_q": overall[2],
         "rel_n": rel[0],
         "rel_s": rel[1],
         "rel_q": rel[2],
@@ -735,7 +738,7 @@ def harm(metric: Metric, verdict: MetricVerdict, cells: Cells, settings: Quality
         return 100.0 * effect
     if metric.name == "low_score_share":
         low_k, low_s = float(cells.values["low_k"].sum()), float(cells.values["low_s"].sum())
-        n, total = float(cells.values["n"].sum()), float(cells.values["ov_s"].sum())
+        n, total = float(cells.values["ov_n"].sum()), float(cells.values["ov_s"].sum())
         mean_all = total / n if n else 1.0
         low_mean = low_s / low_k if low_k else 0.0
         loss = max(0.0, (mean_all - low_mean) / max(mean_all, 1e-9))

@@ -31,6 +31,8 @@ _ROUTE = "coalesce(m.metadata->>'route', '')"
 _HOUR = "CAST(extract(hour FROM m.timestamp AT TIME ZONE 'UTC') AS integer)"
 _DAY = "CAST(floor(extract(epoch FROM m.timestamp) / 86400) AS bigint)"
 _KEY = "m.customer_id = :customer_id AND m.model_name = :model_name AND m.model_version = :model_version"
+# A record stored before its evaluations arrived (OTLP, metadata.scores_pending) has no overall score yet.
+_OVERALL = "(CASE WHEN m.metadata ? 'scores_pending' THEN NULL ELSE m.overall_quality_score END)"
 _THRESHOLDS = (
     "LEFT JOIN unnest(CAST(:t_route AS text[]), CAST(:t_hour AS integer[]), CAST(:t_low AS double precision[]), "
     "CAST(:t_p50 AS double precision[]), CAST(:t_p95 AS double precision[])) AS t(route, hour, low, p50, p95) "
@@ -53,12 +55,13 @@ def _aggregates(condition: str) -> list[str]:
 
     columns = {
         "n": count(),
-        "ov_s": total("m.overall_quality_score"),
-        "ov_q": total("m.overall_quality_score * m.overall_quality_score"),
+        "ov_n": f"count({_OVERALL}) FILTER (WHERE {condition})",
+        "ov_s": total(_OVERALL),
+        "ov_q": total(f"{_OVERALL} * {_OVERALL}"),
         "hal_k": count(" AND m.hallucination_detected"),
         "toxic_k": count(" AND m.toxicity_score >= :toxic_threshold"),
-        "low_k": count(" AND m.overall_quality_score < t.low"),
-        "low_s": total("m.overall_quality_score", " AND m.overall_quality_score < t.low"),
+        "low_k": count(f" AND {_OVERALL} < t.low"),
+        "low_s": total(_OVERALL, f" AND {_OVERALL} < t.low"),
         "lat_n": f"count(m.latency_ms) FILTER (WHERE {condition})",
         "p50_k": count(" AND m.latency_ms > t.p50"),
         "p95_k": count(" AND m.latency_ms > t.p95"),
@@ -175,7 +178,7 @@ def reference_from_db(
     quantiles = session.execute(
         text(
             f"SELECT {_ROUTE} AS route, {_HOUR} AS hour, count(*), "  # noqa: S608 (constant SQL)
-            "percentile_cont(:low_quantile) WITHIN GROUP (ORDER BY m.overall_quality_score), "
+            f"percentile_cont(:low_quantile) WITHIN GROUP (ORDER BY {_OVERALL}), "
             "percentile_cont(0.5) WITHIN GROUP (ORDER BY m.latency_ms), "
             "percentile_cont(0.95) WITHIN GROUP (ORDER BY m.latency_ms), "
             f"GROUPING({_HOUR}) AS pooled "

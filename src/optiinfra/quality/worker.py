@@ -169,6 +169,8 @@ def _establish(
         return None
     # The whole-window summary the per-window judge (detect, quality gate) compares with: the last 5,000 records.
     rows = repository.read_window(session, customer_id, model_name, model_version=model_version, end=now, last_n=5000)
+    if all(overall is None for overall in rows.overall):
+        return None  # only records whose evaluations have not arrived (OTLP): no score to summarise yet
     latest = repository.latest_baseline(session, customer_id, model_name, model_version)
     if latest is None:
         baseline_type = BaselineType.INITIAL
