@@ -509,3 +509,91 @@ def test_scale_down_needs_approval(env: Env) -> None:
         recommendation = session.get(Recommendation, uuid.UUID(event.metadata_["recommendation_id"]))
         assert recommendation is not None
         assert (recommendation.type, recommendation.status) == ("scale_down", RecommendationStatus.PENDING)
+
+
+def _rollout(env: Env, optimization_id: uuid.UUID, simulator: SimulatorExecutor, **gate: Any) -> tuple[Any, uuid.UUID]:
+    runner = build_runner(env.factory, env.data_dir)
+    runner.register(make_rollout(lambda context: simulator))
+    rollout_id = runner.create(
+        "spot_migration_rollout",
+        customer_id=env.customer_id,
+        agent_id=env.cost_agent_id,
+        input_data={"optimization_id": str(optimization_id), "gate": {**FAST_GATE, **gate}},
+        actor=OPERATOR,
+    )
+    return runner, rollout_id
+
+
+def test_a_regression_of_the_ten_percent_arm_against_its_control_undoes_it_and_rolls_back(env: Env) -> None:
+    _, optimization_id = approved_spot_migration(env)
+    simulator = SimulatorExecutor(env.data_dir / "fleet-10.json")
+    runner, rollout_id = _rollout(env, optimization_id, simulator)
+    worse = replace(Traffic(), overall_factor=0.8, hallucination_rate=0.25)
+    status = drive(
+        env,
+        runner,
+        rollout_id,
+        lambda phase, started: phase_traffic(env, optimization_id, started, worse, Traffic(), f"bad-{phase}"),
+    )
+    assert status is WorkflowStatus.FAILED
+    assert set(simulator.capacity().values()) == {"on_demand"}
+    with env.factory() as session:
+        optimization = session.get(Optimization, optimization_id)
+        assert optimization is not None
+        assert optimization.status is OptimizationStatus.ROLLED_BACK
+        phase_10 = session.scalar(
+            select(WorkflowStep).where(
+                WorkflowStep.workflow_execution_id == rollout_id, WorkflowStep.step_name == "phase_10"
+            )
+        )
+        assert phase_10 is not None
+        assert phase_10.error_details is not None
+        gate = phase_10.error_details["details"]["gate"]
+        assert gate["undone_phases"] == ["phase_10"]
+        (verdict,) = gate["verdicts"]
+        assert verdict["control_source"] == "concurrent"
+        assert (
+            verdict["changed"]["components"]["overall_quality_score"]["mean"]
+            < (verdict["control"]["components"]["overall_quality_score"]["mean"])
+        )
+
+
+def test_a_drift_that_moves_both_arms_alike_is_not_a_regression(env: Env) -> None:
+    """The afternoon is slower and a little worse for everyone: the control moves too, so the change passes."""
+    _, optimization_id = approved_spot_migration(env)
+    simulator = SimulatorExecutor(env.data_dir / "fleet-drift.json")
+    runner, rollout_id = _rollout(env, optimization_id, simulator)
+    afternoon = replace(Traffic(), overall_factor=0.85, latency_median_ms=1200.0, hallucination_rate=0.08)
+
+    def drifting(phase: str, started: datetime) -> None:
+        profile = Traffic() if phase == "phase_10" else afternoon  # the drift starts during the rollout
+        phase_traffic(env, optimization_id, started, profile, profile, f"d-{phase}")
+
+    assert drive(env, runner, rollout_id, drifting) is WorkflowStatus.COMPLETED
+
+
+def test_too_little_traffic_by_the_deadline_pauses_and_resume_goes_on(env: Env) -> None:
+    _, optimization_id = approved_spot_migration(env)
+    simulator = SimulatorExecutor(env.data_dir / "fleet-pause.json")
+    runner, rollout_id = _rollout(env, optimization_id, simulator, deadline_seconds=1)
+    status = runner.run(rollout_id, OPERATOR)
+    assert status is WorkflowStatus.WAITING
+    time.sleep(1.2)
+    assert runner.run(rollout_id, OPERATOR) is WorkflowStatus.PAUSED  # never a silent pass
+    with env.factory() as session:
+        paused = session.get(WorkflowExecution, rollout_id)
+        assert paused is not None
+        assert paused.metadata_["paused"]["phase"] == "phase_10"
+        assert "not enough traffic" in paused.metadata_["paused"]["reason"]
+    assert simulator.capacity()  # phase 10 stays applied while a human decides
+    assert runner.resume(rollout_id, Principal.operator(), "traffic is low on Sundays") is WorkflowStatus.RUNNING
+    assert runner.run(rollout_id, OPERATOR) is WorkflowStatus.WAITING  # on to phase 50, which waits again
+    with env.factory() as session:
+        steps = {
+            s.step_name: s
+            for s in session.scalars(select(WorkflowStep).where(WorkflowStep.workflow_execution_id == rollout_id))
+        }
+        assert steps["phase_10"].status is StepStatus.COMPLETED
+        assert steps["phase_10"].output_data["gate"]["verdict"] == "passed_by_human"
+        assert steps["phase_10"].output_data["gate"]["decision"]["note"] == "traffic is low on Sundays"
+        assert steps["phase_50"].status is StepStatus.WAITING
