@@ -1,16 +1,15 @@
-"""A workflow with a slow step, run in a child process by tests/cli/test_worker_kill.py and killed mid-step."""
+"""A workflow with a slow step, run by a queue worker in a child process (tests/workflows/test_durable_processes.py)
+and killed mid-step."""
 
 from __future__ import annotations
 
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine
 
-from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import WorkflowType
 from optiinfra.workflows.engine import StepContext, StepDefinition, WorkflowDefinition, WorkflowRunner
@@ -38,5 +37,10 @@ def runner_for(url: str, data_dir: Path) -> WorkflowRunner:
     return runner
 
 
-if __name__ == "__main__":  # python -m tests.workflows.slow_workflow URL DATA_DIR EXECUTION_ID
-    runner_for(sys.argv[1], Path(sys.argv[2])).run(uuid.UUID(sys.argv[3]), Principal.system("child"))
+if __name__ == "__main__":  # python -m tests.workflows.slow_workflow URL DATA_DIR: a queue worker for it
+    from sqlalchemy.engine import make_url
+
+    from optiinfra.workflows import queue
+
+    worker_runner = runner_for(sys.argv[1], Path(sys.argv[2]))
+    queue.Worker(make_url(sys.argv[1]), worker_runner.advance, worker_runner.factory, concurrency=1).run()

@@ -24,6 +24,7 @@ from optiinfra.models import (
     Event,
     Optimization,
     OptimizationStatus,
+    StepStatus,
     WorkflowExecution,
     WorkflowStatus,
     WorkflowStep,
@@ -33,8 +34,10 @@ from optiinfra.workflows.service import build_runner
 from tests.conftest import url_for_env
 from tests.factories import make_customer
 from tests.workflows.conftest import Env
+from tests.workflows.slow_workflow import runner_for
 from tests.workflows.test_spot_and_scaling import OPERATOR, approved_spot_migration, phase_traffic
 
+ROOT = Path(__file__).resolve().parents[2]
 GATE = {"bake_seconds": 3, "min_samples": 40, "deadline_seconds": 180, "poll_seconds": 1}
 
 
@@ -144,4 +147,70 @@ def test_a_rollout_waits_for_evidence_and_survives_a_killed_worker(database_url:
             )
         )
     assert completions == 1
+    engine.dispose()
+
+
+def test_a_worker_killed_mid_step_is_replaced_and_the_step_is_retried_once(database_url: URL, tmp_path: Path) -> None:
+    engine = create_engine(database_url)
+    migrations.upgrade(engine)
+    factory = make_session_factory(engine)
+    with factory() as session, session.begin():
+        customer = make_customer(session)
+        agent = Agent(type=AgentType.ORCHESTRATOR, name=f"kill-{uuid.uuid4().hex[:6]}")
+        session.add(agent)
+        session.flush()
+        customer_id, agent_id = customer.id, agent.id
+    url = url_for_env(database_url)
+    runner = runner_for(url, tmp_path)
+    execution_id = runner.create(
+        "slow_test_workflow", customer_id=customer_id, agent_id=agent_id, input_data={"sleep": 60}, actor=OPERATOR
+    )
+    child_env = {**os.environ, "OPTIINFRA_STALLED_WORKER_SECONDS": "3"}
+    command = [sys.executable, "-m", "tests.workflows.slow_workflow", url, str(tmp_path)]
+    first = subprocess.Popen(command, cwd=ROOT, env=child_env)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        deadline = time.monotonic() + 60
+        while True:  # wait until the slow step runs in the first worker
+            with factory() as session:
+                slow = session.scalar(
+                    select(WorkflowStep).where(
+                        WorkflowStep.workflow_execution_id == execution_id, WorkflowStep.step_name == "slow"
+                    )
+                )
+                if slow is not None and slow.status is StepStatus.RUNNING:
+                    break
+            assert time.monotonic() < deadline, "the first worker never reached the slow step"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        with factory() as session, session.begin():  # make the retry quick
+            row = session.get(WorkflowExecution, execution_id)
+            assert row is not None
+            row.input_data = {"sleep": 0}
+        second = subprocess.Popen(command, cwd=ROOT, env=child_env)
+        deadline = time.monotonic() + 90
+        while True:
+            with factory() as session:
+                row = session.get(WorkflowExecution, execution_id)
+                assert row is not None
+                if row.status is WorkflowStatus.COMPLETED:
+                    break
+            assert time.monotonic() < deadline, (row.status, row.metadata_)
+            time.sleep(0.3)
+    finally:
+        for child in (first, second):
+            if child is not None and child.poll() is None:
+                child.send_signal(signal.SIGKILL)
+                child.wait(10)
+    with factory() as session:
+        steps = session.scalars(
+            select(WorkflowStep)
+            .where(WorkflowStep.workflow_execution_id == execution_id)
+            .order_by(WorkflowStep.step_order)
+        ).all()
+        assert [s.status for s in steps] == [StepStatus.COMPLETED] * 3
+        assert steps[1].retry_count == 1
+        assert steps[1].error_details is not None
+        assert steps[1].error_details["type"] == "crashed"
     engine.dispose()
