@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -147,3 +148,29 @@ def test_cancelling_a_finished_workflow_changes_nothing(
     add_fleet(api_server, tenant, resource_agent.agent_id, hours=1, levels=[50])
     run = resource_agent.client.wait_for_workflow(resource_agent.client.decide_scaling(tenant.id, window_minutes=30).id)
     assert operator.cancel_workflow(run.id).status == "completed"
+
+
+def test_cancelling_a_waiting_rollout_is_honoured_at_once_and_undoes_it(
+    api_server: Server, tenant: Tenant, cost_agent: AgentHandle, resource_agent: AgentHandle, operator: OptiInfraClient
+) -> None:
+    add_fleet(api_server, tenant, resource_agent.agent_id, hours=30, levels=[60, 62, 58])
+    analysis = cost_agent.client.wait_for_workflow(
+        cost_agent.client.analyze_spot_migration(tenant.id, lookback_days=2).id
+    )
+    recommendation_id = uuid.UUID(analysis.steps[2].output_data["recommendation_id"])
+    decision = tenant.client.approve(recommendation_id, "go")
+    assert decision.optimization is not None
+    rollout = cost_agent.client.roll_out_spot_migration(decision.optimization.id)  # default bake: 10 minutes
+    deadline = time.monotonic() + 60
+    while (run := operator.get_workflow(rollout.id)).status != "waiting":
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.2)
+    assert run.waiting_for is not None
+    assert run.waiting_for["phase"] == "phase_10"
+    assert run.waiting_for["until"] >= run.waiting_for["bake_until"]  # the next look is after the bake time
+    assert operator.cancel_workflow(rollout.id).status == "cancelling"
+    ended = operator.wait_for_workflow(rollout.id, timeout=30)  # not ten minutes: the cancel is not queued behind
+    assert ended.status == "cancelled"
+    assert ended.error_details is not None
+    assert ended.error_details["undone"] == {"undone_phases": ["phase_10"], "rolled_back": True}
+    assert cost_agent.client.get_optimization(decision.optimization.id).status == "rolled_back"

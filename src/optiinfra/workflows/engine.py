@@ -369,7 +369,9 @@ class WorkflowRunner:
         if status is S.WAITING:
             until = execution.metadata_.get("waiting", {}).get("until")
             if until and datetime.fromisoformat(until) > _now() + timedelta(seconds=1):
-                return status  # woken early by a duplicate job; the job for `until` is queued
+                # Woken early (a job deferred by recovery): look again at the time the step asked for.
+                queue.enqueue(session, execution_id, at=datetime.fromisoformat(until))
+                return status
         recorded = list(
             session.scalars(
                 select(WorkflowStep.step_name)

@@ -58,7 +58,18 @@ def job_lock(execution_id: uuid.UUID) -> str:
 
 
 def enqueue(session: Session, execution_id: uuid.UUID, at: datetime | None = None) -> None:
-    """Defer a job that advances the run, in the session's transaction (committed with it)."""
+    """Defer the job that advances the run next, in the session's transaction (committed with it).
+
+    It replaces any job of the run still waiting in the queue: procrastinate starts the jobs of one lock in the
+    order they were deferred, so an earlier wake-up scheduled for later would otherwise hold back, say, a cancel.
+    (The job that is running, if any, is not touched; the new one starts after it.)"""
+    session.execute(
+        text(
+            "SELECT procrastinate_cancel_job_v1(id, false, false) FROM procrastinate_jobs "
+            "WHERE lock = :lock AND status = 'todo'"
+        ),
+        {"lock": job_lock(execution_id)},
+    )
     connection = session.connection().connection.driver_connection
     job = procrastinate_jobs.Job(
         id=None,
