@@ -92,9 +92,10 @@ def main() -> None:
         "stdev_rollout_ms": statistics.pstdev(rollout_ms),
     }
     path = write_results("workflow_start", result)
+    rollout = result["rollout_start_ms"]
     print(
-        f"POST rollout: median {result['rollout_start_ms']['median']:.0f} ms, p95 {result['rollout_start_ms']['p95']:.0f}"
-        f" ms; POST analysis: median {result['analysis_start_ms']['median']:.0f} ms; "
+        f"POST rollout: median {rollout['median']:.0f} ms, p95 {rollout['p95']:.0f} ms; "
+        f"POST analysis: median {result['analysis_start_ms']['median']:.0f} ms; "
         f"{result['runs_taken_by_worker']}/{result['runs']} runs taken by the worker -> {path}"
     )
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -59,6 +60,7 @@ class World:
     optimization_id: str
     regression_id: str
     scaling_event_id: str
+    workflow_id: str
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -72,6 +74,7 @@ class World:
             "optimization_id": self.optimization_id,
             "regression_id": self.regression_id,
             "scaling_event_id": self.scaling_event_id,
+            "workflow_id": self.workflow_id,
             "config_key": "validation.limit",
             "resource": "validation-gpu-cluster",
             "capability_name": VALIDATION_CAPABILITY,
@@ -111,7 +114,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
     report = as_customer.request("POST", "/quality/detect", json=QUALITY_WINDOW)
     assert report["verdict"] == "regression", report
     scaling = as_agent.request("POST", "/resources/scaling-events", json=scaling_event(str(customer.id)))
-    as_agent.request("POST", "/workflows/spot-migration/analyze", json={"customer_id": str(customer.id)})
+    run = as_agent.request("POST", "/workflows/spot-migration/analyze", json={"customer_id": str(customer.id)})
     return World(
         keys={"operator": api_server.operator_key, "customer": customer.api_key, "agent": agent.api_key},
         customer_id=str(customer.id),
@@ -120,6 +123,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
         optimization_id=str(decision.optimization.id),
         regression_id=report["regressions"][0]["id"],
         scaling_event_id=scaling["id"],
+        workflow_id=run["id"],
     )
 
 
@@ -148,7 +152,15 @@ def assert_invalid(response: httpx.Response, *location: str) -> list[dict[str, A
 
 
 def event_count(api_server: Server) -> int:
+    """Events so far, once the server's workflow worker has nothing in hand (it writes events as runs advance)."""
+    deadline = time.monotonic() + 60
     with api_server.engine.connect() as connection:
+        while connection.execute(
+            text("SELECT count(*) FROM workflow_executions WHERE status IN ('pending', 'running', 'cancelling')")
+        ).scalar_one():
+            assert time.monotonic() < deadline, "a workflow run never settled"
+            connection.rollback()
+            time.sleep(0.1)
         return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
 
 
@@ -304,6 +316,9 @@ BODY_ENDPOINTS = {
     ),
     "decide scaling": BodyEndpoint(
         "POST", "/api/v1/workflows/scaling-decision", "operator", lambda w: {"customer_id": w.customer_id}
+    ),
+    "resume workflow": BodyEndpoint(
+        "POST", "/api/v1/workflows/{workflow_id}/resume", "operator", lambda w: {"note": "looks fine"}
     ),
 }
 

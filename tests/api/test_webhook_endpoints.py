@@ -156,7 +156,16 @@ def test_with_private_endpoints_allowed_a_local_agent_receives_every_phase_call(
     agent = make_agent(AgentType.COST, endpoint=fleet_endpoint)
     optimization_id = approved_spot_migration(agent, tenant)
 
-    run = finished(agent.client, agent.client.roll_out_spot_migration(optimization_id, executor="webhook"))
+    # No traffic reaches the fleet here: every phase pauses at its deadline and the customer decides to go on.
+    run = agent.client.roll_out_spot_migration(
+        optimization_id, executor="webhook", bake_seconds=0, min_samples=10, deadline_seconds=1, poll_seconds=1
+    )
+    for _ in range(3):
+        run = tenant.client.wait_for_workflow(run.id, timeout=60)
+        if run.status != "paused":
+            break
+        tenant.client.resume_workflow(run.id, "no traffic in this test")
+    run = finished(agent.client, run)
 
     assert run.status == "completed", run.error_details
     assert [(call["path"], call["phase"]) for call in FleetAgent.calls] == [

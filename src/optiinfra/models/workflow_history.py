@@ -33,13 +33,13 @@ class WorkflowType(enum.StrEnum):
 class WorkflowStatus(enum.StrEnum):
     PENDING = "pending"
     RUNNING = "running"
-    WAITING = "waiting"  # a step waits for time or evidence; no worker holds it
-    PAUSED = "paused"  # a step asks a human: resume or abort
-    CANCELLING = "cancelling"  # a cancel was requested; honoured at the next safe point
     COMPLETED = "completed"
     FAILED = "failed"
     CANCELLED = "cancelled"
     TIMEOUT = "timeout"
+    WAITING = "waiting"  # a step waits for time or evidence; no worker holds it
+    PAUSED = "paused"  # a step asks a human: resume or abort
+    CANCELLING = "cancelling"  # a cancel was requested; honoured at the next safe point
 
 
 class StepStatus(enum.StrEnum):
