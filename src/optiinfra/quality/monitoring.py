@@ -245,6 +245,11 @@ def _num(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
+def _json_num(value: float) -> float | None:
+    """A number for JSON (JSONB has no NaN): NaN is written as null."""
+    return None if math.isnan(value) else float(value)
+
+
 @dataclass
 class Thresholds:
     """Per (route, hour): the low-score threshold and the latency median and p95; per route: pooled values."""
@@ -279,8 +284,8 @@ class Thresholds:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "cells": [[route, hour, *values] for (route, hour), values in sorted(self.cells.items())],
-            "routes": {route: list(values) for route, values in sorted(self.routes.items())},
+            "cells": [[route, hour, *map(_json_num, values)] for (route, hour), values in sorted(self.cells.items())],
+            "routes": {route: [_json_num(v) for v in values] for route, values in sorted(self.routes.items())},
         }
 
     @staticmethod
