@@ -354,8 +354,16 @@ def test_agent_keys_name_the_customer_in_the_resource(otlp_server: OtlpServer, o
         headers=headers,
     )
     assert named.json() == {}
+    assert named.headers["X-OptiInfra-Stored"] == "1"
     (row,) = rows_of(otlp_server.engine, otlp_tenant.customer_id).values()
     assert row["agent_id"] == otlp_tenant.agent_id
+    # The exporter retrying the same export: nothing is stored twice.
+    again = httpx.post(
+        f"{otlp_server.base_url}/v1/traces", content=named.request.content, headers=named.request.headers
+    )
+    assert again.json() == {}
+    assert (again.headers["X-OptiInfra-Stored"], again.headers["X-OptiInfra-Duplicates"]) == ("0", "1")
+    assert len(rows_of(otlp_server.engine, otlp_tenant.customer_id)) == 1
 
 
 def _raw_evaluation(response_id: str, score: float) -> dict[str, Any]:
