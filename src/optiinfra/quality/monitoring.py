@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -335,6 +335,9 @@ class Reference:
     start: str | None = None
     end: str | None = None
     tail_slope: float = DEFAULT_TAIL_SLOPE  # the p95 statistic subtracts this times the median share's excess
+    load_slope: float = 0.0  # the median share's expected value moves by this x log(volume / usual volume)
+    tail_load_slope: float = 0.0  # the p95 share's, likewise
+    hour_volume: list[float] = field(default_factory=lambda: [0.0] * 24)  # usual records per hour of day
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -350,6 +353,9 @@ class Reference:
             "start": self.start,
             "end": self.end,
             "tail_slope": self.tail_slope,
+            "load_slope": self.load_slope,
+            "tail_load_slope": self.tail_load_slope,
+            "hour_volume": self.hour_volume,
         }
 
     @staticmethod
@@ -370,6 +376,9 @@ class Reference:
             start=data.get("start"),
             end=data.get("end"),
             tail_slope=float(data.get("tail_slope", DEFAULT_TAIL_SLOPE)),
+            load_slope=float(data.get("load_slope", 0.0)),
+            tail_load_slope=float(data.get("tail_load_slope", 0.0)),
+            hour_volume=[float(v) for v in data.get("hour_volume", [0.0] * 24)],
         )
 
 
@@ -432,11 +441,15 @@ def build_reference(day_cells: Cells, thresholds: Thresholds, *, start: str | No
             tau2[metric.name] = max(estimated, prior if metric.name == "latency_share_above_p50" else prior / 4)
         else:
             tau2[metric.name] = prior
+    median, tail = METRIC_BY_NAME["latency_share_above_p50"], METRIC_BY_NAME["latency_share_above_p95"]
+    load_slope, hour_volume, r50, s50, ok50 = _load_adjustment(median, day_cells, row_cell, kept[median.name], days)
+    tail_load_slope, _, r95, s95, ok95 = _load_adjustment(tail, day_cells, row_cell, kept[tail.name], days)
+    if days >= 3 and ok50.sum() >= 2:
+        left = max(0.0, float(np.mean(r50[ok50] ** 2 - s50[ok50]))) * days / (days - 1)
+        tau2[median.name] = max(left, prior_tau(median, 0.5) ** 2)
     tail_slope = DEFAULT_TAIL_SLOPE
     if "latency_share_above_p95" in tau2:
-        tail_slope, tail_tau2 = _tail_adjustment(
-            day_cells, row_cell, kept["latency_share_above_p50"], kept["latency_share_above_p95"], days
-        )
+        tail_slope, tail_tau2 = _tail_adjustment((r50, s50, ok50), (r95, s95, ok95), days)
         level = float(
             np.nansum(kept["latency_share_above_p95"][0] * summed["lat_n"]) / max(float(summed["lat_n"].sum()), 1.0)
         )
@@ -452,6 +465,9 @@ def build_reference(day_cells: Cells, thresholds: Thresholds, *, start: str | No
         start=start,
         end=end,
         tail_slope=tail_slope,
+        load_slope=load_slope,
+        tail_load_slope=tail_load_slope,
+        hour_volume=hour_volume,
     )
 
 
@@ -473,19 +489,20 @@ def _block_residuals(
     row_cell: NDArray[np.int64],
     cell_mean: NDArray[np.float64],
     cell_var: NDArray[np.float64],
-) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
-    """Per (day, hour) block: the mean residual around the reference, its sampling variance, n, and usability."""
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_], NDArray[np.int64]]:
+    """Per (day, hour) block: the mean residual around the reference, its sampling variance, n, usability, and the
+    block's key (day * 24 + hour)."""
     assert day_cells.day is not None
     n = day_cells.values[metric.n_field]
     s = day_cells.values[metric.sum_field]
     mu = cell_mean[row_cell]
     ok = (n > 0) & np.isfinite(mu)
     block = day_cells.day * 24 + day_cells.hour
-    _, block_index = np.unique(block[ok], return_inverse=True)
+    blocks, block_index = np.unique(block[ok], return_inverse=True)
     block_n = np.bincount(block_index, weights=n[ok]).astype(float)
     residual = np.bincount(block_index, weights=(s - n * mu)[ok]) / np.maximum(block_n, 1)
     sampling = np.bincount(block_index, weights=(n * cell_var[row_cell])[ok]) / np.maximum(block_n, 1) ** 2
-    return residual, sampling, block_n, block_n >= MIN_CELL
+    return residual, sampling, block_n, block_n >= MIN_CELL, blocks
 
 
 def _between_day_variance(
@@ -496,26 +513,54 @@ def _between_day_variance(
     cell_var: NDArray[np.float64],
 ) -> float:
     """tau^2: the variance of (day, hour) means around the reference beyond what sampling explains."""
-    residual, sampling, _, usable = _block_residuals(metric, day_cells, row_cell, cell_mean, cell_var)
+    residual, sampling, _, usable, _ = _block_residuals(metric, day_cells, row_cell, cell_mean, cell_var)
     if usable.sum() < 2:
         return 0.0
     return max(0.0, float(np.mean(residual[usable] ** 2 - sampling[usable])))
 
 
-def _tail_adjustment(
+def _load_adjustment(
+    metric: Metric,
     day_cells: Cells,
     row_cell: NDArray[np.int64],
-    stats50: tuple[NDArray[np.float64], NDArray[np.float64]],
-    stats95: tuple[NDArray[np.float64], NDArray[np.float64]],
+    stats: tuple[NDArray[np.float64], NDArray[np.float64]],
+    days: int,
+) -> tuple[float, list[float], NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
+    """(beta, volume per hour of day, load-adjusted block residuals, their sampling variance, usability) of a
+    latency share.
+
+    Latency rises with load: on a busier day than usual every hour is slower. The reference measures its volume per
+    hour of day, and beta, the slope of the share's (day, hour) residuals on the log of that block's volume over its
+    hour's usual volume; a window's expected share then moves by beta x log(its volume / the usual volume of its
+    hours). Before 3 days, beta is 0."""
+    residual, sampling, block_n, usable, blocks = _block_residuals(metric, day_cells, row_cell, *stats)
+    hours = (blocks % 24).astype(np.int64)
+    totals = np.bincount(hours, weights=block_n, minlength=24)
+    counts = np.bincount(hours, minlength=24)
+    hour_volume = np.where(counts > 0, totals / np.maximum(counts, 1), 0.0)
+    volumes = [float(v) for v in hour_volume]
+    if days < 3 or usable.sum() < 2:
+        return 0.0, volumes, residual, sampling, usable
+    x = np.log(np.maximum(block_n, 1.0) / np.maximum(hour_volume[hours], 1.0))
+    denominator = float(np.sum(x[usable] ** 2))
+    beta = float(np.sum(x[usable] * residual[usable])) / denominator if denominator > 0 else 0.0
+    beta = min(max(beta, 0.0), 1.0)
+    return beta, volumes, residual - beta * x, sampling, usable
+
+
+def _tail_adjustment(
+    adjusted50: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]],
+    adjusted95: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]],
     days: int,
 ) -> tuple[float, float]:
-    """(b, tau^2) of the tail statistic: the share above p95 minus b times the share above the median.
+    """(b, tau^2) of the tail statistic: the p95 share's excess minus b times the median share's excess (both net
+    of load).
 
-    Load and day-to-day conditions move the whole latency distribution, so both shares rise together; a change of
-    the tail alone moves only the first. b is the slope of the p95 share's day residuals on the median share's
+    Day-to-day conditions move the whole latency distribution, so both shares rise together; a change of the tail
+    alone moves only the first. b is the slope of the p95 share's day residuals on the median share's
     (DEFAULT_TAIL_SLOPE before 3 days), and tau^2 the day-to-day variance left after the adjustment."""
-    r50, s50, _, usable = _block_residuals(METRIC_BY_NAME["latency_share_above_p50"], day_cells, row_cell, *stats50)
-    r95, s95, _, _ = _block_residuals(METRIC_BY_NAME["latency_share_above_p95"], day_cells, row_cell, *stats95)
+    r50, s50, usable = adjusted50
+    r95, s95, _ = adjusted95
     if days < 3 or usable.sum() < 2:
         return DEFAULT_TAIL_SLOPE, 0.0
     x, y = r50[usable], r95[usable]
@@ -641,8 +686,9 @@ def judge_window(
     settings: QualitySettings,
     window_minutes: int,
     z_star: float,
+    now: datetime | None = None,
 ) -> list[MetricVerdict]:
-    """Every metric's verdict on one window's cells."""
+    """Every metric's verdict on one window's cells (the window [now - window_minutes, now))."""
     compiled = _compile(reference)
     route_ids = np.array([compiled.route_index.get(route, -1) for route in cells.route], dtype=np.int64)
     known = route_ids >= 0
@@ -650,6 +696,7 @@ def judge_window(
     hours = cells.hour[known]
     verdicts = []
     median = METRIC_BY_NAME["latency_share_above_p50"]
+    log_load = _log_load(reference, cells, window_minutes, now)
     for metric in METRICS:
         n_c = cells.values[metric.n_field][known]
         s_c = cells.values[metric.sum_field][known]
@@ -690,6 +737,10 @@ def judge_window(
         first[group] = np.arange(group.size)
         o = float(s_c.sum())
         e = float((n_c * mu).sum())
+        if metric.name == median.name:
+            e += n * reference.load_slope * log_load
+        elif tail:
+            e += n * (reference.tail_load_slope - reference.tail_slope * reference.load_slope) * log_load
         v_cur = float((n_c * var).sum())
         v_ref = float((group_n**2 * var[first] / np.maximum(big_n[first], 1.0)).sum())
         v_between = float((group_n**2 * extra[first]).sum()) + n * n * reference.tau2.get(metric.name, 0.0)
@@ -730,6 +781,23 @@ def judge_window(
             verdict.severity = severity_of(verdict.harm, settings)
         verdicts.append(verdict)
     return verdicts
+
+
+def _log_load(reference: Reference, cells: Cells, window_minutes: int, now: datetime | None) -> float:
+    """log(the window's volume / the usual volume of its hours), 0 when unknown."""
+    if now is None or (reference.load_slope == 0.0 and reference.tail_load_slope == 0.0):
+        return 0.0
+    expected = 0.0
+    moment = now - timedelta(minutes=window_minutes)
+    while moment < now:
+        hour_end = moment.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+        segment_end = min(hour_end, now)
+        expected += reference.hour_volume[moment.astimezone(UTC).hour] * (segment_end - moment).total_seconds() / 3600
+        moment = segment_end
+    observed = float(cells.values["lat_n"].sum())
+    if expected <= 0 or observed <= 0:
+        return 0.0
+    return math.log(observed / expected)
 
 
 def harm(metric: Metric, verdict: MetricVerdict, cells: Cells, settings: QualitySettings) -> float:
@@ -775,7 +843,7 @@ def judge_pass(
     z_star = z_threshold(settings)
     per_metric: dict[str, list[MetricVerdict]] = {}
     for minutes, cells in sorted(windows.items()):
-        for verdict in judge_window(reference, cells, settings, minutes, z_star):
+        for verdict in judge_window(reference, cells, settings, minutes, z_star, now):
             verdict.window_start = now - timedelta(minutes=minutes)
             verdict.window_end = now
             per_metric.setdefault(verdict.metric, []).append(verdict)

@@ -76,7 +76,7 @@ class MonitoringSettings(BaseModel):
         default=(1.0, 2.5, 5.0), description="harm (% of request quality lost) where severity is medium, high, critical"
     )
     latency_harm_weight: float = Field(
-        default=0.25, ge=0, le=1, description="loss counted for a request pushed above a latency quantile"
+        default=0.1, ge=0, le=1, description="loss counted for a request pushed above a latency quantile"
     )
 
     @field_validator("windows_minutes")
