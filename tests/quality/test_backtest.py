@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 from optiinfra.auth.principal import Principal
 from optiinfra.cli import app
+from optiinfra.dashboard.routes import templates
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import (
@@ -34,6 +36,7 @@ from optiinfra.models import (
 from optiinfra.quality import service
 from optiinfra.quality.backtest import run_backtest
 from optiinfra.quality.replay import columns_of, replay
+from optiinfra.quality.schemas import Regression
 from optiinfra.quality.settings import QualitySettings, store_settings
 from optiinfra.quality.traffic import Effect, TrafficModel, generate, start_of_day
 from optiinfra.quality.worker import run_monitoring_pass
@@ -219,6 +222,20 @@ def test_monitoring_rolls_back_only_the_optimization_the_evidence_names(live: tu
             assert regression.action_taken is RegressionAction.MANUAL_REVIEW
             named = {entry["optimization_id"] for entry in regression.metadata_["active_optimizations"]}
             assert named == {str(unrelated), str(moved)}
+        # The dashboard's regressions page shows the incident with its evidence and the changes to review.
+        page = SimpleNamespace(items=[Regression.model_validate(r) for r in regressions], next_cursor=None)
+        html = templates.env.get_template("regressions.html").render(
+            page=page,
+            show="open",
+            principal=Principal.operator(),
+            csrf="x",
+            now=datetime.now(UTC),
+            request=SimpleNamespace(url=SimpleNamespace(path="/regressions")),
+        )
+        assert "incident:" in html
+        assert "for its mix of routes and hours" in html
+        assert "no attributable change" in html
+        assert str(unrelated)[:8] in html
     else:
         assert statuses == {unrelated: OptimizationStatus.COMPLETED, moved: OptimizationStatus.ROLLED_BACK}
         assert any(r.action_taken is RegressionAction.ROLLBACK_TRIGGERED for r in severe)
