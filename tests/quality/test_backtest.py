@@ -22,6 +22,7 @@ from optiinfra.cli import app
 from optiinfra.dashboard.routes import templates
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
+from optiinfra.errors import InvalidInputError
 from optiinfra.models import (
     Agent,
     AgentType,
@@ -242,3 +243,15 @@ def test_monitoring_rolls_back_only_the_optimization_the_evidence_names(live: tu
         rolled = next(r for r in severe if r.action_taken is RegressionAction.ROLLBACK_TRIGGERED)
         assert rolled.metadata_["rolled_back_optimization_id"] == str(moved)
         assert rolled.metadata_["attribution"]["by"] == f"metadata.{tag}"
+
+
+def test_files_longer_than_one_batch_are_validated_whole_with_file_indexes() -> None:
+    traffic = generate(TrafficModel(requests_per_day=12_000), start_of_day(3), 0.9, 9)
+    records = traffic.records("m", "v1")
+    assert len(records) > 10_000
+    assert len(service.validate_file_records(records, datetime.now(UTC))) == len(records)
+    records[10_003] = {**records[10_003], "overall_quality_score": 2.0}
+    with pytest.raises(InvalidInputError) as refused:
+        service.validate_file_records(records, datetime.now(UTC))
+    assert refused.value.details["invalid_count"] == 1
+    assert refused.value.details["records"][0]["index"] == 10_003

@@ -134,7 +134,7 @@ def import_file(
     factory = _session_factory()
     started = time.perf_counter()
     try:
-        service.validate_records(records, datetime.now().astimezone())
+        service.validate_file_records(records, datetime.now().astimezone())
     except InvalidInputError as error:
         for bad in error.details.get("records", [])[:20]:
             reasons = "; ".join(f"{p['field']}: {p['message']}" for p in bad["problems"])
@@ -364,7 +364,7 @@ def backtest(
     if not records:
         raise InvalidInputError(f"{file} holds no records.")
     try:
-        service.validate_records(records, datetime.now(UTC) + timedelta(days=36_500))
+        service.validate_file_records(records, datetime.now(UTC) + timedelta(days=36_500))
     except InvalidInputError as error:
         for bad in error.details.get("records", [])[:20]:
             reasons = "; ".join(f"{p['field']}: {p['message']}" for p in bad["problems"])

@@ -62,7 +62,7 @@ def run_backtest(
     """Replay `records` (quality import records) in a scratch database on `server`; see the module's docstring."""
     if not records:
         raise InvalidInputError("The file holds no records.")
-    validated = service.validate_records(list(records), datetime.now(UTC) + timedelta(days=36_500))
+    validated = service.validate_file_records(list(records), datetime.now(UTC) + timedelta(days=36_500))
     name = f"optiinfra_backtest_{uuid.uuid4().hex[:12]}"
     with psycopg.connect(_admin(server), autocommit=True) as connection:
         connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

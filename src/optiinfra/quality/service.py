@@ -41,6 +41,24 @@ def resolve_customer(
     return customer_repository.get_customer(session, Principal.operator(), customer_id, for_update=for_update)
 
 
+def validate_file_records(raw_records: list[dict[str, Any]], now: datetime) -> list[quality_schemas.QualityRecord]:
+    """Validate a file's records of any number, batch by batch; any bad record refuses them all, listing every bad
+    record's index (in the file's order) and reasons."""
+    validated: list[quality_schemas.QualityRecord] = []
+    problems: dict[int, list[dict[str, str]]] = {}
+    for offset in range(0, len(raw_records), quality_schemas.MAX_BATCH):
+        try:
+            validated.extend(validate_records(raw_records[offset : offset + quality_schemas.MAX_BATCH], now))
+        except InvalidInputError as error:
+            if "invalid_count" not in error.details:
+                raise
+            for bad in error.details.get("records", []):
+                problems[offset + int(bad["index"])] = bad["problems"]
+    if problems:
+        refuse_batch(problems, len(raw_records), "records")
+    return validated
+
+
 # --- ingest ----------------------------------------------------------------------------------------------------
 
 
