@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -41,8 +42,11 @@ def _free_port() -> int:
 
 
 @contextmanager
-def running_server(engine: Engine, data_dir: Path, *, auth_failures_per_minute: int = 1_000_000) -> Iterator[Server]:
-    """The app on a migrated database, served by uvicorn on a loopback port in a thread."""
+def running_server(
+    engine: Engine, data_dir: Path, *, auth_failures_per_minute: int = 1_000_000, **config: Any
+) -> Iterator[Server]:
+    """The app on a migrated database, served by uvicorn on a loopback port in a thread; `config` sets further
+    AppConfig fields."""
     operator_key = generate_key(Role.OPERATOR)
     app = create_app(
         AppConfig(
@@ -53,10 +57,12 @@ def running_server(engine: Engine, data_dir: Path, *, auth_failures_per_minute: 
             data_dir=data_dir,
             # The permission tables send hundreds of wrong keys from one address; throttling has its own test.
             auth_failures_per_minute=auth_failures_per_minute,
+            **config,
         )
     )
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    # As `optiinfra serve`: forwarded headers are judged by the app (OPTIINFRA_TRUSTED_PROXIES), not by uvicorn.
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", proxy_headers=False))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
+from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -16,12 +21,15 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import QueuePool
 
 from optiinfra import __version__
 from optiinfra.agent_state.routes import router as agent_state_router
 from optiinfra.agents import service as agent_service
 from optiinfra.agents.routes import router as agents_router
+from optiinfra.api.admission import AdmissionControl
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
+from optiinfra.api.forwarded import TrustedProxies
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
 from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.limiter import AuthFailureLimiter
@@ -30,6 +38,7 @@ from optiinfra.customers.routes import router as customers_router
 from optiinfra.dashboard.routes import install_dashboard
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
+from optiinfra.errors import ConfigurationError
 from optiinfra.events.routes import router as events_router
 from optiinfra.models import Agent, Optimization, QualityRegression, Recommendation
 from optiinfra.otlp.routes import router as otlp_router
@@ -42,6 +51,44 @@ from optiinfra.workflows.service import build_runner
 logger = logging.getLogger("optiinfra.api")
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+# Pooled connections kept for work outside requests: the health sweep, the workflow runner's background threads and
+# a /metrics scrape.
+RESERVED_CONNECTIONS = 4
+# Worker threads beyond the admission limit: static files and the background work above use threads too.
+SPARE_THREADS = 8
+READY_TIMEOUT_SECONDS = 2.0
+SECURE_COOKIES_ENV = "OPTIINFRA_SECURE_COOKIES"
+MAX_IN_FLIGHT_ENV = "OPTIINFRA_MAX_IN_FLIGHT"
+# Measured with benchmarks/load.py (docs/reliability.md): on two cores more requests at once only make each slower
+# and starve the event loop (and /healthz) of the interpreter lock.
+DEFAULT_MAX_IN_FLIGHT = 8
+# How long a thread holding the interpreter lock keeps it when another wants it: shorter than Python's 5 ms, so the
+# event loop (accepting connections, answering /healthz, refusing surplus requests) gets its turn soon.
+SWITCH_INTERVAL_SECONDS = 0.001
+
+
+def admission_limit(config: AppConfig) -> int:
+    """How many requests the server works on at once: as configured, within what the pool can serve."""
+    wanted = config.max_in_flight
+    if wanted is None:
+        raw = os.environ.get(MAX_IN_FLIGHT_ENV, "").strip()
+        try:
+            wanted = int(raw) if raw else DEFAULT_MAX_IN_FLIGHT
+        except ValueError as error:
+            raise ConfigurationError(
+                f"{MAX_IN_FLIGHT_ENV} must be a whole number of requests, not {raw!r}.",
+                fix=f"Set it like: export {MAX_IN_FLIGHT_ENV}={DEFAULT_MAX_IN_FLIGHT}",
+            ) from error
+    return max(1, min(wanted, pool_capacity(config.engine) - RESERVED_CONNECTIONS))
+
+
+def pool_capacity(engine: Engine) -> int:
+    """How many connections the engine's pool can hand out at once (its size plus its overflow)."""
+    pool = engine.pool
+    if isinstance(pool, QueuePool):
+        # SQLAlchemy exposes the overflow only as a private attribute.
+        return pool.size() + max(0, pool._max_overflow)
+    return RESERVED_CONNECTIONS + 16
 
 
 @dataclass(frozen=True)
@@ -51,7 +98,16 @@ class AppConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     health_sweep_seconds: float = 10.0
     data_dir: Path | None = None  # where workflow artifacts and the rollout simulator live; default: settings
-    auth_failures_per_minute: int = 30  # per client address, then 429
+    auth_failures_per_minute: int = 30  # failures per client address or key prefix, then 429
+    # Requests worked on at once; None: OPTIINFRA_MAX_IN_FLIGHT, else DEFAULT_MAX_IN_FLIGHT; never more than the
+    # engine's pool can serve beside RESERVED_CONNECTIONS.
+    max_in_flight: int | None = None
+    # Of those, requests with a large body (ingest batches); None: half of max_in_flight.
+    max_heavy_in_flight: int | None = None
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto are believed; None: OPTIINFRA_TRUSTED_PROXIES.
+    trusted_proxies: TrustedProxies | None = None
+    # Mark dashboard cookies Secure even when no request says it came over TLS; None: OPTIINFRA_SECURE_COOKIES.
+    secure_cookies: bool | None = None
 
 
 class DomainCollector(Collector):
@@ -108,11 +164,30 @@ class HealthSweeper:
         self.stopped.set()
 
 
+async def _schema_revision(conninfo: str) -> str | None:
+    """The database's schema revision, on a connection of its own (not the pool's), within a few seconds."""
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, connect_timeout=max(1, int(READY_TIMEOUT_SECONDS)), options="-c statement_timeout=2000"
+    ) as connection:
+        try:
+            cursor = await connection.execute("SELECT version_num FROM alembic_version")
+        except psycopg.errors.UndefinedTable:
+            return None
+        row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+
 def create_app(config: AppConfig) -> FastAPI:
     """Build the application around an engine whose schema is at head."""
+    max_in_flight = admission_limit(config)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Every admitted request can have a worker thread at once, so none waits for a thread while it holds a
+        # connection (the lock-up of issue 12).
+        limiter = to_thread.current_default_thread_limiter()
+        limiter.total_tokens = max(limiter.total_tokens, max_in_flight + SPARE_THREADS)
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL_SECONDS))
         # Workflow runs are advanced (and recovered) by workers of the job queue, never by the API process.
         sweeper = HealthSweeper(app, config.health_sweep_seconds)
         sweeper.start()
@@ -131,6 +206,12 @@ def create_app(config: AppConfig) -> FastAPI:
     app.state.session_factory = make_session_factory(config.engine)
     app.state.operator_key_digest = config.operator_key_digest
     app.state.auth_limiter = AuthFailureLimiter(config.auth_failures_per_minute)
+    app.state.trusted_proxies = config.trusted_proxies or TrustedProxies.from_environment()
+    app.state.secure_cookies = (
+        config.secure_cookies
+        if config.secure_cookies is not None
+        else os.environ.get(SECURE_COOKIES_ENV, "").strip().lower() in {"1", "true", "yes"}
+    )
     data_dir = config.data_dir or load_settings().data_dir
     app.state.workflow_runner = build_runner(app.state.session_factory, data_dir)
     registry = CollectorRegistry()
@@ -153,19 +234,22 @@ def create_app(config: AppConfig) -> FastAPI:
     app.include_router(api)
     app.include_router(otlp_router)  # /v1/traces and /v1/logs (OTLP/HTTP), /api/v1/otlp
 
+    conninfo = config.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    head = migrations.head_revision()
+
     @app.get("/healthz", tags=["operations"])
-    def healthz() -> dict[str, str]:
-        """The process is up."""
+    async def healthz() -> dict[str, str]:
+        """The process is up: answered on the event loop, without the database or a worker thread."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
-    def readyz() -> JSONResponse:
-        """The database is reachable and its schema is at head."""
+    async def readyz() -> JSONResponse:
+        """The database is reachable and its schema is at head; answered within about two seconds, on a connection
+        of its own, so a busy pool cannot delay it."""
         try:
-            revision = migrations.current_revision(config.engine)
-        except SQLAlchemyError:
+            revision = await asyncio.wait_for(_schema_revision(conninfo), timeout=READY_TIMEOUT_SECONDS + 1)
+        except (psycopg.Error, OSError, TimeoutError):
             return JSONResponse(status_code=503, content={"status": "unavailable", "reason": "database unreachable"})
-        head = migrations.head_revision()
         if revision != head:
             return JSONResponse(
                 status_code=503,
@@ -179,6 +263,9 @@ def create_app(config: AppConfig) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     install_dashboard(app)
+    # Innermost of the three, so that the request metrics count its refusals.
+    app.add_middleware(AdmissionControl, limit=max_in_flight, heavy_limit=config.max_heavy_in_flight)
+    app.state.max_in_flight = max_in_flight
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(BodySizeLimit, limit=config.max_body_bytes)
     return app

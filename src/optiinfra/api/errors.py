@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from optiinfra.errors import OptiInfraError
@@ -28,10 +29,17 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+RETRY_AFTER_SECONDS = 1
+
+
 def error_response(status: int, code: str, message: str, details: dict[str, Any] | None = None) -> JSONResponse:
-    return JSONResponse(
+    response = JSONResponse(
         status_code=status, content={"error": {"code": code, "message": message, "details": details or {}}}
     )
+    if status == 503:
+        # Every 503 is temporary: say when to come back.
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 # Bodies that may take one of two shapes, told apart by a key: report only the shape the client meant, not why the
@@ -107,6 +115,12 @@ def install_error_handlers(app: FastAPI) -> None:
             {"constraint": constraint} if constraint else {},
         )
 
+    @app.exception_handler(PoolTimeoutError)
+    async def _pool_exhausted(_: Request, error: PoolTimeoutError) -> JSONResponse:
+        # Admission control keeps requests within the pool; this is work outside requests crowding it.
+        logger.warning("no database connection free within the pool timeout")
+        return error_response(503, "overloaded", "The server has no database connection free; retry shortly.")
+
     @app.exception_handler(OperationalError)
     async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
         logger.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else error)
@@ -144,6 +158,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         409: "The change conflicts with the current state",
         413: "Request body too large",
         422: "Invalid input",
-        429: "Too many failed authentication attempts",
+        429: "Too many failed authentication attempts (`Retry-After` says when to try again)",
+        503: "The server is at capacity or the database is unavailable (`Retry-After` says when to try again)",
     }.items()
 }
+for _status in (429, 503):
+    ERROR_RESPONSES[_status]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}}
+    }

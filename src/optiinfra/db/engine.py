@@ -22,9 +22,17 @@ def resolve_database_url(settings: Settings) -> URL:
     return start_embedded(settings.data_dir)
 
 
+# A pool of fixed size: the server admits as many requests as this serves (less a few connections kept for
+# background work; see optiinfra.api.admission), and a checkout that waits longer than the time-out is a 503.
+POOL_SIZE = 20
+POOL_TIMEOUT_SECONDS = 10
+
+
 def make_engine(url: URL) -> Engine:
     """An engine for `url`, checked by connecting once so a bad URL fails here with a clear message."""
-    engine = create_engine(url, pool_pre_ping=True)
+    engine = create_engine(
+        url, pool_pre_ping=True, pool_size=POOL_SIZE, max_overflow=0, pool_timeout=POOL_TIMEOUT_SECONDS
+    )
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -1,0 +1,100 @@
+"""Admission control: at most `limit` requests are worked on at once; the rest are refused at once with 503.
+
+The server's endpoints are synchronous: each runs in a worker thread and holds one pooled database connection for
+its unit of work. If more requests are started than the pool has connections, the surplus threads wait for a
+connection while requests that already hold one wait for a thread to finish on, and the server locks up (issue 12:
+0 of 277 requests answered at 200 clients). So the number of requests in flight is bounded by what the pool can
+serve, the thread limit is set above that bound, and a request beyond it gets `503` with `Retry-After` before it
+touches a thread or a connection. `/healthz`, `/readyz` and static files touch neither and are never refused.
+
+Requests with large bodies (ingest batches: seconds of CPU where a read takes milliseconds) get at most a share of
+the slots, so a flood of batches leaves room for reads, decisions and heartbeats.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+RETRY_AFTER_SECONDS = 1
+# Requests that need no pooled connection and no worker thread (answered on the event loop).
+EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
+EXEMPT_PREFIXES = ("/static/",)
+# A body above this size (an ingest batch) makes a request heavy: it takes one of the fewer heavy slots.
+HEAVY_BODY_BYTES = 64 * 1024
+
+
+def overloaded_body(limit: int) -> bytes:
+    return json.dumps(
+        {
+            "error": {
+                "code": "overloaded",
+                "message": f"The server is working on as many requests as it can ({limit}); retry after "
+                f"{RETRY_AFTER_SECONDS} s.",
+                "details": {"retry_after_seconds": RETRY_AFTER_SECONDS, "max_in_flight": limit},
+            }
+        }
+    ).encode()
+
+
+def _is_heavy(scope: Scope) -> bool:
+    """A request with a large body (a batch to ingest) or one of unknown size (streamed)."""
+    if scope.get("method") in {"GET", "HEAD", "OPTIONS", "DELETE"}:
+        return False
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value) > HEAVY_BODY_BYTES
+            except ValueError:
+                return True
+    return True
+
+
+class AdmissionControl:
+    """Count requests in flight (on the event loop, so no lock is needed) and refuse those beyond `limit`; of
+    them at most `heavy_limit` may carry a large body, so batches cannot take every slot from reads."""
+
+    def __init__(self, app: ASGIApp, limit: int, heavy_limit: int | None = None) -> None:
+        if limit < 1:
+            raise ValueError("the admission limit must be at least 1")
+        self.app = app
+        self.limit = limit
+        self.heavy_limit = max(1, min(limit, heavy_limit if heavy_limit is not None else limit // 2))
+        self.in_flight = 0
+        self.heavy_in_flight = 0
+        self.refused = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or scope["path"].startswith(EXEMPT_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        heavy = _is_heavy(scope)
+        if self.in_flight >= self.limit or (heavy and self.heavy_in_flight >= self.heavy_limit):
+            self.refused += 1
+            # Read (and drop) the body first: answering while the client is still sending makes the server close
+            # the connection, and the client sees a reset instead of the 503.
+            message = await receive()
+            while message["type"] == "http.request" and message.get("more_body", False):
+                message = await receive()
+            body = overloaded_body(self.heavy_limit if heavy else self.limit)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        self.in_flight += 1
+        self.heavy_in_flight += heavy
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+            self.heavy_in_flight -= heavy

@@ -1,0 +1,129 @@
+"""A server that cannot lock up (issue 12): work in flight is bounded, the surplus is refused at once with 503 and
+Retry-After, a pool time-out is 503 (not 500), and /healthz and /readyz answer while every slot is taken."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from optiinfra.client import OptiInfraClient
+from optiinfra.models import AgentType
+from tests.api.conftest import Server, running_server
+
+
+@pytest.fixture
+def small_engine(migrated_engine: Engine) -> Iterator[Engine]:
+    """An engine of 4 pooled connections (two seconds' wait at most) on the session's migrated database."""
+    engine = create_engine(migrated_engine.url, pool_size=4, max_overflow=0, pool_timeout=2)
+    yield engine
+    engine.dispose()
+
+
+def _pending_recommendation(server: Server) -> tuple[str, uuid.UUID]:
+    """A customer's key and a pending recommendation of theirs."""
+    with OptiInfraClient(server.base_url, server.operator_key) as operator:
+        suffix = uuid.uuid4().hex[:8]
+        customer = operator.create_customer(f"Load {suffix}", f"load-{suffix}@load.example")
+        agent = operator.register_agent(AgentType.COST, f"load-{suffix}")
+    assert agent.api_key is not None
+    with OptiInfraClient(server.base_url, agent.api_key) as as_agent:
+        recommendation = as_agent.create_recommendation(customer.id, "rightsizing", "t", confidence_score=0.5)
+    return customer.api_key, recommendation.id
+
+
+def _wait_for_lock_waiters(engine: Engine, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            waiting = connection.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                )
+            ).scalar_one()
+        if waiting >= count:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{count} requests never waited on the row lock")
+
+
+def test_requests_beyond_the_limit_are_refused_at_once_while_others_wait_on_a_row_lock(
+    small_engine: Engine, migrated_engine: Engine, tmp_path: Path
+) -> None:
+    """The probe: requests blocked on a row lock made /readyz, /metrics and reads hang for 16-20 s."""
+    with running_server(small_engine, tmp_path, max_in_flight=2) as server:
+        customer_key, recommendation_id = _pending_recommendation(server)
+        answers: list[int] = []
+        with small_engine.connect() as holder, holder.begin():
+            holder.execute(text("SELECT id FROM recommendations WHERE id = :id FOR UPDATE"), {"id": recommendation_id})
+            blocked = [
+                threading.Thread(
+                    target=lambda: answers.append(
+                        httpx.post(
+                            f"{server.base_url}/api/v1/recommendations/{recommendation_id}/decision",
+                            json={"decision": "approve"},
+                            headers={"Authorization": f"Bearer {customer_key}"},
+                            timeout=30,
+                        ).status_code
+                    )
+                )
+                for _ in range(2)
+            ]
+            for thread in blocked:
+                thread.start()
+            _wait_for_lock_waiters(migrated_engine, 2)
+            refused = httpx.get(
+                f"{server.base_url}/api/v1/recommendations",
+                headers={"Authorization": f"Bearer {customer_key}"},
+                timeout=5,
+            )
+            assert refused.status_code == 503, refused.text
+            assert refused.headers["Retry-After"] == "1"
+            assert refused.json()["error"]["code"] == "overloaded"
+            assert refused.elapsed.total_seconds() < 1
+            # Neither health check needs a slot, a pooled connection or a worker thread.
+            health = httpx.get(f"{server.base_url}/healthz", timeout=5)
+            ready = httpx.get(f"{server.base_url}/readyz", timeout=5)
+            assert (health.status_code, ready.status_code) == (200, 200)
+            assert health.elapsed.total_seconds() < 1
+            assert ready.elapsed.total_seconds() < 2
+        for thread in blocked:
+            thread.join(timeout=30)
+    # The lock released, one decision won and the other saw the recommendation already decided.
+    assert sorted(answers) == [200, 409]
+
+
+def test_a_pool_time_out_is_503_with_retry_after_not_500(small_engine: Engine, tmp_path: Path) -> None:
+    """The probe's 500 'QueuePool limit of size 5 overflow 10 reached, connection timed out'."""
+    with running_server(small_engine, tmp_path, max_in_flight=10) as server:
+        held = [small_engine.connect() for _ in range(4)]  # every pooled connection, taken outside any request
+        try:
+            response = httpx.get(
+                f"{server.base_url}/api/v1/agents", headers={"Authorization": f"Bearer {server.operator_key}"}
+            )
+        finally:
+            for connection in held:
+                connection.close()
+        assert response.status_code == 503, response.text
+        assert response.headers["Retry-After"] == "1"
+        assert response.json()["error"]["code"] == "overloaded"
+
+
+def test_readyz_fails_fast_when_the_database_is_unreachable(tmp_path: Path, migrated_engine: Engine) -> None:
+    unreachable = create_engine(
+        migrated_engine.url.set(host="127.0.0.1", port=1), pool_size=1, max_overflow=0, pool_timeout=0.5
+    )
+    with running_server(unreachable, tmp_path) as server:
+        started = time.monotonic()
+        ready = httpx.get(f"{server.base_url}/readyz", timeout=10)
+        assert ready.status_code == 503
+        assert time.monotonic() - started < 4
+        assert httpx.get(f"{server.base_url}/healthz").status_code == 200
+    unreachable.dispose()
