@@ -73,7 +73,7 @@ def test_sign_in_and_sign_out(page: Page, api_server: Server, tenant: Tenant) ->
     page.click("button[type=submit]")
     expect(page.locator("[role=alert]")).to_contain_text("not an operator or customer key")
     sign_in(page, api_server, tenant.customer.api_key)
-    cookie = next(c for c in page.context.cookies() if c["name"] == "optiinfra_key")
+    cookie = next(c for c in page.context.cookies() if c["name"] == "optiinfra_session")
     assert cookie["httpOnly"] is True
     assert cookie["sameSite"] == "Strict"
     expect(page.locator("header .who")).to_contain_text(tenant.customer.email)

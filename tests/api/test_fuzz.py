@@ -59,3 +59,35 @@ def test_api_never_fails_and_answers_as_documented(api_server: Server) -> None:
             failures[f"{operation.label} ({mode.value})"] = str(error)[:1500]
     assert calls >= len(operations) * 2
     assert not failures, "\n\n".join(f"{label}:\n{message}" for label, message in failures.items())
+
+
+def test_linked_operations_never_fail_and_answer_as_documented(api_server: Server) -> None:
+    """Stateful fuzzing next to the per-operation runs: sequences of calls in which later calls may use what earlier
+    ones returned (the links schemathesis infers from the OpenAPI document), so the server is exercised in the
+    states earlier calls leave it in. Same checks as above, on every step."""
+    schema = schemathesis.openapi.from_url(f"{api_server.base_url}/openapi.json")
+    headers = {"Authorization": f"Bearer {api_server.operator_key}"}
+    steps: list[str] = []
+
+    class LinkedCalls(schema.as_state_machine()):  # type: ignore[misc]
+        def before_call(self, case: Any) -> None:
+            # The generated case may carry a random bearer token of its own (the security scheme); ours wins.
+            case.headers = {**(case.headers or {}), **headers}
+
+        def validate_response(self, response: Any, case: Any, **kwargs: Any) -> None:
+            steps.append(f"{case.operation.label} -> {response.status_code}")
+            case.validate_response(response, checks=CHECKS, excluded_checks=EXCLUDED, transport_kwargs=kwargs)
+
+    LinkedCalls.run(
+        settings=settings(
+            max_examples=20,
+            stateful_step_count=6,
+            deadline=None,
+            suppress_health_check=list(HealthCheck),
+            derandomize=True,
+            database=None,
+        )
+    )
+    # Sequences of several calls ran, over many operations.
+    assert len(steps) >= 40
+    assert len({step.split(" -> ")[0] for step in steps}) >= 20

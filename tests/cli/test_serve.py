@@ -60,7 +60,7 @@ def test_serve_demo_on_the_embedded_database_answers_with_the_printed_key(tmp_pa
         assert me["name"] == "Acme Analytics"
         dashboard = httpx.post(f"http://127.0.0.1:{port}/login", data={"api_key": demo_key.group()})
         assert dashboard.status_code == 303
-        assert "optiinfra_key" in dashboard.headers["set-cookie"]
+        assert "optiinfra_session" in dashboard.headers["set-cookie"]
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

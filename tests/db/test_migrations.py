@@ -40,6 +40,7 @@ TABLES_BY_REVISION: dict[str, set[str]] = {
     "003_workflow_history": {"workflow_executions", "workflow_steps", "workflow_artifacts"},
     "004_resource_schema": {"resource_metrics", "scaling_events"},
     "005_application_schema": {"quality_metrics", "quality_baselines", "quality_regressions"},
+    "011_hardening": {"dashboard_sessions"},
 }
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
 
@@ -312,7 +313,7 @@ def test_every_revision_explains_itself_and_has_a_downgrade() -> None:
         assert callable(getattr(script.module, "downgrade", None))
 
 
-def test_upgrade_head_creates_exactly_the_18_tables_and_22_enum_types(empty_engine: Engine) -> None:
+def test_upgrade_head_creates_exactly_the_19_tables_and_22_enum_types(empty_engine: Engine) -> None:
     assert current_revision(empty_engine) is None
     assert table_names(empty_engine) == set()
 
@@ -320,7 +321,7 @@ def test_upgrade_head_creates_exactly_the_18_tables_and_22_enum_types(empty_engi
 
     assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
-    assert len(ALL_TABLES) == 18
+    assert len(ALL_TABLES) == 19
     assert enum_types(empty_engine) == ENUMS
     assert len(ENUMS) == 22
 

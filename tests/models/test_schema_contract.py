@@ -28,6 +28,7 @@ TABLES = {
     "quality_metrics",
     "quality_baselines",
     "quality_regressions",
+    "dashboard_sessions",
 }
 
 CASCADE = "CASCADE"
@@ -66,6 +67,7 @@ FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
     ("quality_regressions", "customer_id", "customers", CASCADE),
     ("quality_regressions", "baseline_id", "quality_baselines", CASCADE),
     ("quality_regressions", "workflow_execution_id", "workflow_executions", SET_NULL),
+    ("dashboard_sessions", "customer_id", "customers", CASCADE),
 ]
 
 ON_DELETE_RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": CASCADE, "n": SET_NULL, "d": "SET DEFAULT"}

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import stat
 import threading
 import time
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +15,7 @@ from sqlalchemy import select, text
 
 from optiinfra.auth.principal import Principal
 from optiinfra.errors import ConflictError, InvalidTransitionError
+from optiinfra.files import directory_mode
 from optiinfra.models import (
     AgentState,
     ArtifactType,
@@ -112,6 +115,12 @@ def test_steps_run_in_order_pass_outputs_and_write_artifacts(env: Env) -> None:
     assert artifact.artifact_name == "report.md"  # the path outside the execution's folder was refused
     assert artifact.artifact_size_bytes == len("# Report\n")
     assert artifact.artifact_path.startswith(str(env.data_dir / "artifacts" / str(execution_id)))
+    # Private: the file 0600, its folder and the artifacts folder 0700 (0711 when the tests run as root).
+    written = Path(artifact.artifact_path)
+    assert stat.S_IMODE(written.stat().st_mode) == 0o600
+    assert {stat.S_IMODE(folder.stat().st_mode) for folder in (written.parent, written.parent.parent)} == {
+        directory_mode()
+    }
     assert event_types(env, execution_id) == ["workflow.created", "workflow.started", "workflow.completed"]
 
 

@@ -9,8 +9,9 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from optiinfra.api.forwarded import TrustedProxies
 from optiinfra.api.pagination import DEFAULT_LIMIT, MAX_LIMIT
-from optiinfra.auth.limiter import AuthFailureLimiter
+from optiinfra.auth.limiter import AuthFailureLimiter, attempt_buckets
 from optiinfra.auth.principal import Principal
 from optiinfra.auth.service import authenticate
 from optiinfra.errors import UnauthorizedError
@@ -33,13 +34,13 @@ def _principal(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     key = credentials.credentials if credentials is not None else None
-    limiter: AuthFailureLimiter = request.app.state.auth_limiter
-    client = request.client.host if request.client else "unknown"
-    limiter.check(client)
     try:
         principal = authenticate(session, key, request.app.state.operator_key_digest)
     except UnauthorizedError:
-        limiter.record_failure(client)
+        # Only failures are counted, and only a failure is ever refused with 429: a valid key always gets in.
+        limiter: AuthFailureLimiter = request.app.state.auth_limiter
+        proxies: TrustedProxies = request.app.state.trusted_proxies
+        limiter.refuse_failure(attempt_buckets(proxies.client_address(request), key))
         raise
     request.state.principal = principal
     return principal

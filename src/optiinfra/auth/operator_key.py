@@ -13,6 +13,7 @@ from pathlib import Path
 from optiinfra.auth.keys import generate_key, key_digest, role_of
 from optiinfra.auth.principal import Role
 from optiinfra.errors import ConfigurationError
+from optiinfra.files import private_directory
 
 ADMIN_KEY_ENV = "OPTIINFRA_ADMIN_KEY"
 DIGEST_FILE = "operator_key.sha256"
@@ -37,7 +38,7 @@ def load_operator_key(data_dir: Path) -> OperatorKey:
     path = data_dir / DIGEST_FILE
     if path.exists():
         return OperatorKey(digest=path.read_text(encoding="ascii").strip())
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_directory(data_dir)
     key = generate_key(Role.OPERATOR)
     # O_EXCL: two servers starting at once must not both generate (and print) a key.
     try:

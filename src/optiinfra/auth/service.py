@@ -13,6 +13,11 @@ from optiinfra.models import Agent, Customer
 INVALID_KEY = "The API key is missing, malformed or not valid."
 
 
+def customer_principal(customer: Customer) -> Principal:
+    """The caller a customer's key (or a dashboard session opened with it) identifies."""
+    return Principal(role=Role.CUSTOMER, name=customer.email, customer_id=customer.id, customer_status=customer.status)
+
+
 def authenticate(session: Session, key: str | None, operator_digest: str) -> Principal:
     """The caller a key identifies; 401 for a missing or unknown key, with one message for every failure."""
     if not key:
@@ -24,12 +29,7 @@ def authenticate(session: Session, key: str | None, operator_digest: str) -> Pri
         customer = session.scalar(select(Customer).where(Customer.api_key == key_digest(key)))
         # The lookup is by digest; the constant-time comparison guards the final equality check as well.
         if customer is not None and digests_match(customer.api_key, key):
-            return Principal(
-                role=Role.CUSTOMER,
-                name=customer.email,
-                customer_id=customer.id,
-                customer_status=customer.status,
-            )
+            return customer_principal(customer)
     if role is Role.AGENT:
         agent = session.scalar(select(Agent).where(Agent.api_key_digest == key_digest(key)))
         if agent is not None and agent.api_key_digest is not None and digests_match(agent.api_key_digest, key):

@@ -3,10 +3,8 @@ API, so a customer sees exactly what its API key would show, and an operator see
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import inspect
-import secrets
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -26,11 +24,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optiinfra.agent_state import service as agent_state
 from optiinfra.agents import service as agent_service
+from optiinfra.api.forwarded import TrustedProxies
 from optiinfra.api.strict import StrictRoute
-from optiinfra.auth.keys import key_digest
+from optiinfra.auth.limiter import AuthFailureLimiter, attempt_buckets
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.auth.service import authenticate
 from optiinfra.customers import service as customer_service
+from optiinfra.dashboard import sessions
 from optiinfra.dashboard.charts import LineChart, Marker, render
 from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import OptiInfraError
@@ -51,8 +51,29 @@ from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows import service as workflow_service
 
-COOKIE = "optiinfra_key"
+COOKIE = "optiinfra_session"
 PAGE_SIZE = 25
+
+# The only texts a notice can show: a page names one by its key in ?notice= (after an action) or ?refused= (the
+# error code of a refused action), so no link can make the dashboard display words of the link's choosing.
+NOTICES = {
+    "approved": "Recommendation approved.",
+    "rejected": "Recommendation rejected.",
+    "rolled_back": "Optimization rolled back.",
+    "baseline_established": "Baseline established.",
+    "regression_resolved": "Regression resolved.",
+}
+REFUSALS = {
+    "invalid_transition": "That change is not allowed in the current state; the page shows the state now.",
+    "conflict": "The change conflicts with the current state or with another change; reload and try again.",
+    "not_found": "That no longer exists, or is not yours.",
+    "forbidden": "Your key may not do this.",
+    "invalid_input": "The form is not valid (or there is not enough data for it yet).",
+    "session_ended": "Your session has ended; sign in again.",
+    "invalid_key": "That key is not an operator or customer key.",
+    "too_many_requests": "Too many failed sign-ins; wait a minute and try again.",
+}
+GENERIC_REFUSAL = "The action was refused."
 
 templates = Jinja2Templates(directory=str(resources.files("optiinfra") / "dashboard" / "templates"))
 router = APIRouter(include_in_schema=False, route_class=StrictRoute)
@@ -75,53 +96,82 @@ def _about_recommendation(data: dict[str, Any], recommendation_id: str) -> bool:
 
 
 class NotSignedInError(Exception):
-    pass
+    def __init__(self, *, ended: bool = False) -> None:
+        super().__init__()
+        self.ended = ended  # a cookie was presented, but its session has ended (or never existed)
 
 
 class CsrfError(Exception):
     pass
 
 
-def _csrf_token(request: Request, key: str) -> str:
-    """Bound to the signed-in key and this server's secret: a form from another site cannot carry it."""
-    secret: bytes = request.app.state.dashboard_secret
-    return hmac.new(secret, key_digest(key).encode(), hashlib.sha256).hexdigest()
+def _client_address(request: Request) -> str:
+    proxies: TrustedProxies = request.app.state.trusted_proxies
+    return proxies.client_address(request)
 
 
 @contextmanager
-def _caller(request: Request) -> Iterator[tuple[Session, Principal]]:
-    key = request.cookies.get(COOKIE)
-    if not key:
+def _caller(request: Request, csrf: str | None = None) -> Iterator[tuple[Session, Principal]]:
+    """The signed-in caller, in one unit of work; with `csrf`, the form's token is checked against the session's."""
+    token = request.cookies.get(COOKIE)
+    if not token:
         raise NotSignedInError
-    with unit_of_work(request.app.state.session_factory) as session:
-        try:
-            principal = authenticate(session, key, request.app.state.operator_key_digest)
-        except OptiInfraError:
-            raise NotSignedInError from None
-        if principal.role is Role.AGENT:
-            raise NotSignedInError  # the dashboard is for people: operator and customers
-        yield session, principal
+    factory = request.app.state.session_factory
+    with unit_of_work(factory) as session:
+        active = sessions.resolve(session, token, request.app.state.operator_key_digest, datetime.now(UTC))
+        if active is not None:
+            if csrf is not None and not hmac.compare_digest(csrf.encode(), active.csrf_token.encode()):
+                raise CsrfError
+            request.state.csrf = active.csrf_token
+            yield session, active.principal
+            return
+    # The cookie opens nothing: forget its session if it had one, and count a failed attempt, like a wrong API key
+    # (over the limit, the answer is 429).
+    with unit_of_work(factory) as session:
+        sessions.close(session, token)
+    limiter: AuthFailureLimiter = request.app.state.auth_limiter
+    limiter.refuse_failure(attempt_buckets(_client_address(request), None))
+    raise NotSignedInError(ended=True)
 
 
-def _check_csrf(request: Request, token: str) -> None:
-    key = request.cookies.get(COOKIE) or ""
-    if not key or not hmac.compare_digest(token, _csrf_token(request, key)):
-        raise CsrfError
+def _notices(request: Request) -> dict[str, str | None]:
+    notice = request.query_params.get("notice")
+    refused = request.query_params.get("refused")
+    return {
+        "message": NOTICES.get(notice) if notice else None,
+        "error": REFUSALS.get(refused, GENERIC_REFUSAL) if refused else None,
+    }
 
 
 def _page(request: Request, template: str, principal: Principal, **context: Any) -> HTMLResponse:
-    key = request.cookies.get(COOKIE, "")
     return templates.TemplateResponse(
         request,
         template,
-        {"principal": principal, "csrf": _csrf_token(request, key), "now": datetime.now(UTC), **context},
+        {
+            "principal": principal,
+            "csrf": getattr(request.state, "csrf", ""),
+            "now": datetime.now(UTC),
+            **_notices(request),
+            **context,
+        },
     )
 
 
-def _back(request: Request, path: str, message: str | None = None, error: str | None = None) -> RedirectResponse:
-    note = {"message": message} if message else {"error": error} if error else {}
-    separator = "&" if "?" in path else "?"
-    return RedirectResponse(f"{path}{separator}{urlencode(note)}" if note else path, status_code=303)
+def _with_query(path: str, **query: object) -> str:
+    """`path` with `query` appended, every name and value URL-encoded."""
+    given = {name: str(value) for name, value in query.items() if value is not None}
+    if not given:
+        return path
+    return f"{path}{'&' if '?' in path else '?'}{urlencode(given)}"
+
+
+def _back(path: str, notice: str | None = None, refused: str | None = None) -> RedirectResponse:
+    return RedirectResponse(_with_query(path, notice=notice, refused=refused), status_code=303)
+
+
+def _cookie_is_secure(request: Request) -> bool:
+    proxies: TrustedProxies = request.app.state.trusted_proxies
+    return bool(request.app.state.secure_cookies) or proxies.is_https(request)
 
 
 # --- sign-in -------------------------------------------------------------------------------------------------
@@ -129,31 +179,34 @@ def _back(request: Request, path: str, message: str | None = None, error: str | 
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> HTMLResponse:
-    return templates.TemplateResponse(request, "login.html", {"error": request.query_params.get("error")})
+    return templates.TemplateResponse(request, "login.html", _notices(request))
 
 
 @router.post("/login")
 def login(request: Request, api_key: Annotated[str, Form(max_length=200)]) -> Response:
-    client = request.client.host if request.client else "unknown"
-    request.app.state.auth_limiter.check(client)
+    key = api_key.strip()
     with unit_of_work(request.app.state.session_factory) as session:
         try:
-            principal = authenticate(session, api_key.strip(), request.app.state.operator_key_digest)
+            principal: Principal | None = authenticate(session, key, request.app.state.operator_key_digest)
         except OptiInfraError:
             principal = None
-    if principal is None or principal.role is Role.AGENT:
-        request.app.state.auth_limiter.record_failure(client)
-        return templates.TemplateResponse(
-            request, "login.html", {"error": "That key is not an operator or customer key."}, status_code=401
-        )
+        if principal is not None and principal.role is not Role.AGENT:
+            opened = sessions.open_session(session, principal, key, datetime.now(UTC))
+        else:
+            principal = None
+    if principal is None:
+        # Counted like a wrong key on the API; a right key is never refused.
+        limiter: AuthFailureLimiter = request.app.state.auth_limiter
+        limiter.refuse_failure(attempt_buckets(_client_address(request), key))
+        return templates.TemplateResponse(request, "login.html", {"error": REFUSALS["invalid_key"]}, status_code=401)
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,
-        api_key.strip(),
+        opened.token,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
-        max_age=12 * 3600,
+        secure=_cookie_is_secure(request),
+        max_age=int(sessions.LIFETIME.total_seconds()),
         path="/",
     )
     return response
@@ -161,9 +214,12 @@ def login(request: Request, api_key: Annotated[str, Form(max_length=200)]) -> Re
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-    _check_csrf(request, csrf)
+    with _caller(request, csrf):
+        pass
+    with unit_of_work(request.app.state.session_factory) as session:
+        sessions.close(session, request.cookies.get(COOKIE, ""))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_cookie_is_secure(request))
     return response
 
 
@@ -248,20 +304,19 @@ def recommendation_detail(request: Request, recommendation_id: uuid.UUID) -> HTM
             principal,
             rec=detail,
             events=related,
-            message=request.query_params.get("message"),
-            error=request.query_params.get("error"),
             rollbackable={str(OptimizationStatus.EXECUTING), str(OptimizationStatus.COMPLETED)},
         )
 
 
 def _act(request: Request, csrf: str, back: str, action: Callable[[Session, Principal], str]) -> Response:
-    _check_csrf(request, csrf)
+    """Run a form's action for the signed-in caller (its CSRF token checked) and go back to `back` with a notice
+    from the fixed set: the action's, or the refusal's by error code."""
     try:
-        with _caller(request) as (session, principal):
-            message = action(session, principal)
+        with _caller(request, csrf) as (session, principal):
+            notice = action(session, principal)
     except OptiInfraError as error:
-        return _back(request, back, error=error.message)
-    return _back(request, back, message=message)
+        return _back(back, refused=error.code)
+    return _back(back, notice=notice)
 
 
 @router.post("/recommendations/{recommendation_id}/decision")
@@ -273,13 +328,13 @@ def decide(
     csrf: Annotated[str, Form()] = "",
 ) -> Response:
     def run(session: Session, principal: Principal) -> str:
-        result = recommendations.decide(
+        recommendations.decide(
             session,
             principal,
             recommendation_id,
             rec_schemas.Decision(decision=decision, comment=comment or None),  # type: ignore[arg-type]
         )
-        return f"Recommendation {result.recommendation.status}."
+        return "approved" if decision == "approve" else "rejected"
 
     return _act(request, csrf, f"/recommendations/{recommendation_id}", run)
 
@@ -294,7 +349,7 @@ def rollback(
 ) -> Response:
     def run(session: Session, principal: Principal) -> str:
         recommendations.rollback_optimization(session, principal, optimization_id, rec_schemas.Rollback(reason=reason))
-        return "Optimization rolled back."
+        return "rolled_back"
 
     return _act(request, csrf, f"/recommendations/{recommendation_id}", run)
 
@@ -407,8 +462,6 @@ def quality(
             baselines=baselines,
             not_understood=not_understood,
             days=days,
-            message=request.query_params.get("message"),
-            error=request.query_params.get("error"),
         )
 
 
@@ -423,7 +476,7 @@ def establish_baseline(
     name, _, version = model.partition(":")
 
     def run(session: Session, principal: Principal) -> str:
-        baseline = quality_service.establish_baseline(
+        quality_service.establish_baseline(
             session,
             principal,
             quality_schemas.BaselineCreate(
@@ -433,9 +486,9 @@ def establish_baseline(
                 window=quality_schemas.BaselineWindow(last_n=last_n),
             ),
         )
-        return f"Baseline ({baseline.baseline_type}) established from {baseline.sample_size} records."
+        return "baseline_established"
 
-    return _act(request, csrf, f"/quality?customer={customer_id}&model={model}", run)
+    return _act(request, csrf, _with_query("/quality", customer=customer_id, model=model), run)
 
 
 @router.get("/regressions", response_class=HTMLResponse)
@@ -456,8 +509,6 @@ def regressions(request: Request, show: str = "open", cursor: str | None = None)
             principal,
             page=page,
             show=show,
-            message=request.query_params.get("message"),
-            error=request.query_params.get("error"),
         )
 
 
@@ -470,7 +521,7 @@ def resolve(
 ) -> Response:
     def run(session: Session, principal: Principal) -> str:
         quality_service.resolve_regression(session, principal, regression_id, notes)
-        return "Regression resolved."
+        return "regression_resolved"
 
     return _act(request, csrf, "/regressions", run)
 
@@ -611,6 +662,9 @@ SECURITY_HEADERS = {
 }
 
 
+NO_STORE = {"Cache-Control": "no-store"}
+
+
 class SecurityHeaders:
     """Adds SECURITY_HEADERS to every response outside /api/ (a plain ASGI middleware: it never touches bodies)."""
 
@@ -622,12 +676,15 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        # Pages show one tenant's data: no cache (browser or shared) may keep them. Static files may be cached.
+        headers = SECURITY_HEADERS if scope["path"].startswith("/static/") else {**SECURITY_HEADERS, **NO_STORE}
+
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name.lower() for name, _ in message.get("headers", [])}
                 extra = [
                     (name.lower().encode(), value.encode())
-                    for name, value in SECURITY_HEADERS.items()
+                    for name, value in headers.items()
                     if name.lower().encode() not in present
                 ]
                 message = {**message, "headers": [*message.get("headers", []), *extra]}
@@ -638,7 +695,6 @@ class SecurityHeaders:
 
 def install_dashboard(app: FastAPI) -> None:
     """Mount the dashboard's pages and static files on the app."""
-    app.state.dashboard_secret = secrets.token_bytes(32)
     app.include_router(router)
     app.mount(
         "/static", StaticFiles(directory=str(resources.files("optiinfra") / "dashboard" / "static")), name="static"
@@ -652,24 +708,31 @@ def install_dashboard(app: FastAPI) -> None:
         if request.url.path.startswith("/api/"):
             answer = api_errors(request, error)
             return await answer if inspect.isawaitable(answer) else answer
-        return templates.TemplateResponse(
+        page = templates.TemplateResponse(
             request,
             "error.html",
             {"status": error.status_code, "message": error.message},
             status_code=error.status_code,
         )
+        if "retry_after_seconds" in error.details:
+            page.headers["Retry-After"] = str(error.details["retry_after_seconds"])
+        return page
 
     @app.exception_handler(NotSignedInError)
-    async def _sign_in(request: Request, _: NotSignedInError) -> Response:
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/")
+    async def _sign_in(request: Request, error: NotSignedInError) -> Response:
+        # A missing cookie (a link from another site: SameSite=Strict leaves it out) signs no one out; only a cookie
+        # whose session has ended is removed.
+        if not error.ended:
+            return RedirectResponse("/login", status_code=303)
+        response = RedirectResponse("/login?refused=session_ended", status_code=303)
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=_cookie_is_secure(request))
         return response
 
     @app.exception_handler(CsrfError)
     async def _csrf(request: Request, _: CsrfError) -> Response:
         return HTMLResponse(
-            "<!doctype html><title>Refused</title><p>This form was not issued by this OptiInfra (or the server has "
-            "restarted since). Go back, reload the page and try again.</p>",
+            "<!doctype html><title>Refused</title><p>This form was not issued for your session (or the session has "
+            "changed since). Go back, reload the page and try again.</p>",
             status_code=403,
         )
 

@@ -19,6 +19,7 @@ from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
 from optiinfra.errors import DatabaseUnavailableError
+from optiinfra.files import private_directory
 
 DATABASE_NAME = "optiinfra"
 
@@ -43,7 +44,7 @@ def start_embedded(data_dir: Path, database: str = DATABASE_NAME) -> URL:
     """
     pgdata = data_dir / "pgdata"
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        private_directory(data_dir)
         server = _servers.get(pgdata)
         if server is None:
             server = _load_server_module().get_server(pgdata, cleanup_mode="stop")

@@ -40,6 +40,7 @@ from optiinfra.models.core import (
     RecommendationPriority,
     RecommendationStatus,
 )
+from optiinfra.models.dashboard import DashboardSession
 from optiinfra.models.resource_schema import ResourceMetric, ResourceType, ScalingEvent, ScalingEventType
 from optiinfra.models.workflow_history import (
     ArtifactType,
@@ -69,6 +70,7 @@ __all__ = [
     "Customer",
     "CustomerPlan",
     "CustomerStatus",
+    "DashboardSession",
     "Event",
     "EventSeverity",
     "MetricType",

@@ -45,6 +45,7 @@ from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import ConflictError, InvalidTransitionError, NotFoundError
 from optiinfra.events import service as events
+from optiinfra.files import private_directory, write_private
 from optiinfra.models import (
     AgentState,
     AgentStatusDetail,
@@ -166,11 +167,10 @@ class StepContext:
     def write_artifact(self, name: str, artifact_type: ArtifactType, content: bytes | str, content_type: str) -> Path:
         """Write a file under the data directory and record it as an artifact of this step."""
         safe = Path(name).name  # never a path outside the execution's folder
-        folder = self.artifact_root / str(self.execution_id)
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / safe
+        private_directory(self.artifact_root)
+        path = self.artifact_root / str(self.execution_id) / safe
         data = content.encode() if isinstance(content, str) else content
-        path.write_bytes(data)
+        write_private(path, data)
         self._artifacts.append(
             {
                 "artifact_name": safe,

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import httpcore
 
+from optiinfra.files import write_private
 from optiinfra.net import endpoints
 
 
@@ -58,8 +59,7 @@ class SimulatorExecutor:
         return {"instances": {}, "done": {}}
 
     def _save(self, state: dict[str, Any]) -> None:
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(state, indent=2, sort_keys=True))
+        write_private(self.state_file, json.dumps(state, indent=2, sort_keys=True).encode())
 
     def _act(self, action: str, phase: Phase, key: str, capacity: str) -> dict[str, Any]:
         with self._lock:
