@@ -7,12 +7,14 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
+from optiinfra.api.admission import MAX_RETRY_AFTER_SECONDS, AdmissionControl
 from optiinfra.client import OptiInfraClient
 from optiinfra.models import AgentType
 from tests.api.conftest import Server, running_server
@@ -127,3 +129,80 @@ def test_readyz_fails_fast_when_the_database_is_unreachable(tmp_path: Path, migr
         assert time.monotonic() - started < 4
         assert httpx.get(f"{server.base_url}/healthz").status_code == 200
     unreachable.dispose()
+
+
+def test_retry_after_grows_as_refusals_pile_up() -> None:
+    """Refused clients are told to come back later the more of them there are, so retries do not arrive at once."""
+
+    async def app(scope: object, receive: object, send: object) -> None:  # never reached
+        raise AssertionError
+
+    admission = AdmissionControl(app, limit=2)
+    waits = [admission.retry_after() for _ in range(100)]
+    assert waits[0] == 1
+    assert waits == sorted(waits)
+    assert 10 <= waits[-1] <= MAX_RETRY_AFTER_SECONDS
+
+
+def test_many_concurrent_clients_get_answers_or_503_never_a_hang_or_500(
+    small_engine: Engine, migrated_engine: Engine, tmp_path: Path
+) -> None:
+    """A short version of the probe's lock-up (benchmarks/load.py is the full one): 40 clients at once against a
+    server with 2 slots, mixing 1,000-record batches and reads. Every answer is a success or a 503 with Retry-After,
+    nothing hangs, and every acknowledged batch is stored exactly once."""
+    with running_server(small_engine, tmp_path, max_in_flight=2) as server:
+        with OptiInfraClient(server.base_url, server.operator_key) as operator:
+            suffix = uuid.uuid4().hex[:8]
+            customer = operator.create_customer(f"Smoke {suffix}", f"smoke-{suffix}@load.example")
+            operator.register_agent(AgentType.APPLICATION, f"smoke-{suffix}")  # the metrics' default agent
+        auth = {"Authorization": f"Bearer {customer.api_key}"}
+        answers: list[tuple[str, int, str | None]] = []
+        now = datetime.now(UTC).isoformat()
+
+        def client(number: int) -> None:
+            with httpx.Client(base_url=server.base_url, headers=auth, timeout=60) as http:
+                for round_ in range(3):
+                    if number % 2:
+                        batch = f"s{number}-{round_}"
+                        body = {
+                            "records": [
+                                {
+                                    "request_id": f"{batch}-{i}",
+                                    "model_name": "smoke",
+                                    "model_version": "v1",
+                                    "timestamp": now,
+                                    "overall_quality_score": 0.9,
+                                }
+                                for i in range(1000)
+                            ],
+                        }
+                        response = http.post("/api/v1/quality/metrics", json=body)
+                    else:
+                        batch = ""
+                        response = http.get("/api/v1/events", params={"limit": 20})
+                    answers.append((batch, response.status_code, response.headers.get("Retry-After")))
+
+        threads = [threading.Thread(target=client, args=(number,)) for number in range(40)]
+        started = time.monotonic()
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert time.monotonic() - started < 120
+        assert len(answers) == 120
+        assert {status for _, status, _ in answers} <= {200, 201, 503}
+        assert all(retry is not None for _, status, retry in answers if status == 503)
+        assert any(status == 503 for _, status, _ in answers)  # the surplus was refused, not queued
+        acknowledged = {batch for batch, status, _ in answers if batch and status in {200, 201}}
+        with migrated_engine.connect() as connection:
+            stored = dict(
+                connection.execute(
+                    text(
+                        "SELECT split_part(request_id, '-', 1) || '-' || split_part(request_id, '-', 2), count(*) "
+                        "FROM quality_metrics WHERE customer_id = :c GROUP BY 1"
+                    ),
+                    {"c": customer.id},
+                ).all()
+            )
+        assert set(stored) == acknowledged
+        assert set(stored.values()) <= {1000}

@@ -14,10 +14,13 @@ the slots, so a flood of batches leaves room for reads, decisions and heartbeats
 from __future__ import annotations
 
 import json
+import math
+import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 RETRY_AFTER_SECONDS = 1
+MAX_RETRY_AFTER_SECONDS = 30
 # Requests that need no pooled connection and no worker thread (answered on the event loop).
 EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 EXEMPT_PREFIXES = ("/static/",)
@@ -25,14 +28,14 @@ EXEMPT_PREFIXES = ("/static/",)
 HEAVY_BODY_BYTES = 64 * 1024
 
 
-def overloaded_body(limit: int) -> bytes:
+def overloaded_body(limit: int, retry_after: int) -> bytes:
     return json.dumps(
         {
             "error": {
                 "code": "overloaded",
                 "message": f"The server is working on as many requests as it can ({limit}); retry after "
-                f"{RETRY_AFTER_SECONDS} s.",
-                "details": {"retry_after_seconds": RETRY_AFTER_SECONDS, "max_in_flight": limit},
+                f"{retry_after} s.",
+                "details": {"retry_after_seconds": retry_after, "max_in_flight": limit},
             }
         }
     ).encode()
@@ -64,6 +67,21 @@ class AdmissionControl:
         self.in_flight = 0
         self.heavy_in_flight = 0
         self.refused = 0
+        self._window_started = time.monotonic()
+        self._refused_in_window = 0
+        self._refusal_rate = 0.0
+
+    def retry_after(self) -> int:
+        """Seconds a refused client should wait: 1 while few are refused, more as refusals pile up, so that the
+        refused come back at about twice the rate the slots free up rather than all at once (each retry that is
+        refused again costs the server and the client work for nothing)."""
+        now = time.monotonic()
+        if now - self._window_started >= 1.0:
+            self._refusal_rate = self._refused_in_window / (now - self._window_started)
+            self._window_started, self._refused_in_window = now, 0
+        self._refused_in_window += 1
+        rate = max(self._refusal_rate, float(self._refused_in_window))
+        return max(RETRY_AFTER_SECONDS, min(MAX_RETRY_AFTER_SECONDS, math.ceil(rate / (2 * self.limit))))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in EXEMPT_PATHS or scope["path"].startswith(EXEMPT_PREFIXES):
@@ -77,7 +95,8 @@ class AdmissionControl:
             message = await receive()
             while message["type"] == "http.request" and message.get("more_body", False):
                 message = await receive()
-            body = overloaded_body(self.heavy_limit if heavy else self.limit)
+            retry_after = self.retry_after()
+            body = overloaded_body(self.heavy_limit if heavy else self.limit, retry_after)
             await send(
                 {
                     "type": "http.response.start",
@@ -85,7 +104,7 @@ class AdmissionControl:
                     "headers": [
                         (b"content-type", b"application/json"),
                         (b"content-length", str(len(body)).encode()),
-                        (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
+                        (b"retry-after", str(retry_after).encode()),
                     ],
                 }
             )

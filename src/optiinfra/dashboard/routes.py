@@ -62,6 +62,8 @@ NOTICES = {
     "rolled_back": "Optimization rolled back.",
     "baseline_established": "Baseline established.",
     "regression_resolved": "Regression resolved.",
+    "rollout_resumed": "Rollout resumed: the paused phase counts as passed by your decision.",
+    "rollout_aborted": "Rollout aborted: its applied phases are being undone and the optimization rolled back.",
 }
 REFUSALS = {
     "invalid_transition": "That change is not allowed in the current state; the page shows the state now.",
@@ -606,7 +608,7 @@ def resume_workflow(
 ) -> Response:
     def run(session: Session, principal: Principal) -> str:
         workflow_service.resume(session, request.app.state.workflow_runner, principal, workflow_id, note or None)
-        return "Rollout resumed: the paused phase counts as passed by your decision."
+        return "rollout_resumed"
 
     return _act(request, csrf, f"/workflows/{workflow_id}", run)
 
@@ -615,7 +617,7 @@ def resume_workflow(
 def abort_workflow(request: Request, workflow_id: uuid.UUID, csrf: Annotated[str, Form()] = "") -> Response:
     def run(session: Session, principal: Principal) -> str:
         workflow_service.abort(session, request.app.state.workflow_runner, principal, workflow_id)
-        return "Rollout aborted: its applied phases are being undone and the optimization rolled back."
+        return "rollout_aborted"
 
     return _act(request, csrf, f"/workflows/{workflow_id}", run)
 
