@@ -22,8 +22,9 @@ from tests.api.conftest import Server, running_server
 
 @pytest.fixture
 def small_engine(migrated_engine: Engine) -> Iterator[Engine]:
-    """An engine of 4 pooled connections (two seconds' wait at most) on the session's migrated database."""
-    engine = create_engine(migrated_engine.url, pool_size=4, max_overflow=0, pool_timeout=2)
+    """An engine of 8 pooled connections (two seconds' wait at most) on the session's migrated database: room for
+    2 requests in flight beside the connections the server keeps for background work."""
+    engine = create_engine(migrated_engine.url, pool_size=8, max_overflow=0, pool_timeout=2)
     yield engine
     engine.dispose()
 
@@ -105,7 +106,8 @@ def test_requests_beyond_the_limit_are_refused_at_once_while_others_wait_on_a_ro
 def test_a_pool_time_out_is_503_with_retry_after_not_500(small_engine: Engine, tmp_path: Path) -> None:
     """The probe's 500 'QueuePool limit of size 5 overflow 10 reached, connection timed out'."""
     with running_server(small_engine, tmp_path, max_in_flight=10) as server:
-        held = [small_engine.connect() for _ in range(4)]  # every pooled connection, taken outside any request
+        # Every pooled connection, taken outside any request.
+        held = [small_engine.connect() for _ in range(small_engine.pool.size())]  # type: ignore[attr-defined]
         try:
             response = httpx.get(
                 f"{server.base_url}/api/v1/agents", headers={"Authorization": f"Bearer {server.operator_key}"}
