@@ -44,8 +44,8 @@ class BacktestResult:
     summary: list[dict[str, Any]]
 
     def to_json(self) -> dict[str, Any]:
-        """The documented shape: {"days", "regressions": [...]} (plus the per-day summary)."""
-        return {"days": self.days, "regressions": self.regressions, "summary": self.summary}
+        """Exactly the documented shape: {"days", "regressions": [...]} (the per-day summary is printed as a table)."""
+        return {"days": self.days, "regressions": self.regressions}
 
 
 def _admin(url: URL) -> str:
