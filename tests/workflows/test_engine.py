@@ -35,6 +35,7 @@ from optiinfra.workflows.engine import (
     Wait,
     WorkflowDefinition,
     WorkflowRunner,
+    in_transaction,
 )
 from optiinfra.workflows.states import require_transition
 from tests.workflows.conftest import Env
@@ -450,3 +451,32 @@ def test_a_superseded_worker_records_nothing_more(env: Env) -> None:
     thread.join(10)
     assert steps_of(env, execution_id)[0].output_data == {}  # the old worker's result was not recorded
     assert execution(env, execution_id).status is WorkflowStatus.RUNNING
+
+
+def test_a_deadlock_in_a_runner_transaction_is_retried_not_left_half_done(env: Env) -> None:
+    """Two transactions that lock two rows in opposite orders: PostgreSQL kills one; `in_transaction` retries it."""
+    runner, name = runner_with(env, StepDefinition("one", lambda c: {}))
+    first, second = start(env, runner, name), start(env, runner, name)
+    barrier = threading.Barrier(2)
+    attempts: list[int] = []
+
+    def work(a: uuid.UUID, b: uuid.UUID) -> None:
+        def locked(session: Any) -> None:
+            attempts.append(1)
+            session.get(WorkflowExecution, a, with_for_update=True)
+            if len(attempts) <= 2:
+                barrier.wait(5)
+            session.get(WorkflowExecution, b, with_for_update=True)
+            row = session.get(WorkflowExecution, a)
+            row.metadata_ = {**row.metadata_, "touched": True}
+
+        in_transaction(env.factory, locked)
+
+    threads = [threading.Thread(target=work, args=pair) for pair in ((first, second), (second, first))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(attempts) == 3  # both tried, the deadlock victim tried once more
+    assert execution(env, first).metadata_["touched"] is True
+    assert execution(env, second).metadata_["touched"] is True
