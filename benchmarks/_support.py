@@ -70,12 +70,14 @@ def make_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID, str]:
 
 
 @contextmanager
-def running_server(engine: Engine) -> Iterator[tuple[str, str]]:
-    """`optiinfra serve` in its own process, as in production, on a loopback port: (base URL, operator key)."""
+def running_server(engine: Engine, port: int | None = None) -> Iterator[tuple[str, str]]:
+    """`optiinfra serve` in its own process, as in production, on a loopback port (a free one unless given):
+    (base URL, operator key)."""
     operator_key = generate_key(Role.OPERATOR)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    if port is None:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
     env = {
         **os.environ,
         "OPTIINFRA_DATABASE_URL": engine.url.render_as_string(hide_password=False),
@@ -106,7 +108,11 @@ def running_server(engine: Engine) -> Iterator[tuple[str, str]]:
             yield base_url, operator_key
         finally:
             process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()  # a server that cannot shut down (locked up) must not outlive the benchmark
+                process.wait(timeout=30)
 
 
 def quality_records(

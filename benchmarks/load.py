@@ -1,161 +1,411 @@
-"""Load: concurrent clients mixing quality ingest, reads, approvals and heartbeats against a real `optiinfra serve`
-process on loopback, for a bounded time; then a reconciliation that every acknowledged record is stored exactly once.
+"""Load: many concurrent clients against a real `optiinfra serve` process on loopback, then reconciliation.
 
-Reports throughput, p50 / p99 latency per endpoint and the error count (which must be 0).
+For each level of concurrency (default 50, 200 and 500 clients, 60 s each, a fresh database and server per level)
+every client loops over a mix of 1,000-record quality ingests (40 %), reads (35 %: recommendations, events, agents),
+a recommendation and its approval (15 %) and heartbeats (10 %). A separate process asks `/healthz` every 50 ms
+throughout. A 503 must carry `Retry-After` (the client then waits that long, with jitter, and goes on); every other
+5xx, time-out or dropped connection counts as an error. Afterwards every acknowledged record must be stored exactly
+once and every batch must be stored whole or not at all.
 
-    .venv/bin/python benchmarks/load.py [--seconds 60] [--clients 8]
+    .venv/bin/python benchmarks/load.py [--clients 50,200,500] [--seconds 60] [--batch 1000] [--name load]
+
+The clients run in their own processes (asyncio, raw HTTP/1.1, `--processes` of them), so that their CPU use does not
+distort the server's latencies more than two shared cores must.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import multiprocessing
 import random
 import statistics
-import threading
 import time
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
+import orjson
 from _support import fresh_database, running_server, write_results
 from sqlalchemy import text
 
-from optiinfra.client import ApiError, OptiInfraClient
-from optiinfra.models import AgentType
+READS = (
+    ("GET /recommendations", "/api/v1/recommendations?limit=20"),
+    ("GET /events", "/api/v1/events?limit=20"),
+    ("GET /agents", "/api/v1/agents?limit=20"),
+)
+CLIENT_TIMEOUT = 120.0
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(len(ordered) * fraction) - 1))]
+
+
+def _summary(values: list[float]) -> dict[str, float | int]:
+    if not values:
+        return {"requests": 0}
+    return {
+        "requests": len(values),
+        "p50_ms": round(statistics.median(values) * 1000, 1),
+        "p99_ms": round(_percentile(values, 0.99) * 1000, 1),
+        "max_ms": round(max(values) * 1000, 1),
+    }
+
+
+PREFIX = b"@@BATCH@@"
+
+
+def _batch_template(customer_id: str, batch: int, rng: random.Random) -> bytes:
+    """An ingest body whose request ids carry PREFIX, replaced per batch: building 1,000 records per request would
+    cost the client processes more CPU than the server has to spare on a shared machine."""
+    now = datetime.now(UTC)
+    records = orjson.dumps(
+        [
+            {
+                "request_id": f"{PREFIX.decode()}-{i}",
+                "model_name": "load-model",
+                "model_version": "v1",
+                "timestamp": (now - timedelta(milliseconds=i)).isoformat(),
+                "overall_quality_score": rng.uniform(0.6, 1.0),
+                "latency_ms": rng.uniform(200, 1500),
+            }
+            for i in range(batch)
+        ]
+    )
+    return b'{"customer_id":"%s","records":%s}' % (customer_id.encode(), records)
+
+
+class StaleConnectionError(ConnectionResetError):
+    """The server had closed the connection before the request (nothing of an answer arrived)."""
+
+
+@dataclass
+class Answer:
+    status_code: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection, written directly on asyncio streams: a general client (httpx) costs the
+    client processes more CPU per request than two shared cores can give while the server runs beside them."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, headers: dict[str, str], body: bytes = b"") -> Answer:
+        reused = self.writer is not None
+        try:
+            return await asyncio.wait_for(self._exchange(method, path, headers, body), CLIENT_TIMEOUT)
+        except (ConnectionResetError, BrokenPipeError):
+            self.close()
+            # The server closes keep-alive connections idle for 5 s (a client waiting out a long Retry-After): like
+            # any HTTP client, send again once on a fresh connection when the reused one turns out closed.
+            if not reused:
+                raise
+            return await asyncio.wait_for(self._exchange(method, path, headers, body), CLIENT_TIMEOUT)
+        except BaseException:
+            self.close()
+            raise
+
+    async def _exchange(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Answer:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        assert self.reader is not None
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+        self.writer.write(head.encode() + b"\r\n" + body)
+        await self.writer.drain()
+        status_line = await self.reader.readline()
+        if not status_line:
+            raise StaleConnectionError("the server closed the connection before answering")
+        status = int(status_line.split()[1])
+        answer_headers: dict[str, str] = {}
+        while (line := await self.reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            answer_headers[name.strip().lower()] = value.strip()
+        content = await self.reader.readexactly(int(answer_headers.get("content-length", "0")))
+        if answer_headers.get("connection", "").lower() == "close":
+            self.close()
+        return Answer(status, answer_headers, content)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+async def _client_loop(number: int, tenant: dict[str, Any], deadline: float, batch: int, out: dict[str, Any]) -> None:
+    rng = random.Random(number)  # noqa: S311 (load mix, not security)
+    headers = {role: {"Authorization": f"Bearer {tenant[role]}"} for role in ("customer_key", "agent_key", "app_key")}
+    sequence = 0
+    template = _batch_template(tenant["customer_id"], batch, rng)
+    address = urlsplit(tenant["base_url"])
+    connection = Connection(address.hostname or "127.0.0.1", address.port or 80)
+    try:
+
+        async def call(
+            name: str, method: str, path: str, role: str, json: Any = None, content: bytes | None = None
+        ) -> Answer | None:
+            body = content if content is not None else (orjson.dumps(json) if json is not None else b"")
+            request_headers = {**headers[role], "Content-Type": "application/json"} if body else headers[role]
+            started = time.perf_counter()
+            try:
+                response = await connection.request(method, path, request_headers, body)
+            except (OSError, asyncio.IncompleteReadError, TimeoutError, ValueError, IndexError) as error:
+                out["errors"].append(f"{name}: {type(error).__name__}")
+                return None
+            elapsed = time.perf_counter() - started
+            if response.status_code == 503 and response.headers.get("retry-after"):
+                out["refused"][name] += 1
+                out["refused_latencies"].append(elapsed)
+                await asyncio.sleep(float(response.headers["retry-after"]) * rng.uniform(0.5, 1.5))
+                return None
+            if response.status_code >= 400:
+                out["errors"].append(f"{name}: {response.status_code} {response.body[:200].decode(errors='replace')}")
+                return None
+            out["latencies"][name].append(elapsed)
+            return response
+
+        while time.monotonic() < deadline:
+            roll = rng.random()
+            if roll < 0.4:
+                prefix = f"c{number}-b{sequence}"
+                sequence += 1
+                body = template.replace(PREFIX, prefix.encode())
+                out["batches_sent"].append(prefix)
+                response = await call(
+                    "POST /quality/metrics", "POST", "/api/v1/quality/metrics", "app_key", content=body
+                )
+                if response is not None and response.json().get("inserted") == batch:
+                    out["acknowledged"].append(prefix)
+            elif roll < 0.75:
+                name, path = READS[rng.randrange(len(READS))]
+                await call(name, "GET", path, "customer_key")
+            elif roll < 0.9:
+                response = await call(
+                    "POST /recommendations",
+                    "POST",
+                    "/api/v1/recommendations",
+                    "agent_key",
+                    json={
+                        "customer_id": tenant["customer_id"],
+                        "type": "rightsizing",
+                        "title": "load",
+                        "confidence_score": 0.5,
+                    },
+                )
+                if response is not None:
+                    await call(
+                        "POST /recommendations/{id}/decision",
+                        "POST",
+                        f"/api/v1/recommendations/{response.json()['id']}/decision",
+                        "customer_key",
+                        json={"decision": "approve", "comment": "ok"},
+                    )
+            else:
+                await call(
+                    "POST /agents/{id}/heartbeat",
+                    "POST",
+                    f"/api/v1/agents/{tenant['agent_id']}/heartbeat",
+                    "agent_key",
+                    json={"status": "healthy"},
+                )
+    finally:
+        connection.close()
+
+
+def _client_process(first: int, count: int, tenant: dict[str, Any], deadline_in: float, batch: int, queue: Any) -> None:
+    out: dict[str, Any] = {
+        "latencies": defaultdict(list),
+        "refused": defaultdict(int),
+        "refused_latencies": [],
+        "errors": [],
+        "acknowledged": [],
+        "batches_sent": [],
+    }
+    deadline = time.monotonic() + deadline_in
+    out["started"] = time.time()
+
+    async def run() -> None:
+        await asyncio.gather(*(_client_loop(first + n, tenant, deadline, batch, out) for n in range(count)))
+
+    asyncio.run(run())
+    out["ended"] = time.time()
+    out["latencies"] = dict(out["latencies"])
+    out["refused"] = dict(out["refused"])
+    queue.put(out)
+
+
+def _health_process(base_url: str, seconds: float, queue: Any) -> None:
+    latencies: list[float] = []
+    failures: list[str] = []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=base_url, timeout=CLIENT_TIMEOUT) as http:
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            try:
+                response = http.get("/healthz")
+                if response.status_code != 200:
+                    failures.append(str(response.status_code))
+            except httpx.HTTPError as error:
+                failures.append(type(error).__name__)
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.05)
+    queue.put({"healthz": latencies, "healthz_failures": failures})
+
+
+def _server_side_latency(base_url: str) -> dict[str, dict[str, float]]:
+    """Mean time the server itself spent per route and status class (its /metrics histogram), to tell time spent
+    working from time spent waiting to be read or answered."""
+    sums: dict[tuple[str, str], float] = defaultdict(float)
+    counts: dict[tuple[str, str], float] = defaultdict(float)
+    text_ = httpx.get(f"{base_url}/metrics", timeout=CLIENT_TIMEOUT).text
+    for line in text_.splitlines():
+        for suffix, into in (("_sum{", sums), ("_count{", counts)):
+            marker = f"optiinfra_http_request_duration_seconds{suffix}"
+            if line.startswith(marker):
+                labels, value = line[len(marker) :].rsplit("} ", 1)
+                fields = dict(part.split("=", 1) for part in labels.split(","))
+                into[(fields["method"].strip('"'), fields["route"].strip('"'))] += float(value)
+    return {
+        f"{method} {route}": {"requests": counts[key], "mean_ms": round(sums[key] / counts[key] * 1000, 1)}
+        for key in sorted(counts)
+        if counts[key]
+        for method, route in [key]
+    }
+
+
+def run_level(clients: int, seconds: float, batch: int, processes: int, port: int) -> dict[str, Any]:
+    with fresh_database() as engine, running_server(engine, port) as (base_url, operator_key):
+        with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {operator_key}"}) as operator:
+            suffix = uuid.uuid4().hex[:6]
+            customer = operator.post(
+                "/api/v1/customers", json={"name": "Load Co", "email": f"load-{suffix}@load.example"}
+            ).json()
+            agent = operator.post("/api/v1/agents", json={"type": "cost", "name": f"load-cost-{suffix}"}).json()
+            app_agent = operator.post(
+                "/api/v1/agents", json={"type": "application", "name": f"load-app-{suffix}"}
+            ).json()
+        tenant = {
+            "base_url": base_url,
+            "customer_id": customer["id"],
+            "customer_key": customer["api_key"],
+            "agent_id": agent["id"],
+            "agent_key": agent["api_key"],
+            "app_key": app_agent["api_key"],
+        }
+        context = multiprocessing.get_context("spawn")
+        queue = context.Queue()
+        per_process = [clients // processes + (1 if n < clients % processes else 0) for n in range(processes)]
+        workers = []
+        first = 0
+        for count in per_process:
+            workers.append(context.Process(target=_client_process, args=(first, count, tenant, seconds, batch, queue)))
+            first += count
+        prober = context.Process(target=_health_process, args=(base_url, seconds, queue))
+        for process in [*workers, prober]:
+            process.start()
+        results = [queue.get(timeout=seconds + CLIENT_TIMEOUT + 120) for _ in range(len(workers) + 1)]
+        for process in [*workers, prober]:
+            process.join()
+        server_side = _server_side_latency(base_url)
+        clients_results = [result for result in results if "started" in result]
+        elapsed = max(r["ended"] for r in clients_results) - min(r["started"] for r in clients_results)
+        with engine.connect() as connection:
+            rows = connection.execute(
+                text(
+                    "SELECT split_part(request_id, '-', 1) || '-' || split_part(request_id, '-', 2) AS batch, "
+                    "count(*) AS stored, count(DISTINCT request_id) AS distinct_ids "
+                    "FROM quality_metrics WHERE customer_id = :c GROUP BY 1"
+                ),
+                {"c": customer["id"]},
+            ).all()
+    latencies: dict[str, list[float]] = defaultdict(list)
+    refused: dict[str, int] = defaultdict(int)
+    errors: list[str] = []
+    acknowledged: set[str] = set()
+    health: list[float] = []
+    health_failures: list[str] = []
+    for result in results:
+        if "healthz" in result:
+            health, health_failures = result["healthz"], result["healthz_failures"]
+            continue
+        for name, values in result["latencies"].items():
+            latencies[name].extend(values)
+        for name, count in result["refused"].items():
+            refused[name] += count
+        errors.extend(result["errors"])
+        acknowledged.update(result["acknowledged"])
+    stored = {batch_id: (count, distinct) for batch_id, count, distinct in rows}
+    missing = [b for b in acknowledged if stored.get(b, (0, 0))[0] != batch]
+    duplicated = [b for b, (count, distinct) in stored.items() if count != distinct]
+    partial = [b for b, (count, _) in stored.items() if count != batch]
+    answered = sum(len(values) for values in latencies.values())
+    reads = [value for name, values in latencies.items() if name.startswith("GET") for value in values]
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "answered": answered,
+        "answered_per_second": round(answered / elapsed, 1),
+        "refused_503": sum(refused.values()),
+        "refused_by_endpoint": dict(sorted(refused.items())),
+        "errors": len(errors),
+        "error_samples": sorted(set(errors))[:10],
+        "records_acknowledged": len(acknowledged) * batch,
+        "records_per_second": round(len(acknowledged) * batch / elapsed, 1),
+        "reads": _summary(reads),
+        "healthz": {**_summary(health), "failures": len(health_failures)},
+        "reconciliation": {
+            "batches_acknowledged": len(acknowledged),
+            "batches_stored": len(stored),
+            "acknowledged_missing": len(missing),
+            "duplicated": len(duplicated),
+            "partial": len(partial),
+            "clean": not missing and not duplicated and not partial,
+        },
+        "per_endpoint": {name: _summary(values) for name, values in sorted(latencies.items())},
+        "server_side_mean_ms": server_side,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--clients", default="50,200,500", help="comma-separated levels of concurrency")
     parser.add_argument("--seconds", type=float, default=60)
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--batch", type=int, default=200)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument("--port", type=int, default=18300, help="the server's port on 127.0.0.1")
+    parser.add_argument("--name", default="load", help="results file: benchmarks/results/<name>.json")
     args = parser.parse_args()
-    latencies: dict[str, list[float]] = defaultdict(list)
-    errors: list[str] = []
-    acknowledged: set[str] = set()
-    lock = threading.Lock()
-
-    with fresh_database() as engine, running_server(engine) as (base_url, operator_key):
-        with OptiInfraClient(base_url, operator_key) as operator:
-            customer = operator.create_customer("Load Co", f"load-{uuid.uuid4().hex[:6]}@load.example")
-            agent = operator.register_agent(AgentType.COST, f"load-cost-{uuid.uuid4().hex[:6]}")
-            app_agent = operator.register_agent(AgentType.APPLICATION, f"load-app-{uuid.uuid4().hex[:6]}")
-        assert agent.api_key
-        assert app_agent.api_key
-        deadline = time.monotonic() + args.seconds
-
-        def timed(name: str, call):  # type: ignore[no-untyped-def]
-            started = time.perf_counter()
-            try:
-                result = call()
-            except (ApiError, OSError) as error:
-                with lock:
-                    errors.append(f"{name}: {error}")
-                return None
-            with lock:
-                latencies[name].append(time.perf_counter() - started)
-            return result
-
-        def worker(number: int) -> None:
-            rng = random.Random(number)  # noqa: S311 (load mix, not security)
-            as_customer = OptiInfraClient(base_url, customer.api_key)
-            as_agent = OptiInfraClient(base_url, agent.api_key)
-            as_app = OptiInfraClient(base_url, app_agent.api_key)
-            sequence = 0
-            while time.monotonic() < deadline:
-                roll = rng.random()
-                if roll < 0.4:
-                    now = datetime.now(UTC)
-                    records = [
-                        {
-                            "request_id": f"w{number}-{sequence}-{i}",
-                            "model_name": "load-model",
-                            "model_version": "v1",
-                            "timestamp": (now - timedelta(seconds=i)).isoformat(),
-                            "overall_quality_score": rng.uniform(0.6, 1.0),
-                            "latency_ms": rng.uniform(200, 1500),
-                        }
-                        for i in range(args.batch)
-                    ]
-                    sequence += 1
-                    result = timed(
-                        "POST /quality/metrics",
-                        lambda records=records: as_app.ingest_quality_metrics(records, customer_id=customer.id),
-                    )
-                    if result is not None:
-                        with lock:
-                            acknowledged.update(r["request_id"] for r in records)
-                elif roll < 0.6:
-                    timed("GET /recommendations", lambda: as_customer.list_recommendations(limit=20))
-                elif roll < 0.7:
-                    timed("GET /events", lambda: as_customer.list_events(limit=20))
-                elif roll < 0.85:
-                    recommendation = timed(
-                        "POST /recommendations",
-                        lambda: as_agent.create_recommendation(
-                            customer.id, "rightsizing", "load", confidence_score=0.5
-                        ),
-                    )
-                    if recommendation is not None:
-                        timed(
-                            "POST /recommendations/{id}/decision",
-                            lambda recommendation=recommendation: as_customer.approve(recommendation.id, "ok"),
-                        )
-                else:
-                    timed("POST /agents/{id}/heartbeat", lambda: as_agent.heartbeat(agent.id))
-            for client in (as_customer, as_agent, as_app):
-                client.close()
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=worker, args=(n,)) for n in range(args.clients)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - started
-        with engine.connect() as connection:
-            rows = connection.execute(
-                text("SELECT request_id, count(*) FROM quality_metrics WHERE customer_id = :c GROUP BY request_id"),
-                {"c": customer.id},
-            ).all()
-    stored = {request_id: count for request_id, count in rows}
-    missing = acknowledged - set(stored)
-    duplicated = [request_id for request_id, count in stored.items() if count > 1]
-    requests = sum(len(values) for values in latencies.values())
-    per_endpoint = {
-        name: {
-            "requests": len(values),
-            "p50_ms": round(statistics.median(values) * 1000, 1),
-            "p99_ms": round(sorted(values)[max(0, int(len(values) * 0.99) - 1)] * 1000, 1),
-        }
-        for name, values in sorted(latencies.items())
-    }
-    payload = {
-        "seconds": round(elapsed, 1),
-        "clients": args.clients,
-        "requests": requests,
-        "requests_per_second": round(requests / elapsed, 1),
-        "records_acknowledged": len(acknowledged),
-        "records_per_second": round(len(acknowledged) / elapsed, 1),
-        "errors": len(errors),
-        "error_samples": errors[:10],
-        "reconciliation": {
-            "missing": len(missing),
-            "duplicated": len(duplicated),
-            "stored": len(stored),
-            "clean": not missing and not duplicated,
-        },
-        "per_endpoint": per_endpoint,
-    }
-    for name, figures in per_endpoint.items():
+    levels = []
+    for clients in (int(part) for part in args.clients.split(",")):
+        level = run_level(clients, args.seconds, args.batch, args.processes, args.port)
+        levels.append(level)
         print(
-            f"{name:40s} {figures['requests']:6d} req  p50 {figures['p50_ms']:7.1f} ms  p99 {figures['p99_ms']:7.1f} ms"
+            f"{clients} clients, {level['seconds']:.0f} s: {level['answered']} answered "
+            f"({level['answered_per_second']}/s), {level['refused_503']} refused (503 + Retry-After), "
+            f"{level['errors']} errors; reads p50 {level['reads'].get('p50_ms')} ms p99 {level['reads'].get('p99_ms')} "
+            f"ms; /healthz p99 {level['healthz'].get('p99_ms')} ms ({level['healthz']['failures']} failed); "
+            f"{level['records_acknowledged']} records acknowledged, reconciliation {level['reconciliation']}"
         )
-    print(
-        f"{requests} requests in {elapsed:.0f} s ({requests / elapsed:.0f}/s), {len(errors)} errors; "
-        f"{len(acknowledged)} records acknowledged, {len(missing)} missing, {len(duplicated)} duplicated"
-    )
-    print(f"results in {write_results('load', payload)}")
+        for name, figures in level["per_endpoint"].items():
+            print(f"    {name:40s} {figures}")
+        for name, figures in level["server_side_mean_ms"].items():
+            print(f"    server side {name:60s} {figures}")
+        for sample in level["error_samples"]:
+            print(f"    error: {sample}")
+    print(f"results in {write_results(args.name, {'batch': args.batch, 'levels': levels})}")
 
 
 if __name__ == "__main__":
