@@ -32,7 +32,7 @@ from optiinfra.auth.principal import Role
 from optiinfra.config import parse_database_url
 from optiinfra.db import migrations
 from optiinfra.db.embedded import start_embedded
-from optiinfra.models import Agent, AgentType, Customer
+from optiinfra.models import Agent, AgentCustomer, AgentType, Customer
 from optiinfra.quality.simulation import Traffic, simulate
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,6 +65,8 @@ def make_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID, str]:
         customer = Customer(name="Bench", email=f"bench-{uuid.uuid4().hex[:8]}@example.com", api_key=key_digest(key))
         agent = Agent(type=AgentType.APPLICATION, name=f"bench-{uuid.uuid4().hex[:8]}")
         session.add_all([customer, agent])
+        session.flush()
+        session.add(AgentCustomer(agent_id=agent.id, customer_id=customer.id))  # the agent serves the customer
         session.flush()
         return customer.id, agent.id, key
 

@@ -293,9 +293,13 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
             customer = operator.post(
                 "/api/v1/customers", json={"name": "Load Co", "email": f"load-{suffix}@load.example"}
             ).json()
-            agent = operator.post("/api/v1/agents", json={"type": "cost", "name": f"load-cost-{suffix}"}).json()
+            # Both agents serve the load customer (an agent acts only for its customers).
+            serves = [customer["id"]]
+            agent = operator.post(
+                "/api/v1/agents", json={"type": "cost", "name": f"load-cost-{suffix}", "customer_ids": serves}
+            ).json()
             app_agent = operator.post(
-                "/api/v1/agents", json={"type": "application", "name": f"load-app-{suffix}"}
+                "/api/v1/agents", json={"type": "application", "name": f"load-app-{suffix}", "customer_ids": serves}
             ).json()
         tenant = {
             "base_url": base_url,

@@ -19,6 +19,7 @@ from optiinfra.models import (
     Agent,
     AgentCapability,
     AgentConfig,
+    AgentCustomer,
     AgentMetric,
     AgentState,
     AgentType,
@@ -69,6 +70,11 @@ def make_customer(session: Session, **overrides: Any) -> Customer:
 def make_agent(session: Session, **overrides: Any) -> Agent:
     values: dict[str, Any] = {"type": AgentType.COST, "name": f"agent-{unique_suffix()}"}
     return _persist(session, Agent(**{**values, **overrides}))
+
+
+def assign(session: Session, agent: Agent, customer: Customer) -> AgentCustomer:
+    """Assign the agent to the customer (an agent acts only for its assigned customers)."""
+    return _persist(session, AgentCustomer(agent_id=agent.id, customer_id=customer.id))
 
 
 def make_event(

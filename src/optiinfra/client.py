@@ -150,7 +150,10 @@ class OptiInfraClient:
         capabilities: list[str] | None = None,
         heartbeat_interval_seconds: int = 30,
         metadata: dict[str, Any] | None = None,
+        customer_ids: list[uuid.UUID] | None = None,
     ) -> agent_schemas.AgentRegistered:
+        """Register an agent (operator) or re-register itself (agent); `customer_ids` (operator only) assigns the
+        agent to those customers, adding to the ones it already serves."""
         body = agent_schemas.AgentRegister(
             type=type,
             name=name,
@@ -159,6 +162,7 @@ class OptiInfraClient:
             capabilities=capabilities or [],
             heartbeat_interval_seconds=heartbeat_interval_seconds,
             metadata=metadata or {},
+            customer_ids=customer_ids,
         )
         return self._one(agent_schemas.AgentRegistered, "POST", "/agents", json=self._body(body))
 
@@ -185,6 +189,15 @@ class OptiInfraClient:
 
     def rotate_agent_key(self, agent_id: uuid.UUID) -> agent_schemas.AgentRegistered:
         return self._one(agent_schemas.AgentRegistered, "POST", f"/agents/{agent_id}/rotate-key")
+
+    def assign_customer(self, agent_id: uuid.UUID, customer_id: uuid.UUID) -> agent_schemas.Agent:
+        """Assign the agent to a customer it serves (operator); assigning again changes nothing."""
+        body = agent_schemas.CustomerAssignment(customer_id=customer_id)
+        return self._one(agent_schemas.Agent, "POST", f"/agents/{agent_id}/customers", json=self._body(body))
+
+    def unassign_customer(self, agent_id: uuid.UUID, customer_id: uuid.UUID) -> agent_schemas.Agent:
+        """Take a customer away from the agent (operator); ApiError 404 when it was not assigned."""
+        return self._one(agent_schemas.Agent, "DELETE", f"/agents/{agent_id}/customers/{customer_id}")
 
     # --- events --------------------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,8 +142,16 @@ def make_tenant(api_server: Server, operator: OptiInfraClient) -> Iterator[Calla
 def make_agent(api_server: Server, operator: OptiInfraClient) -> Iterator[Callable[..., AgentHandle]]:
     clients: list[OptiInfraClient] = []
 
-    def factory(agent_type: AgentType = AgentType.COST, **options: object) -> AgentHandle:
-        registered = operator.register_agent(agent_type, f"{agent_type}-{uuid.uuid4().hex[:10]}", **options)  # type: ignore[arg-type]
+    def factory(
+        agent_type: AgentType = AgentType.COST, *, serves: Sequence[Tenant] = (), **options: object
+    ) -> AgentHandle:
+        """A registered agent assigned to the tenants it `serves` (an agent acts only for its customers)."""
+        registered = operator.register_agent(
+            agent_type,
+            f"{agent_type}-{uuid.uuid4().hex[:10]}",
+            customer_ids=[tenant.id for tenant in serves],
+            **options,  # type: ignore[arg-type]
+        )
         assert registered.api_key is not None
         client = OptiInfraClient(api_server.base_url, registered.api_key)
         clients.append(client)
@@ -165,5 +173,6 @@ def other_tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
 
 
 @pytest.fixture
-def agent(make_agent: Callable[..., AgentHandle]) -> AgentHandle:
-    return make_agent()
+def agent(make_agent: Callable[..., AgentHandle], tenant: Tenant) -> AgentHandle:
+    """A cost agent serving `tenant`."""
+    return make_agent(serves=[tenant])

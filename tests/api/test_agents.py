@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from optiinfra.agents import service as agent_service
 from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.models import AgentStatus, AgentType
-from tests.api.conftest import AgentHandle, Server
+from tests.api.conftest import AgentHandle, Server, Tenant
 
 
 def test_registration_is_idempotent_on_type_and_name(operator: OptiInfraClient, api_server: Server) -> None:
@@ -151,8 +151,9 @@ def test_agents_list_filters_by_type_and_status(
     assert all(a.type == AgentType.RESOURCE and a.status == AgentStatus.STOPPED for a in stopped)
 
 
-def test_agent_appends_its_own_events(agent: AgentHandle, operator: OptiInfraClient, make_tenant: Callable) -> None:
-    tenant = make_tenant()
+def test_agent_appends_its_own_events(
+    agent: AgentHandle, operator: OptiInfraClient, tenant: Tenant, make_tenant: Callable[..., Tenant]
+) -> None:
     event = agent.client.append_event("analysis.finished", customer_id=tenant.id, data={"instances": 12})
     assert event.agent_id == agent.agent_id
     assert event.data["payload"] == {"instances": 12}
@@ -161,3 +162,88 @@ def test_agent_appends_its_own_events(agent: AgentHandle, operator: OptiInfraCli
     with pytest.raises(ApiError) as refused:
         tenant.client.append_event("customer.says", data={})
     assert refused.value.status_code == 403
+
+
+# --- the customers an agent serves -----------------------------------------------------------------------------
+
+
+def test_registration_assigns_customers_and_re_registration_only_adds(
+    operator: OptiInfraClient, make_tenant: Callable[..., Tenant]
+) -> None:
+    first, second = make_tenant(), make_tenant()
+    name = f"cost-{uuid.uuid4().hex[:8]}"
+    registered = operator.register_agent(AgentType.COST, name, customer_ids=[first.id, first.id])
+    assert registered.customer_ids == [first.id]
+    again = operator.register_agent(AgentType.COST, name, customer_ids=[second.id])
+    assert again.customer_ids == [first.id, second.id]
+    assert operator.register_agent(AgentType.COST, name).customer_ids == [first.id, second.id]
+    # Each assignment is in the customer's own log, once.
+    logged = first.client.list_events(event_type="agent.customer_assigned").items
+    assert [(event.agent_id, event.data["actor"]["role"]) for event in logged] == [(registered.id, "operator")]
+
+
+def test_registration_naming_an_unknown_customer_registers_nothing(
+    operator: OptiInfraClient, tenant: Tenant, api_server: Server
+) -> None:
+    name = f"cost-{uuid.uuid4().hex[:8]}"
+    with pytest.raises(ApiError) as refused:
+        operator.register_agent(AgentType.COST, name, customer_ids=[tenant.id, uuid.uuid4()])
+    assert refused.value.status_code == 404
+    with api_server.engine.connect() as connection:
+        found = connection.execute(text("SELECT count(*) FROM agents WHERE name = :name"), {"name": name}).scalar()
+    assert found == 0
+
+
+def test_only_the_operator_assigns_customers(agent: AgentHandle, tenant: Tenant, make_tenant: Callable) -> None:
+    other = make_tenant()
+    me = agent.client.get_agent(agent.agent_id)
+    with pytest.raises(ApiError) as refused:
+        agent.client.register_agent(me.type, me.name, customer_ids=[other.id])
+    assert refused.value.status_code == 403
+    for client in (agent.client, tenant.client):
+        with pytest.raises(ApiError) as refused:
+            client.assign_customer(agent.agent_id, other.id)
+        assert refused.value.status_code == 403
+        with pytest.raises(ApiError) as refused:
+            client.unassign_customer(agent.agent_id, tenant.id)
+        assert refused.value.status_code == 403
+    assert agent.client.get_agent(agent.agent_id).customer_ids == [tenant.id]
+
+
+def test_assign_is_idempotent_and_unassign_refuses_what_is_not_assigned(
+    operator: OptiInfraClient, make_agent: Callable[..., AgentHandle], make_tenant: Callable[..., Tenant]
+) -> None:
+    tenant = make_tenant()
+    handle = make_agent()
+    assert operator.assign_customer(handle.agent_id, tenant.id).customer_ids == [tenant.id]
+    assert operator.assign_customer(handle.agent_id, tenant.id).customer_ids == [tenant.id]
+    assert len(tenant.client.list_events(event_type="agent.customer_assigned").items) == 1
+    assert operator.unassign_customer(handle.agent_id, tenant.id).customer_ids == []
+    for agent_id, customer_id in ((handle.agent_id, tenant.id), (uuid.uuid4(), tenant.id)):
+        with pytest.raises(ApiError) as refused:
+            operator.unassign_customer(agent_id, customer_id)
+        assert refused.value.status_code == 404
+    for agent_id, customer_id in ((handle.agent_id, uuid.uuid4()), (uuid.uuid4(), tenant.id)):
+        with pytest.raises(ApiError) as refused:
+            operator.assign_customer(agent_id, customer_id)
+        assert refused.value.status_code == 404
+    unassigned = tenant.client.list_events(event_type="agent.customer_unassigned").items
+    assert [(event.agent_id, event.severity) for event in unassigned] == [(handle.agent_id, "warning")]
+
+
+def test_who_sees_which_customers_an_agent_serves(
+    operator: OptiInfraClient, make_agent: Callable[..., AgentHandle], make_tenant: Callable[..., Tenant]
+) -> None:
+    """Customer ids of one tenant are not shown to another: a customer sees only itself in an agent's list, another
+    agent sees none; the operator and the agent itself see all."""
+    mine, theirs = make_tenant(), make_tenant()
+    shared = make_agent(serves=[mine, theirs])
+    other_agent = make_agent(serves=[theirs])
+    assert set(operator.get_agent(shared.agent_id).customer_ids) == {mine.id, theirs.id}
+    assert set(shared.client.get_agent(shared.agent_id).customer_ids) == {mine.id, theirs.id}
+    assert mine.client.get_agent(shared.agent_id).customer_ids == [mine.id]
+    assert other_agent.client.get_agent(shared.agent_id).customer_ids == []
+    listed = {agent.id: agent.customer_ids for agent in mine.client.list_agents(limit=500).items}
+    assert listed[shared.agent_id] == [mine.id]
+    assert listed[other_agent.agent_id] == []
+    assert all(theirs.id not in customer_ids for customer_ids in listed.values())

@@ -123,7 +123,7 @@ def _quality_records(n: int, overall: float, start: datetime, prefix: str) -> li
 def test_quality_chart_shows_the_baseline_band_and_a_regression_marker(
     page: Page, api_server: Server, tenant: Tenant, make_agent: Any
 ) -> None:
-    make_agent(AgentType.APPLICATION)
+    make_agent(AgentType.APPLICATION, serves=[tenant])
     now = datetime.now(UTC)
     client = tenant.client
     client.ingest_quality_metrics(_quality_records(120, 0.85, now - timedelta(hours=5), "healthy"))

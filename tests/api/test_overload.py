@@ -34,7 +34,7 @@ def _pending_recommendation(server: Server) -> tuple[str, uuid.UUID]:
     with OptiInfraClient(server.base_url, server.operator_key) as operator:
         suffix = uuid.uuid4().hex[:8]
         customer = operator.create_customer(f"Load {suffix}", f"load-{suffix}@load.example")
-        agent = operator.register_agent(AgentType.COST, f"load-{suffix}")
+        agent = operator.register_agent(AgentType.COST, f"load-{suffix}", customer_ids=[customer.id])
     assert agent.api_key is not None
     with OptiInfraClient(server.base_url, agent.api_key) as as_agent:
         recommendation = as_agent.create_recommendation(customer.id, "rightsizing", "t", confidence_score=0.5)
@@ -156,7 +156,8 @@ def test_many_concurrent_clients_get_answers_or_503_never_a_hang_or_500(
         with OptiInfraClient(server.base_url, server.operator_key) as operator:
             suffix = uuid.uuid4().hex[:8]
             customer = operator.create_customer(f"Smoke {suffix}", f"smoke-{suffix}@load.example")
-            operator.register_agent(AgentType.APPLICATION, f"smoke-{suffix}")  # the metrics' default agent
+            # The metrics' default agent: an application agent serving the customer.
+            operator.register_agent(AgentType.APPLICATION, f"smoke-{suffix}", customer_ids=[customer.id])
         auth = {"Authorization": f"Bearer {customer.api_key}"}
         answers: list[tuple[str, int, str | None]] = []
         now = datetime.now(UTC).isoformat()

@@ -37,7 +37,8 @@ ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "co
 
 @dataclass
 class World:
-    """Customer A with rows proposed by agent X; customer B and agent Y see none of them."""
+    """Customer A with rows proposed by agent X, which serves A; customer B, served by agent Y: neither sees A's
+    rows, and Y can do nothing for A."""
 
     operator: OptiInfraClient
     operator_key: str
@@ -80,6 +81,16 @@ class World:
         self.retired_keys.append(self.agent_x.api_key)
         self.agent_x = AgentRegistered.model_validate(response)
 
+    def new_customer(self) -> CustomerWithKey:
+        suffix = uuid.uuid4().hex[:10]
+        return self.operator.create_customer(f"Tenant C {suffix}", f"c-{suffix}@tenant-c.example")
+
+    def assigned_to_x(self) -> dict[str, str]:
+        """A new customer that agent X serves (besides A): the ids of the assignment."""
+        customer = self.new_customer()
+        self.operator.assign_customer(self.agent_x.id, customer.id)
+        return {"agent_id": str(self.agent_x.id), "customer_id": str(customer.id)}
+
     def tenant_a_secrets(self) -> list[str]:
         """Strings that only someone allowed to see customer A's rows could know."""
         return [self.customer_a.name, self.customer_a.email, *self.recommendation_titles]
@@ -117,8 +128,9 @@ def build_world(operator: OptiInfraClient, operator_key: str) -> World:
     suffix = uuid.uuid4().hex[:10]
     customer_a = operator.create_customer(f"Tenant A {suffix}", f"a-{suffix}@tenant-a.example")
     customer_b = operator.create_customer(f"Tenant B {suffix}", f"b-{suffix}@tenant-b.example")
-    agent_x = operator.register_agent(AgentType.COST, f"agent-x-{suffix}")
-    agent_y = operator.register_agent(AgentType.COST, f"agent-y-{suffix}")
+    # Each agent serves one customer: X serves A, Y serves B. Y is the unrelated agent of issue 10's attack.
+    agent_x = operator.register_agent(AgentType.COST, f"agent-x-{suffix}", customer_ids=[customer_a.id])
+    agent_y = operator.register_agent(AgentType.COST, f"agent-y-{suffix}", customer_ids=[customer_b.id])
     return World(operator, operator_key, customer_a, customer_b, agent_x, agent_y)
 
 
@@ -258,7 +270,9 @@ def one_record_for_a(world: World, ids: Ids) -> dict[str, Any]:
 
 def application_agent_for_a(world: World) -> Ids:
     """A's metrics need an application agent to be attributed to when the caller is not an agent."""
-    world.operator.register_agent(AgentType.APPLICATION, f"perm-application-{uuid.uuid4().hex[:10]}")
+    world.operator.register_agent(
+        AgentType.APPLICATION, f"perm-application-{uuid.uuid4().hex[:10]}", customer_ids=[world.customer_a.id]
+    )
     return customer_a(world)
 
 
@@ -303,7 +317,9 @@ def agent_metrics_body(world: World, ids: Ids) -> dict[str, Any]:
 def resource_agent_for_a(world: World) -> Ids:
     """A's resource metrics and scaling events need a resource agent to be attributed to when the caller is not an
     agent."""
-    world.operator.register_agent(AgentType.RESOURCE, f"perm-resource-{uuid.uuid4().hex[:10]}")
+    world.operator.register_agent(
+        AgentType.RESOURCE, f"perm-resource-{uuid.uuid4().hex[:10]}", customer_ids=[world.customer_a.id]
+    )
     return customer_a(world)
 
 
@@ -413,6 +429,21 @@ OPERATIONS = [
     ),
     Operation(
         "POST",
+        "/api/v1/agents/{agent_id}/customers",
+        OPERATOR_ONLY,
+        target=lambda world: {**agent_x(world), "new_customer_id": str(world.new_customer().id)},
+        body=lambda world, ids: {"customer_id": ids["new_customer_id"]},
+        probe="/agents/{agent_id}",
+    ),
+    Operation(
+        "DELETE",
+        "/api/v1/agents/{agent_id}/customers/{customer_id}",
+        OPERATOR_ONLY,
+        target=lambda world: world.assigned_to_x(),
+        probe="/agents/{agent_id}",
+    ),
+    Operation(
+        "POST",
         "/api/v1/agents/{agent_id}/rotate-key",
         OPERATOR_ONLY,
         target=agent_x,
@@ -429,7 +460,7 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/recommendations",
-        expect(operator=403, customer_a=403, customer_b=403, agent_x=201, agent_y=201),
+        expect(operator=403, customer_a=403, customer_b=403, agent_x=201, agent_y=404),
         body=proposal_for_a,
     ),
     Operation("GET", "/api/v1/recommendations", EVERYONE, target=in_state(RecommendationStatus.COMPLETED)),
@@ -503,15 +534,15 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/quality/metrics",
-        # Agents report metrics as themselves, for the customer they name.
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        # Agents report metrics as themselves, for a customer they serve.
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=application_agent_for_a,
         body=one_record_for_a,
     ),
     Operation(
         "POST",
         "/api/v1/quality/baselines",
-        expect(operator=201, customer_a=201, customer_b=404, agent_x=201, agent_y=201),
+        expect(operator=201, customer_a=201, customer_b=404, agent_x=201, agent_y=404),
         target=quality_window,
         body=window_of,
         probe="/quality/baselines",  # newest first: a baseline made by a refused call would show
@@ -526,7 +557,7 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/quality/detect",
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=quality_degraded,
         body=window_of,
         probe="/quality/regressions",  # newest first, likewise
@@ -555,7 +586,7 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/quality/abtest",
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=quality_baseline,
         body=lambda world, ids: {
             "customer_id": ids["customer_id"],
@@ -567,7 +598,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/v1/quality/settings",
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=customer_a,
         query=lambda ids: {"customer_id": ids["customer_id"]},
     ),
@@ -583,7 +614,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/v1/otlp/settings",
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=customer_a,
         query=lambda ids: {"customer_id": ids["customer_id"]},
     ),
@@ -599,7 +630,7 @@ OPERATIONS = [
     Operation(
         "GET",
         "/api/v1/otlp/report",
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=customer_a,
         query=lambda ids: {"customer_id": ids["customer_id"]},
     ),
@@ -658,8 +689,8 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/resources/metrics",
-        # Agents report resources as themselves, for the customer they name.
-        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=200),
+        # Agents report resources as themselves, for a customer they serve.
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=resource_agent_for_a,
         body=resource_metrics_for_a,
     ),
@@ -673,7 +704,7 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/resources/scaling-events",
-        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=201),
+        expect(operator=201, customer_a=403, customer_b=403, agent_x=201, agent_y=404),
         target=resource_agent_for_a,
         body=scaling_event_for_a,
         probe="/resources/scaling-events",
@@ -682,7 +713,7 @@ OPERATIONS = [
     Operation(
         "POST",
         "/api/v1/workflows/spot-migration/analyze",
-        expect(operator=202, customer_a=403, customer_b=403, agent_x=202, agent_y=202),
+        expect(operator=202, customer_a=403, customer_b=403, agent_x=202, agent_y=404),
         target=customer_a,
         body=lambda world, ids: {"customer_id": ids["customer_id"], "lookback_days": 1},
     ),
@@ -1038,6 +1069,101 @@ def test_other_agent_cannot_drive_the_agents_optimization(world: World, http: ht
     assert world.operator.get_optimization(uuid.UUID(queued)).status == OptimizationStatus.QUEUED
     unchanged = world.operator.get_optimization(uuid.UUID(executing))
     assert (unchanged.status, unchanged.progress) == (OptimizationStatus.EXECUTING, 0)
+
+
+def count_rows(api_server: Server, table: str, customer_id: uuid.UUID) -> int:
+    with api_server.engine.connect() as connection:
+        statement = text(f'SELECT count(*) FROM "{table}" WHERE customer_id = :customer')
+        return int(connection.execute(statement, {"customer": customer_id}).scalar_one())
+
+
+def test_unrelated_agent_cannot_replace_a_baseline_and_detect_to_roll_back_the_customers_change(
+    world: World, http: httpx.Client, api_server: Server
+) -> None:
+    """Issue 10's attack: agent Y, unrelated to A, sends degraded records for A naming A's completed optimization,
+    replaces A's baseline, runs detection and asks for the rollback itself. Every step is a 404 that looks exactly
+    like one for a customer nobody has, nothing is stored, and A's optimization stays completed."""
+    completed = world.recommendation(RecommendationStatus.COMPLETED)
+    optimization_id = completed["optimization_id"]
+    quality = quality_baseline(world)
+    tenant_a = world.customer_a.id
+    degraded = [
+        {**record, "metadata": {"optimization_id": optimization_id}}
+        for record in quality_records(quality, 0.30, hours_ago=0.5)
+    ]
+    attack = [
+        ("POST", "/api/v1/quality/metrics", {"customer_id": str(tenant_a), "records": degraded}),
+        ("POST", "/api/v1/quality/baselines", window_of(world, quality)),  # replace A's baseline
+        ("POST", "/api/v1/quality/detect", window_of(world, quality)),
+        ("GET", "/api/v1/quality/settings", None),
+        ("POST", "/api/v1/workflows/spot-migration/analyze", {"customer_id": str(tenant_a), "lookback_days": 1}),
+        ("POST", f"/api/v1/optimizations/{optimization_id}/rollback", {"reason": "quality dropped"}),
+        ("POST", "/api/v1/recommendations", proposal_for_a(world, {})),
+        ("POST", "/api/v1/events", {"event_type": "probe.attack", "customer_id": str(tenant_a)}),
+    ]
+    counted = ("quality_metrics", "quality_baselines", "quality_regressions", "recommendations", "workflow_executions")
+    rows_before = {table: count_rows(api_server, table, tenant_a) for table in counted}
+    events_before = event_count(api_server)
+    headers = {"Authorization": f"Bearer {world.agent_y.api_key}"}
+    nobody = str(uuid.uuid4())
+
+    for method, path, body in attack:
+        params = {"customer_id": str(tenant_a)} if method == "GET" else None
+        response = http.request(method, path, headers=headers, json=body, params=params)
+        error = assert_error(response, 404, "not_found")
+        # The same call for a customer (and optimization) nobody has: the same answer, ids aside.
+        stand_in = json.loads(json.dumps(body).replace(str(tenant_a), nobody).replace(optimization_id, nobody))
+        for_nobody = http.request(
+            method,
+            path.replace(optimization_id, nobody),
+            headers=headers,
+            json=stand_in,
+            params={"customer_id": nobody} if params else None,
+        )
+        assert json.dumps(assert_error(for_nobody, 404, "not_found")).replace(nobody, "ID") == json.dumps(
+            error
+        ).replace(str(tenant_a), "ID").replace(optimization_id, "ID")
+
+    assert world.operator.get_optimization(uuid.UUID(optimization_id)).status == OptimizationStatus.COMPLETED
+    assert {table: count_rows(api_server, table, tenant_a) for table in counted} == rows_before
+    assert event_count(api_server) == events_before
+
+    # The refusals are the assignment's doing: assigned to A, Y's ingest goes through; unassigned, it is refused
+    # again at once.
+    ingest = ("POST", "/api/v1/quality/metrics", {"customer_id": str(tenant_a), "records": degraded[:1]})
+    world.operator.assign_customer(world.agent_y.id, tenant_a)
+    assert http.request(ingest[0], ingest[1], headers=headers, json=ingest[2]).status_code == 200
+    world.operator.unassign_customer(world.agent_y.id, tenant_a)
+    assert_error(http.request(ingest[0], ingest[1], headers=headers, json=ingest[2]), 404, "not_found")
+
+
+def test_an_unassigned_agent_loses_the_customer_at_once_and_gets_it_back_when_reassigned(world: World) -> None:
+    completed = world.recommendation(RecommendationStatus.COMPLETED)
+    executing = world.recommendation(RecommendationStatus.EXECUTING)
+    agent_x = world.client("agent_x")
+    assert len(agent_x.list_recommendations().items) == 2
+
+    unassigned = world.operator.unassign_customer(world.agent_x.id, world.customer_a.id)
+
+    assert world.customer_a.id not in unassigned.customer_ids
+    # Its own rows for A are out of its reach: not listed, not found, not actionable; the rows stay.
+    assert agent_x.list_recommendations().items == []
+    assert agent_x.list_optimizations().items == []
+    for call in (
+        lambda: agent_x.get_recommendation(uuid.UUID(completed["recommendation_id"])),
+        lambda: agent_x.report_progress(uuid.UUID(executing["optimization_id"]), 70),
+        lambda: agent_x.create_recommendation(world.customer_a.id, "rightsizing", "More", confidence_score=0.5),
+    ):
+        with pytest.raises(ApiError) as refused:
+            call()
+        assert refused.value.status_code == 404
+    assert world.operator.get_optimization(uuid.UUID(executing["optimization_id"])).progress == 0
+    # The customer sees in its log that the agent was taken away; assigning it again restores its reach.
+    logged = world.client("customer_a").list_events(event_type="agent.customer_unassigned").items
+    assert [event.agent_id for event in logged] == [world.agent_x.id]
+    world.operator.assign_customer(world.agent_x.id, world.customer_a.id)
+    assert len(agent_x.list_recommendations().items) == 2
+    assert agent_x.report_progress(uuid.UUID(executing["optimization_id"]), 70).progress == 70
 
 
 def test_other_agent_cannot_heartbeat_or_re_register_as_the_agent(world: World, http: httpx.Client) -> None:

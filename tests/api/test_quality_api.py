@@ -221,7 +221,8 @@ class Team:
 
 @pytest.fixture
 def team(make_tenant: Callable[..., Tenant], make_agent: Callable[..., AgentHandle]) -> Team:
-    return Team(make_tenant(), make_agent(AgentType.APPLICATION), make_agent(AgentType.COST))
+    tenant = make_tenant()
+    return Team(tenant, make_agent(AgentType.APPLICATION, serves=[tenant]), make_agent(AgentType.COST, serves=[tenant]))
 
 
 def with_baseline(team: Team, seed: int = 1, count: int = 300) -> tuple[list[dict[str, Any]], dict[str, Any]]:
@@ -466,7 +467,8 @@ def test_agent_ingest_names_the_customer_and_is_recorded_as_the_agent(
     api_server: Server,
 ) -> None:
     records = simulate(16, 5, start=hours_ago(1))
-    other = make_agent(AgentType.APPLICATION)
+    other = make_agent(AgentType.APPLICATION, serves=[team.tenant])
+    outsider = make_agent(AgentType.APPLICATION)
     url = "/api/v1/quality/metrics"
 
     agent_without_customer = http.post(url, headers=bearer(team.reporter.key), json={"records": records})
@@ -488,6 +490,11 @@ def test_agent_ingest_names_the_customer_and_is_recorded_as_the_agent(
         url, headers=bearer(api_server.operator_key), json={**body, "agent_id": str(uuid.uuid4())}
     )
     assert_error(unknown_agent, 404, "not_found")
+    # Nor to one that does not serve the customer.
+    not_serving = http.post(
+        url, headers=bearer(api_server.operator_key), json={**body, "agent_id": str(outsider.agent_id)}
+    )
+    assert "does not serve this customer" in assert_error(not_serving, 422, "invalid_input")["message"]
     assert operator.request("POST", "/quality/metrics", json=body)["inserted"] == 2
 
     agents = [row["agent_id"] for row in stored_metrics(api_server, team.tenant.id)]
@@ -523,17 +530,19 @@ def test_customer_ingest_goes_to_the_customers_application_agent(create_database
         customer = operator.create_customer("Solo", "solo@tenant.example")
         as_customer = operator.with_key(customer.api_key)
         records = simulate(17, 4, start=hours_ago(1))
-        operator.register_agent(AgentType.COST, "cost-only")
+        operator.register_agent(AgentType.COST, "cost-only", customer_ids=[customer.id])
+        # An application agent that does not serve this customer is not one to attribute its metrics to.
+        operator.register_agent(AgentType.APPLICATION, "app-of-another-customer")
 
         with pytest.raises(ApiError) as refused:
             ingest(as_customer, records[:2], None)
         assert refused.value.status_code == 422
-        assert "No application agent" in refused.value.message
+        assert "No application agent serves this customer" in refused.value.message
 
-        first = operator.register_agent(AgentType.APPLICATION, "app-first")
+        first = operator.register_agent(AgentType.APPLICATION, "app-first", customer_ids=[customer.id])
         assert ingest(as_customer, records[:2], None)["inserted"] == 2
-        # A newer, livelier application agent does not take over the metrics of a customer it never served.
-        second = operator.register_agent(AgentType.APPLICATION, "app-second")
+        # A newer, livelier application agent does not take over the metrics of a customer it never reported.
+        second = operator.register_agent(AgentType.APPLICATION, "app-second", customer_ids=[customer.id])
         assert second.api_key is not None
         operator.with_key(second.api_key).heartbeat(second.id)
         assert ingest(as_customer, records[2:], None)["inserted"] == 2
@@ -1064,6 +1073,7 @@ def test_another_customer_never_sees_the_quality_rows(
     # Request ids are each customer's own: the outsider's traffic may reuse A's, and learns nothing from it.
     taken = [row["request_id"] for row in stored_metrics(api_server, team.tenant.id)[:3]]
     reused = [{**record, "request_id": request_id} for record, request_id in zip(records, taken, strict=True)]
+    operator.assign_customer(team.reporter.agent_id, outsider.id)
     assert ingest(team.reporter.client, reused, outsider.id) == {"received": 3, "inserted": 3, "duplicates": 0}
     assert count_rows(api_server, "quality_metrics", team.tenant.id) == stored_before
     # The outsider's own view of the same model: its three records, and no baseline of its own.

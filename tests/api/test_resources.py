@@ -41,8 +41,8 @@ def stored_count(api_server: Server, table: str, customer_id: uuid.UUID) -> int:
 
 
 @pytest.fixture
-def resource_agent(make_agent: Callable[..., AgentHandle]) -> AgentHandle:
-    return make_agent(AgentType.RESOURCE)
+def resource_agent(make_agent: Callable[..., AgentHandle], tenant: Tenant) -> AgentHandle:
+    return make_agent(AgentType.RESOURCE, serves=[tenant])
 
 
 # --- metrics ---------------------------------------------------------------------------------------------------
@@ -156,8 +156,9 @@ def test_resource_metrics_are_ingested_and_bucketed_per_instance(
 def test_customer_ingest_is_attributed_to_the_resource_agent_that_reports_it(
     tenant: Tenant, make_agent: Callable[..., AgentHandle], api_server: Server
 ) -> None:
-    reporter = make_agent(AgentType.RESOURCE)
-    make_agent(AgentType.RESOURCE)  # a newer resource agent, not the one that reports this customer
+    reporter = make_agent(AgentType.RESOURCE, serves=[tenant])
+    make_agent(AgentType.RESOURCE, serves=[tenant])  # a newer resource agent, not the one that reports this customer
+    make_agent(AgentType.RESOURCE)  # newer still, but it does not serve this customer
     now = datetime.now(UTC)
     reporter.client.request(
         "POST",
@@ -183,7 +184,8 @@ def test_another_tenant_never_sees_or_writes_the_tenants_metrics(
     http: httpx.Client,
     api_server: Server,
 ) -> None:
-    reporter, bystander = make_agent(AgentType.RESOURCE), make_agent(AgentType.RESOURCE)
+    reporter = make_agent(AgentType.RESOURCE, serves=[tenant])
+    bystander = make_agent(AgentType.RESOURCE, serves=[other_tenant])
     origin = datetime.now(UTC) - timedelta(minutes=30)
     mine, theirs = simulate(3, origin, ["i-shared"]), simulate(4, origin, ["i-shared"])
     reporter.client.request(
@@ -209,6 +211,13 @@ def test_another_tenant_never_sees_or_writes_the_tenants_metrics(
     refused = http.post(
         "/api/v1/resources/metrics",
         headers=bearer(other_tenant.customer.api_key),
+        json={"customer_id": str(tenant.id), "metrics": as_body(theirs[:1])},
+    )
+    assert_error(refused, 404, "not_found")
+    # An agent that does not serve the tenant is refused the same way.
+    refused = http.post(
+        "/api/v1/resources/metrics",
+        headers=bearer(bystander.key),
         json={"customer_id": str(tenant.id), "metrics": as_body(theirs[:1])},
     )
     assert_error(refused, 404, "not_found")

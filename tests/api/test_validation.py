@@ -86,7 +86,9 @@ def world(api_server: Server, client: httpx.Client) -> World:
     operator = OptiInfraClient("", api_server.operator_key, http=client)
     suffix = uuid.uuid4().hex[:10]
     customer = operator.create_customer(f"Validation {suffix}", f"validation-{suffix}@tenant.example")
-    agent = operator.register_agent(AgentType.COST, f"validation-{suffix}", capabilities=[VALIDATION_CAPABILITY])
+    agent = operator.register_agent(
+        AgentType.COST, f"validation-{suffix}", capabilities=[VALIDATION_CAPABILITY], customer_ids=[customer.id]
+    )
     assert agent.api_key is not None
     as_agent, as_customer = operator.with_key(agent.api_key), operator.with_key(customer.api_key)
     pending = as_agent.create_recommendation(customer.id, "rightsizing", "Pending", confidence_score=0.5)
@@ -252,6 +254,9 @@ BODY_ENDPOINTS = {
         "POST", "/api/v1/agents", "operator", lambda w: {"type": "cost", "name": "cost-validation"}
     ),
     "heartbeat": BodyEndpoint("POST", "/api/v1/agents/{agent_id}/heartbeat", "agent", lambda w: {"status": "healthy"}),
+    "assign customer": BodyEndpoint(
+        "POST", "/api/v1/agents/{agent_id}/customers", "operator", lambda w: {"customer_id": w.customer_id}
+    ),
     "append event": BodyEndpoint("POST", "/api/v1/events", "agent", lambda w: {"event_type": "probe.checked"}),
     "create recommendation": BodyEndpoint(
         "POST",
@@ -389,6 +394,9 @@ WRONG_TYPES = [
     ("register agent", "capabilities", "spot"),
     ("register agent", "heartbeat_interval_seconds", "often"),
     ("register agent", "heartbeat_interval_seconds", 0),
+    ("register agent", "customer_ids", "everyone"),
+    ("register agent", "endpoint", "http://127.0.0.1:8101/internal#"),
+    ("assign customer", "customer_id", "acme"),
     ("heartbeat", "status", "sleepy"),
     ("heartbeat", "metadata", "up"),
     ("append event", "event_type", "Not Valid"),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,11 +22,9 @@ from sqlalchemy import text
 from optiinfra.client import OptiInfraClient
 from optiinfra.config import ALLOW_PRIVATE_ENDPOINTS_ENV
 from optiinfra.models import AgentType
-from optiinfra.workflows.schemas import ExecutionDetail
 from tests.api.conftest import AgentHandle, Server, Tenant
 
 REMOTE_SECRET = "remote-body-7c1e-do-not-leak"
-TERMINAL = {"completed", "failed", "cancelled", "timeout"}
 
 
 class FleetAgent(BaseHTTPRequestHandler):
@@ -141,39 +138,35 @@ def approved_spot_migration(agent: AgentHandle, tenant: Tenant) -> uuid.UUID:
     return decision.optimization.id
 
 
-def finished(client: OptiInfraClient, run: ExecutionDetail) -> ExecutionDetail:
-    deadline = time.monotonic() + 60
-    while run.status not in TERMINAL:
-        assert time.monotonic() < deadline, f"the run is still {run.status}"
-        time.sleep(0.2)
-        run = client.get_workflow(run.id)
-    return run
+# No traffic reaches the changed instances in these tests, so each applied phase waits for evidence, then pauses for a
+# human two seconds on.
+GATE = {"bake_seconds": 0, "min_samples": 20, "deadline_seconds": 2, "poll_seconds": 1}
 
 
 def test_with_private_endpoints_allowed_a_local_agent_receives_every_phase_call(
     private_allowed: None, fleet_endpoint: str, make_agent: Callable[..., AgentHandle], tenant: Tenant
 ) -> None:
-    agent = make_agent(AgentType.COST, endpoint=fleet_endpoint)
+    agent = make_agent(AgentType.COST, endpoint=fleet_endpoint, serves=[tenant])
     optimization_id = approved_spot_migration(agent, tenant)
 
-    # No traffic reaches the fleet here: every phase pauses at its deadline and the customer decides to go on.
-    run = agent.client.roll_out_spot_migration(
-        optimization_id, executor="webhook", bake_seconds=0, min_samples=10, deadline_seconds=1, poll_seconds=1
-    )
-    for _ in range(3):
-        run = tenant.client.wait_for_workflow(run.id, timeout=60)
-        if run.status != "paused":
-            break
-        tenant.client.resume_workflow(run.id, "no traffic in this test")
-    run = finished(agent.client, run)
+    rollout = agent.client.roll_out_spot_migration(optimization_id, executor="webhook", **GATE)
+    assert agent.client.wait_for_workflow(rollout.id, timeout=60).status == "paused"
+    tenant.client.resume_workflow(rollout.id, "no traffic yet, go on")
+    second = agent.client.wait_for_workflow(rollout.id, timeout=60)
+    assert second.status == "paused", second.error_details
+    assert second.paused_for is not None
+    assert second.paused_for["phase"] == "phase_50"
+    tenant.client.abort_workflow(rollout.id)
+    ended = agent.client.wait_for_workflow(rollout.id, timeout=60)
 
-    assert run.status == "completed", run.error_details
+    assert ended.status == "cancelled", ended.error_details
     assert [(call["path"], call["phase"]) for call in FleetAgent.calls] == [
         ("/optiinfra/phases/apply", "phase_10"),
         ("/optiinfra/phases/apply", "phase_50"),
-        ("/optiinfra/phases/apply", "phase_100"),
+        ("/optiinfra/phases/undo", "phase_50"),
+        ("/optiinfra/phases/undo", "phase_10"),
     ]
-    assert len({call["key"] for call in FleetAgent.calls}) == 3
+    assert len({call["key"] for call in FleetAgent.calls}) == 4
 
 
 def test_an_endpoint_refused_at_call_time_is_never_called(
@@ -181,11 +174,12 @@ def test_an_endpoint_refused_at_call_time_is_never_called(
 ) -> None:
     """Registered while the operator allowed private endpoints; the setting is off when the rollout runs."""
     monkeypatch.setenv(ALLOW_PRIVATE_ENDPOINTS_ENV, "1")
-    agent = make_agent(AgentType.COST, endpoint=fleet_endpoint)
+    agent = make_agent(AgentType.COST, endpoint=fleet_endpoint, serves=[tenant])
     optimization_id = approved_spot_migration(agent, tenant)
     monkeypatch.delenv(ALLOW_PRIVATE_ENDPOINTS_ENV)
 
-    run = finished(agent.client, agent.client.roll_out_spot_migration(optimization_id, executor="webhook"))
+    rollout = agent.client.roll_out_spot_migration(optimization_id, executor="webhook", **GATE)
+    run = agent.client.wait_for_workflow(rollout.id, timeout=60)
 
     assert run.status == "failed"
     assert "was not called" in json.dumps(run.error_details)
@@ -201,10 +195,11 @@ def test_a_failing_endpoint_body_never_appears_in_the_run(
     http: httpx.Client,
 ) -> None:
     FleetAgent.status = 403
-    agent = make_agent(AgentType.COST, endpoint=fleet_endpoint)
+    agent = make_agent(AgentType.COST, endpoint=fleet_endpoint, serves=[tenant])
     optimization_id = approved_spot_migration(agent, tenant)
 
-    run = finished(agent.client, agent.client.roll_out_spot_migration(optimization_id, executor="webhook"))
+    rollout = agent.client.roll_out_spot_migration(optimization_id, executor="webhook", **GATE)
+    run = agent.client.wait_for_workflow(rollout.id, timeout=60)
 
     assert run.status == "failed"
     assert "refused the phase: HTTP 403" in json.dumps(run.error_details)

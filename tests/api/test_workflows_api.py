@@ -39,13 +39,13 @@ def add_fleet(api_server: Server, tenant: Tenant, agent_id: uuid.UUID, hours: in
 
 
 @pytest.fixture
-def cost_agent(make_agent) -> AgentHandle:  # type: ignore[no-untyped-def]
-    return make_agent(AgentType.COST)
+def cost_agent(make_agent, tenant: Tenant) -> AgentHandle:  # type: ignore[no-untyped-def]
+    return make_agent(AgentType.COST, serves=[tenant])
 
 
 @pytest.fixture
-def resource_agent(make_agent) -> AgentHandle:  # type: ignore[no-untyped-def]
-    return make_agent(AgentType.RESOURCE)
+def resource_agent(make_agent, tenant: Tenant) -> AgentHandle:  # type: ignore[no-untyped-def]
+    return make_agent(AgentType.RESOURCE, serves=[tenant])
 
 
 def test_spot_migration_analysis_approval_and_rollout_over_the_api(

@@ -20,6 +20,7 @@ from optiinfra.auth.principal import Role
 from optiinfra.db import embedded, migrations
 from optiinfra.models import Agent, AgentType, Customer
 from tests.cli.test_faults import _free_port, serve
+from tests.factories import assign
 
 
 @pytest.mark.migrations
@@ -32,12 +33,11 @@ def test_the_server_rides_out_a_database_restart(tmp_path: Path) -> None:
     migrations.upgrade(engine)
     key = generate_key(Role.CUSTOMER)
     with Session(engine) as session, session.begin():
-        session.add_all(
-            [
-                Customer(name="Restart", email=f"restart-{uuid.uuid4().hex[:6]}@x.example", api_key=key_digest(key)),
-                Agent(type=AgentType.APPLICATION, name=f"restart-{uuid.uuid4().hex[:6]}"),
-            ]
-        )
+        customer = Customer(name="Restart", email=f"restart-{uuid.uuid4().hex[:6]}@x.example", api_key=key_digest(key))
+        agent = Agent(type=AgentType.APPLICATION, name=f"restart-{uuid.uuid4().hex[:6]}")
+        session.add_all([customer, agent])
+        session.flush()
+        assign(session, agent, customer)
     port = _free_port()
     statuses: list[int | str] = []
     acknowledged: list[str] = []

@@ -27,6 +27,7 @@ from optiinfra.auth.principal import Role
 from optiinfra.db import migrations
 from optiinfra.models import Agent, AgentType, Customer
 from tests.conftest import url_for_env
+from tests.factories import assign
 
 
 def _free_port() -> int:
@@ -109,7 +110,10 @@ def test_a_batch_survives_a_sigkill_whole_or_not_at_all_and_a_retry_stores_it_on
     key = generate_key(Role.CUSTOMER)
     with Session(engine) as session, session.begin():
         customer = Customer(name="Fault", email=f"fault-{uuid.uuid4().hex[:6]}@x.example", api_key=key_digest(key))
-        session.add_all([customer, Agent(type=AgentType.APPLICATION, name=f"app-{uuid.uuid4().hex[:6]}")])
+        agent = Agent(type=AgentType.APPLICATION, name=f"app-{uuid.uuid4().hex[:6]}")
+        session.add_all([customer, agent])
+        session.flush()
+        assign(session, agent, customer)
     records = batch(10_000, f"kill{kill_after}")
     body = orjson.dumps({"records": records})
     headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}

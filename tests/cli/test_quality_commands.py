@@ -21,11 +21,11 @@ from typer.testing import CliRunner
 from optiinfra.cli import app
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
-from optiinfra.models import Agent, AgentType, QualityMetric, QualityRegression
+from optiinfra.models import AgentType, QualityMetric, QualityRegression
 from optiinfra.quality.simulation import Traffic, simulate
 from optiinfra.quality.worker import run_monitoring_pass
 from tests.conftest import DatabaseFactory, url_for_env
-from tests.factories import make_customer
+from tests.factories import assign, make_agent, make_customer
 
 runner = CliRunner()
 
@@ -48,7 +48,7 @@ def world(create_database: DatabaseFactory) -> Iterator[World]:
     migrations.upgrade(engine)
     with Session(engine) as session, session.begin():
         customer = make_customer(session)
-        session.add(Agent(type=AgentType.APPLICATION, name=f"app-{uuid.uuid4().hex[:6]}"))
+        assign(session, make_agent(session, type=AgentType.APPLICATION), customer)
         email, customer_id = customer.email, customer.id
     yield World(url=url, engine=engine, customer_email=email, customer_id=customer_id)
     engine.dispose()

@@ -63,7 +63,7 @@ def test_keys_appear_nowhere_in_clear(database_url: URL, tmp_path: Path) -> None
             time.sleep(0.3)
         with OptiInfraClient(base, operator_key) as operator:
             customer = operator.create_customer("Secret Co", "secops@secret.example")
-            agent = operator.register_agent(AgentType.COST, "secret-agent")
+            agent = operator.register_agent(AgentType.COST, "secret-agent", customer_ids=[customer.id])
             assert agent.api_key is not None
             issued += [customer.api_key, agent.api_key]
             rotated = operator.rotate_customer_key(customer.id)

@@ -21,10 +21,11 @@ from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Role
 from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.db import migrations
-from optiinfra.models import Agent, AgentType, Customer, QualityRegression
+from optiinfra.models import Agent, AgentCustomer, AgentType, Customer, QualityRegression
 from optiinfra.quality.simulation import Traffic, simulate
 from tests.cli.test_faults import _free_port, serve
 from tests.conftest import url_for_env
+from tests.factories import assign
 
 
 def records(n: int, traffic: Traffic, start: datetime, prefix: str, seed: int) -> list[dict[str, object]]:
@@ -60,6 +61,7 @@ def test_two_servers_and_two_workers_keep_every_guarantee(database_url: URL, tmp
             )
             session.add_all([customer, agent])
             session.flush()
+            assign(session, agent, customer)
             customer_id = customer.id
 
         # 1. Overlapping batches through different servers at once: nothing lost, nothing twice.
@@ -91,11 +93,12 @@ def test_two_servers_and_two_workers_keep_every_guarantee(database_url: URL, tmp
         # 2. Two decisions on one recommendation through the two servers: exactly one wins.
         cost_key = generate_key(Role.AGENT)
         with Session(engine) as session, session.begin():
-            session.add(
-                Agent(
-                    type=AgentType.COST, name=f"twin-cost-{uuid.uuid4().hex[:6]}", api_key_digest=key_digest(cost_key)
-                )
+            cost_agent = Agent(
+                type=AgentType.COST, name=f"twin-cost-{uuid.uuid4().hex[:6]}", api_key_digest=key_digest(cost_key)
             )
+            session.add(cost_agent)
+            session.flush()
+            session.add(AgentCustomer(agent_id=cost_agent.id, customer_id=customer_id))
         with OptiInfraClient(urls[0], cost_key) as cost:
             recommendation = cost.create_recommendation(customer_id, "rightsizing", "twin", confidence_score=0.5)
         barrier = threading.Barrier(2)

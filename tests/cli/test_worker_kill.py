@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,7 +19,6 @@ from sqlalchemy.orm import Session
 from optiinfra.auth.principal import Principal
 from optiinfra.db import migrations
 from optiinfra.models import (
-    Agent,
     AgentType,
     QualityRegression,
 )
@@ -29,7 +27,7 @@ from optiinfra.quality.schemas import BaselineCreate, BaselineWindow
 from optiinfra.quality.simulation import Traffic
 from tests.cli.test_two_servers import records
 from tests.conftest import url_for_env
-from tests.factories import make_customer
+from tests.factories import assign, make_agent, make_customer
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,8 +38,7 @@ def test_a_worker_killed_during_detection_leaves_no_duplicate_for_the_next(datab
     now = datetime.now(UTC)
     with Session(engine) as session, session.begin():
         customer = make_customer(session)
-        session.add(Agent(type=AgentType.APPLICATION, name=f"app-{uuid.uuid4().hex[:6]}"))
-        session.flush()
+        assign(session, make_agent(session, type=AgentType.APPLICATION), customer)
         customer_id = customer.id
         quality_service.ingest(
             session,

@@ -40,6 +40,7 @@ TABLES_BY_REVISION: dict[str, set[str]] = {
     "003_workflow_history": {"workflow_executions", "workflow_steps", "workflow_artifacts"},
     "004_resource_schema": {"resource_metrics", "scaling_events"},
     "005_application_schema": {"quality_metrics", "quality_baselines", "quality_regressions"},
+    "009_agent_customers": {"agent_customers"},
     "011_hardening": {"dashboard_sessions"},
 }
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
@@ -313,7 +314,7 @@ def test_every_revision_explains_itself_and_has_a_downgrade() -> None:
         assert callable(getattr(script.module, "downgrade", None))
 
 
-def test_upgrade_head_creates_exactly_the_19_tables_and_22_enum_types(empty_engine: Engine) -> None:
+def test_upgrade_head_creates_exactly_the_20_tables_and_22_enum_types(empty_engine: Engine) -> None:
     assert current_revision(empty_engine) is None
     assert table_names(empty_engine) == set()
 
@@ -321,7 +322,7 @@ def test_upgrade_head_creates_exactly_the_19_tables_and_22_enum_types(empty_engi
 
     assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
-    assert len(ALL_TABLES) == 19
+    assert len(ALL_TABLES) == 20
     assert enum_types(empty_engine) == ENUMS
     assert len(ENUMS) == 22
 
@@ -502,7 +503,8 @@ def test_downgrading_to_core_with_data_present_keeps_the_core_rows(empty_engine:
     core_rows_query = text(
         "SELECT c.id, a.id, e.id, e.agent_id, e.data, r.id, r.confidence_score, r.status::text "
         "FROM customers c JOIN events e ON e.customer_id = c.id JOIN agents a ON a.id = e.agent_id "
-        "JOIN recommendations r ON r.customer_id = c.id AND r.agent_id = a.id"
+        "JOIN recommendations r ON r.customer_id = c.id AND r.agent_id = a.id "
+        "WHERE e.event_type = 'agent.registered'"  # 009 logs the agent's assignment to the customer as well
     )
     expected_core_rows = [
         (
@@ -526,6 +528,74 @@ def test_downgrading_to_core_with_data_present_keeps_the_core_rows(empty_engine:
         assert [tuple(row) for row in connection.execute(core_rows_query)] == expected_core_rows
         assert connection.scalar(text("SELECT count(*) FROM agent_states")) == 0
         assert connection.scalar(text("SELECT count(*) FROM quality_metrics")) == 0
+
+
+def test_009_assigns_each_agent_to_the_customers_it_has_rows_for(empty_engine: Engine) -> None:
+    """An upgrade keeps working agents working: each is assigned to the customers it did work for, and each such
+    assignment is in the event log for the operator to review. An event naming a customer is not evidence."""
+    upgrade(empty_engine, "008_durable_workflows")
+    with empty_engine.begin() as connection:
+
+        def row(statement: str, **values: Any) -> Any:
+            return insert_returning_id(connection, statement + " RETURNING id", **values)
+
+        customer_sql = "INSERT INTO customers (name, email, api_key) VALUES (:name, :email, :key)"
+        tenant_a = row(customer_sql, name="A", email="a@a.example", key="a" * 64)
+        tenant_b = row(customer_sql, name="B", email="b@b.example", key="b" * 64)
+        agent_sql = "INSERT INTO agents (type, name) VALUES (:type, :name)"
+        cost = row(agent_sql, type="cost", name="cost-1")
+        application = row(agent_sql, type="application", name="application-1")
+        resource = row(agent_sql, type="resource", name="resource-1")
+        bystander = row(agent_sql, type="performance", name="performance-1")
+        row(
+            "INSERT INTO recommendations (customer_id, agent_id, type, title, confidence_score) "
+            "VALUES (:customer, :agent, 'spot_migration', 'Use spot', 0.7)",
+            customer=tenant_a,
+            agent=cost,
+        )
+        row(
+            "INSERT INTO workflow_executions (agent_id, customer_id, workflow_type) "
+            "VALUES (:agent, :customer, 'cost_analysis')",
+            agent=cost,
+            customer=tenant_a,
+        )
+        for customer in (tenant_a, tenant_b):
+            row(
+                "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                "overall_quality_score, timestamp) VALUES (:agent, :customer, :request, 'm', 'v1', 0.9, now())",
+                agent=application,
+                customer=customer,
+                request=f"req-{customer}",
+            )
+        row(
+            "INSERT INTO resource_metrics (agent_id, customer_id, instance_id, resource_type, metric_name, "
+            "metric_value, unit, timestamp) VALUES (:agent, :customer, 'gpu-0', 'gpu', 'utilization', 50, "
+            "'percent', now())",
+            agent=resource,
+            customer=tenant_b,
+        )
+        row(
+            "INSERT INTO events (customer_id, agent_id, event_type) VALUES (:customer, :agent, 'probe')",
+            customer=tenant_a,
+            agent=bystander,
+        )
+
+    upgrade(empty_engine, "009_agent_customers")
+
+    expected = {(cost, tenant_a), (application, tenant_a), (application, tenant_b), (resource, tenant_b)}
+    with empty_engine.connect() as connection:
+        assigned = {tuple(row) for row in connection.execute(text("SELECT agent_id, customer_id FROM agent_customers"))}
+        logged = connection.execute(
+            text("SELECT agent_id, customer_id, data FROM events WHERE event_type = 'agent.customer_assigned'")
+        ).all()
+    assert assigned == expected
+    assert {(agent, customer) for agent, customer, _ in logged} == expected
+    assert all(data["actor"]["name"] == "system:migration-009" for _, _, data in logged)
+
+    downgrade(empty_engine, "008_durable_workflows")
+    assert "agent_customers" not in table_names(empty_engine)
+    upgrade(empty_engine)
+    assert current_revision(empty_engine) == head_revision()
 
 
 def test_every_timestamp_column_has_a_time_zone(migrated_engine: Engine) -> None:

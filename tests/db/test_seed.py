@@ -1,4 +1,4 @@
-"""The demo data: present in all 18 tables, consistent with itself, and idempotent."""
+"""The demo data: present in all 19 tables, consistent with itself, and idempotent."""
 
 from __future__ import annotations
 
@@ -45,13 +45,13 @@ def scalar(engine: Engine, query: str, **params: object) -> object:
         return connection.execute(text(query), params).scalar_one()
 
 
-def test_seed_fills_all_18_tables(seeded_engine: Engine) -> None:
+def test_seed_fills_all_19_tables(seeded_engine: Engine) -> None:
     # Dashboard sessions are opened by people signing in, not demo data.
     names = {n for n in inspect(seeded_engine).get_table_names() if not n.startswith(QUEUE_PREFIX)} - {
         "alembic_version",
         "dashboard_sessions",
     }
-    assert len(names) == 18
+    assert len(names) == 19
     for name in names:
         assert scalar(seeded_engine, f'SELECT count(*) FROM "{name}"') > 0, name
 

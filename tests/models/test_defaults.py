@@ -113,6 +113,7 @@ MINIMAL_INSERTS: dict[str, MinimalInsert] = {
         {"status": "queued", "progress": 0, "result": {}},
         has_updated_at=False,
     ),
+    "agent_customers": MinimalInsert(_pick("agent_id", "customer_id"), {}, has_updated_at=False),
     "agent_configs": MinimalInsert(
         _pick("agent_id", config_key="poll_seconds", config_value="30"), {"config_type": "string"}
     ),

@@ -29,6 +29,7 @@ TABLES = {
     "quality_baselines",
     "quality_regressions",
     "dashboard_sessions",
+    "agent_customers",
 }
 
 CASCADE = "CASCADE"
@@ -68,6 +69,8 @@ FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
     ("quality_regressions", "baseline_id", "quality_baselines", CASCADE),
     ("quality_regressions", "workflow_execution_id", "workflow_executions", SET_NULL),
     ("dashboard_sessions", "customer_id", "customers", CASCADE),
+    ("agent_customers", "agent_id", "agents", CASCADE),
+    ("agent_customers", "customer_id", "customers", CASCADE),
 ]
 
 ON_DELETE_RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": CASCADE, "n": SET_NULL, "d": "SET DEFAULT"}

@@ -84,11 +84,11 @@ class OtlpTenant:
 
 @pytest.fixture
 def otlp_tenant(otlp_server: OtlpServer) -> Iterator[OtlpTenant]:
-    """A customer with its key, and an application agent (quality records are attributed to one)."""
+    """A customer with its key, and an application agent serving it (quality records are attributed to one)."""
     with OptiInfraClient(otlp_server.base_url, otlp_server.operator_key) as operator:
         suffix = uuid.uuid4().hex[:10]
         customer = operator.create_customer(f"Otlp {suffix}", f"otlp-{suffix}@tenant.example")
-        agent = operator.register_agent(AgentType.APPLICATION, f"app-{suffix}")
+        agent = operator.register_agent(AgentType.APPLICATION, f"app-{suffix}", customer_ids=[customer.id])
     assert agent.api_key is not None
     with OptiInfraClient(otlp_server.base_url, customer.api_key) as client:
         yield OtlpTenant(

@@ -4,6 +4,7 @@ be used is rejected with a reason or reported, never dropped silently."""
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -32,6 +33,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, format_span_id, format_trace_id
 from sqlalchemy.orm import Session
 
+from optiinfra.client import OptiInfraClient
 from optiinfra.quality import monitoring_store
 from tests.otlp.conftest import OtlpServer, OtlpTenant, rows_of, wait_for
 
@@ -342,12 +344,24 @@ def test_agent_keys_name_the_customer_in_the_resource(otlp_server: OtlpServer, o
     span = {"gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "gen_ai.response.model": "m-1"}
     unnamed = httpx.post(f"{otlp_server.base_url}/v1/traces", json=_raw_trace(dict(span)), headers=headers).json()
     assert "optiinfra.customer_id" in unnamed["partialSuccess"]["errorMessage"]
+    nobody = str(uuid.uuid4())
     stranger = httpx.post(
         f"{otlp_server.base_url}/v1/traces",
-        json=_raw_trace(dict(span), resource={"optiinfra.customer_id": str(uuid.uuid4())}),
+        json=_raw_trace(dict(span), resource={"optiinfra.customer_id": nobody}),
         headers=headers,
     ).json()
     assert stranger["partialSuccess"]["rejectedSpans"] == "1"
+    # A customer the agent does not serve is refused exactly like one that does not exist.
+    with OptiInfraClient(otlp_server.base_url, otlp_server.operator_key) as operator:
+        suffix = uuid.uuid4().hex[:8]
+        unserved = operator.create_customer(f"Unserved {suffix}", f"unserved-{suffix}@tenant.example").id
+    not_served = httpx.post(
+        f"{otlp_server.base_url}/v1/traces",
+        json=_raw_trace(dict(span), resource={"optiinfra.customer_id": str(unserved)}),
+        headers=headers,
+    ).json()
+    assert json.dumps(not_served).replace(str(unserved), "ID") == json.dumps(stranger).replace(nobody, "ID")
+    assert rows_of(otlp_server.engine, unserved) == {}
     named = httpx.post(
         f"{otlp_server.base_url}/v1/traces",
         json=_raw_trace(dict(span), resource={"optiinfra.customer_id": str(otlp_tenant.customer_id)}),

@@ -42,7 +42,7 @@ from optiinfra.quality.settings import QualitySettings, store_settings
 from optiinfra.quality.traffic import Effect, TrafficModel, generate, start_of_day
 from optiinfra.quality.worker import run_monitoring_pass
 from tests.conftest import DatabaseFactory, url_for_env
-from tests.factories import make_customer, make_optimization, make_recommendation
+from tests.factories import assign, make_customer, make_optimization, make_recommendation
 
 # Short runs: the first baseline after 6 hours of traffic.
 FAST = QualitySettings.model_validate({"monitoring": {"baseline_min_hours": 6, "baseline_min_records": 500}})
@@ -150,6 +150,7 @@ def _world(engine: Engine) -> tuple[uuid.UUID, uuid.UUID]:
         agent = Agent(type=AgentType.APPLICATION, name=f"app-{uuid.uuid4().hex[:6]}")
         session.add(agent)
         session.flush()
+        assign(session, agent, customer)
         store_settings(customer, FAST)
         return customer.id, agent.id
 

@@ -18,7 +18,7 @@ from optiinfra.quality.replay import columns_of, reference_at, replay
 from optiinfra.quality.service import ingest
 from optiinfra.quality.settings import QualitySettings
 from optiinfra.quality.traffic import Effect, TrafficModel, generate, perturbed, start_of_day
-from tests.factories import make_agent, make_customer
+from tests.factories import assign, make_agent, make_customer
 
 SETTINGS = QualitySettings()
 HISTORY_HOURS = 72
@@ -145,7 +145,7 @@ def _store(session: Session, traffic_records: list[dict], customer_id: object) -
 
 def test_sql_aggregates_and_reference_match_the_numpy_path(session: Session) -> None:
     customer = make_customer(session)
-    make_agent(session, type=AgentType.APPLICATION)
+    assign(session, make_agent(session, type=AgentType.APPLICATION), customer)
     base = start_of_day(5)
     traffic = generate(TrafficModel(requests_per_day=6000), base, 2.2, 41, (Effect("toxic_share", 0.02, base),))
     _store(session, traffic.records("m", "v1"), customer.id)

@@ -15,7 +15,7 @@ from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import Agent, AgentType
 from tests.conftest import DatabaseFactory
-from tests.factories import make_customer
+from tests.factories import assign, make_customer
 
 
 @dataclass
@@ -45,5 +45,7 @@ def env(module_engine: Engine, tmp_path: Path) -> Env:
         resource = Agent(type=AgentType.RESOURCE, name=f"resource-{uuid.uuid4().hex[:8]}")
         session.add_all([cost, resource])
         session.flush()
+        assign(session, cost, customer)
+        assign(session, resource, customer)
         ids = customer.id, cost.id, resource.id
     return Env(module_engine, factory, ids[0], ids[1], ids[2], tmp_path)

@@ -32,7 +32,7 @@ from optiinfra.models import (
 from optiinfra.quality.simulation import Traffic
 from optiinfra.workflows.service import build_runner
 from tests.conftest import url_for_env
-from tests.factories import make_customer
+from tests.factories import assign, make_customer
 from tests.workflows.conftest import Env
 from tests.workflows.slow_workflow import runner_for
 from tests.workflows.test_spot_and_scaling import OPERATOR, approved_spot_migration, phase_traffic
@@ -66,6 +66,8 @@ def test_a_rollout_waits_for_evidence_and_survives_a_killed_worker(database_url:
         resource = Agent(type=AgentType.RESOURCE, name=f"resource-{uuid.uuid4().hex[:6]}")
         session.add_all([cost, resource])
         session.flush()
+        assign(session, cost, customer)
+        assign(session, resource, customer)
         env = Env(engine, factory, customer.id, cost.id, resource.id, tmp_path)
     _, optimization_id = approved_spot_migration(env)
     runner = build_runner(factory, tmp_path)

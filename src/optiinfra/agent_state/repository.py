@@ -14,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from optiinfra.models import Agent, AgentCapability, AgentConfig, AgentMetric, AgentState, WorkflowExecution
+from optiinfra.tenancy import customers_of_agent
 from optiinfra.timeseries import Bucketing, bucket_start
 
 # --- configs ---------------------------------------------------------------------------------------------------
@@ -56,12 +57,14 @@ def get_state(session: Session, agent_id: uuid.UUID) -> AgentState:
 
 
 def workflow_ids_of_agent(session: Session, agent_id: uuid.UUID, workflow_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
-    """Which of these workflow executions exist and are run by the agent."""
+    """Which of these workflow executions exist and are run by the agent, for a customer it still serves."""
     if not workflow_ids:
         return set()
     rows = session.scalars(
         select(WorkflowExecution.id).where(
-            WorkflowExecution.agent_id == agent_id, WorkflowExecution.id.in_(list(workflow_ids))
+            WorkflowExecution.agent_id == agent_id,
+            WorkflowExecution.id.in_(list(workflow_ids)),
+            WorkflowExecution.customer_id.in_(customers_of_agent(agent_id)),
         )
     )
     return set(rows)

@@ -188,7 +188,7 @@ def update_state(
     unknown = named - repository.workflow_ids_of_agent(session, agent_id, list(named))
     if unknown:
         raise InvalidInputError(
-            "These workflow executions do not exist or are not run by this agent.",
+            "These workflow executions do not exist or are not run by this agent for a customer it serves.",
             details={"workflow_execution_ids": sorted(str(workflow_id) for workflow_id in unknown)},
         )
     state = repository.state_for_update(session, agent_id)

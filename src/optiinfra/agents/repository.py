@@ -6,11 +6,12 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from optiinfra.db.queries import paginate, where_given
-from optiinfra.errors import NotFoundError
-from optiinfra.models import Agent, AgentCapability, AgentStatus, AgentType
+from optiinfra.errors import InvalidInputError, NotFoundError
+from optiinfra.models import Agent, AgentCapability, AgentCustomer, AgentStatus, AgentType
 
 
 def get_agent(session: Session, agent_id: uuid.UUID, *, for_update: bool = False) -> Agent:
@@ -72,3 +73,64 @@ def replace_capabilities(session: Session, agent_id: uuid.UUID, names: list[str]
     for name in names:
         if name not in existing:
             session.add(AgentCapability(agent_id=agent_id, capability_name=name))
+
+
+# --- assignments to customers ------------------------------------------------------------------------------------
+
+
+def assign(session: Session, agent_id: uuid.UUID, customer_id: uuid.UUID) -> bool:
+    """Assign the agent to the customer; False when it already was (nothing changes)."""
+    inserted = session.execute(
+        insert(AgentCustomer)
+        .values(agent_id=agent_id, customer_id=customer_id)
+        .on_conflict_do_nothing(constraint="uq_agent_customer")
+        .returning(AgentCustomer.id)
+    ).scalar_one_or_none()
+    return inserted is not None
+
+
+def unassign(session: Session, agent_id: uuid.UUID, customer_id: uuid.UUID) -> bool:
+    """Remove the assignment; False when there was none."""
+    removed = session.execute(
+        delete(AgentCustomer)
+        .where(AgentCustomer.agent_id == agent_id, AgentCustomer.customer_id == customer_id)
+        .returning(AgentCustomer.id)
+    ).scalar_one_or_none()
+    return removed is not None
+
+
+def customer_ids_of(session: Session, agent_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+    """The customers each agent is assigned to, oldest assignment first (one query for a whole page of agents)."""
+    assigned: dict[uuid.UUID, list[uuid.UUID]] = {agent_id: [] for agent_id in agent_ids}
+    rows = session.execute(
+        select(AgentCustomer.agent_id, AgentCustomer.customer_id)
+        .where(AgentCustomer.agent_id.in_(agent_ids))
+        .order_by(AgentCustomer.created_at, AgentCustomer.customer_id)
+    )
+    for agent_id, customer_id in rows:
+        assigned[agent_id].append(customer_id)
+    return assigned
+
+
+def serves(session: Session, agent_id: uuid.UUID, customer_id: uuid.UUID) -> bool:
+    return (
+        session.scalar(
+            select(AgentCustomer.id).where(AgentCustomer.agent_id == agent_id, AgentCustomer.customer_id == customer_id)
+        )
+        is not None
+    )
+
+
+def get_agent_serving(session: Session, agent_id: uuid.UUID, customer_id: uuid.UUID) -> Agent:
+    """The agent an operator or customer names to attribute work for a customer to: it must serve that customer.
+
+    404 for an unknown agent, 422 for one that is not assigned to the customer.
+    """
+    agent = get_agent(session, agent_id)
+    if not serves(session, agent_id, customer_id):
+        raise InvalidInputError(
+            f"The agent {agent.name} does not serve this customer; the operator assigns it first "
+            f"(POST /api/v1/agents/{agent_id}/customers).",
+            details={"agent_id": str(agent_id), "customer_id": str(customer_id)},
+        )
+    return agent

@@ -53,3 +53,19 @@ def heartbeat(
 def rotate_agent_key(agent_id: uuid.UUID, session: SessionDep, principal: PrincipalDep) -> schemas.AgentRegistered:
     """Issue a new key for the agent (operator); the old key stops working at once."""
     return service.rotate_agent_key(session, principal, agent_id)
+
+
+@router.post("/{agent_id}/customers", response_model=schemas.Agent)
+def assign_customer(
+    agent_id: uuid.UUID, payload: schemas.CustomerAssignment, session: SessionDep, principal: PrincipalDep
+) -> schemas.Agent:
+    """Assign the agent to a customer it serves (operator); idempotent. An agent acts only for its customers."""
+    return service.assign_customer(session, principal, agent_id, payload)
+
+
+@router.delete("/{agent_id}/customers/{customer_id}", response_model=schemas.Agent)
+def unassign_customer(
+    agent_id: uuid.UUID, customer_id: uuid.UUID, session: SessionDep, principal: PrincipalDep
+) -> schemas.Agent:
+    """Take a customer away from the agent (operator); 404 when the agent is not assigned to it."""
+    return service.unassign_customer(session, principal, agent_id, customer_id)

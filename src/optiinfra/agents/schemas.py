@@ -27,6 +27,9 @@ class Agent(BaseModel):
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
     heartbeat_interval_seconds: int
     last_heartbeat: datetime | None
+    # The customers the agent serves, as far as the caller may know: all of them for the operator and the agent
+    # itself, the caller's own id (if assigned) for a customer, none for another agent.
+    customer_ids: list[uuid.UUID] = Field(default_factory=list)
     created_at: datetime
     updated_at: datetime
 
@@ -48,6 +51,8 @@ class AgentRegister(BaseModel):
     capabilities: list[str] = Field(default_factory=list, max_length=100)
     heartbeat_interval_seconds: int = Field(default=30, ge=1, le=86_400)
     metadata: BoundedJson = Field(default_factory=dict)
+    # The customers the agent serves (operator only); on re-registration these are added, none is removed.
+    customer_ids: list[uuid.UUID] | None = Field(default=None, max_length=1000)
 
     def capability_names(self) -> list[str]:
         """Capabilities without duplicates, in the order given."""
@@ -59,3 +64,9 @@ class Heartbeat(BaseModel):
 
     status: AgentStatus = AgentStatus.HEALTHY
     metadata: BoundedJson | None = None
+
+
+class CustomerAssignment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID

@@ -1,4 +1,5 @@
-"""Agent rules: the operator registers agents; an agent may re-register and heartbeat only as itself."""
+"""Agent rules: the operator registers agents and assigns them to the customers they serve; an agent may
+re-register and heartbeat only as itself."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from optiinfra.agents import schemas as agent_schemas
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Principal, Role
-from optiinfra.errors import ForbiddenError, InvalidInputError
+from optiinfra.customers import repository as customer_repository
+from optiinfra.errors import ForbiddenError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.models import Agent, AgentStatus, AgentType, EventSeverity
 from optiinfra.net import endpoints
@@ -56,6 +58,12 @@ def register_agent(
     agent = repository.find_by_type_and_name(session, payload.type, payload.name, for_update=True)
     if principal.role is Role.AGENT and (agent is None or agent.id != principal.agent_id):
         raise ForbiddenError("An agent may only re-register itself; ask the operator to register new agents.")
+    if principal.role is Role.AGENT and payload.customer_ids is not None:
+        raise ForbiddenError("Only the operator assigns customers to agents; leave customer_ids out.")
+    customers = [
+        customer_repository.get_customer(session, principal, customer_id)
+        for customer_id in dict.fromkeys(payload.customer_ids or [])
+    ]
     if payload.endpoint is not None:
         check_endpoint(payload.endpoint)
     capabilities = payload.capability_names()
@@ -89,6 +97,8 @@ def register_agent(
         session.flush()
         event_type = "agent.updated"
     repository.replace_capabilities(session, agent.id, capabilities)
+    for customer in customers:
+        _assign(session, principal, agent, customer.id)
     after = _snapshot(agent)
     if before != after:
         events.record(
@@ -104,7 +114,7 @@ def register_agent(
     session.flush()
     session.refresh(agent)
     return agent_schemas.AgentRegistered.model_validate(
-        {**agent_schemas.Agent.model_validate(agent).model_dump(), "api_key": key, "created": key is not None}
+        {**_out(session, principal, [agent])[0].model_dump(), "api_key": key, "created": key is not None}
     )
 
 
@@ -124,7 +134,7 @@ def rotate_agent_key(session: Session, principal: Principal, agent_id: uuid.UUID
         subject={"agent_id": str(agent.id)},
     )
     return agent_schemas.AgentRegistered.model_validate(
-        {**agent_schemas.Agent.model_validate(agent).model_dump(), "api_key": key, "created": False}
+        {**_out(session, principal, [agent])[0].model_dump(), "api_key": key, "created": False}
     )
 
 
@@ -161,7 +171,7 @@ def heartbeat(
     _set_status(session, agent, payload.status, principal, "reported by the agent's heartbeat")
     session.flush()
     session.refresh(agent)
-    return agent_schemas.Agent.model_validate(agent)
+    return _out(session, principal, [agent])[0]
 
 
 def sweep_health(session: Session, now: datetime | None = None) -> int:
@@ -185,7 +195,7 @@ def sweep_health(session: Session, now: datetime | None = None) -> int:
 
 
 def get_agent(session: Session, principal: Principal, agent_id: uuid.UUID) -> agent_schemas.Agent:
-    return agent_schemas.Agent.model_validate(repository.get_agent(session, agent_id))
+    return _out(session, principal, [repository.get_agent(session, agent_id)])[0]
 
 
 def list_agents(
@@ -198,4 +208,78 @@ def list_agents(
     limit: int,
 ) -> Page[agent_schemas.Agent]:
     rows = repository.list_agents(session, agent_type=agent_type, status=status, cursor=cursor, limit=limit)
-    return page_of(rows, limit, agent_schemas.Agent.model_validate)
+    shown = {agent.id: agent for agent in _out(session, principal, rows)}
+    return page_of(rows, limit, lambda row: shown[row.id])
+
+
+# --- customers an agent serves ---------------------------------------------------------------------------------
+
+
+def _visible_customer_ids(principal: Principal, agent_id: uuid.UUID, customer_ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    """What the caller may learn of an agent's customers: all (operator, the agent itself), its own id (a
+    customer), nothing (another agent): customer ids of other tenants are not shown to anyone else."""
+    if principal.role is Role.OPERATOR or principal.agent_id == agent_id:
+        return customer_ids
+    if principal.role is Role.CUSTOMER:
+        return [customer_id for customer_id in customer_ids if customer_id == principal.customer_id]
+    return []
+
+
+def _out(session: Session, principal: Principal, agents: list[Agent]) -> list[agent_schemas.Agent]:
+    """Agents on the wire, with the customers each serves as far as the caller may know them."""
+    assigned = repository.customer_ids_of(session, [agent.id for agent in agents])
+    return [
+        agent_schemas.Agent.model_validate(agent).model_copy(
+            update={"customer_ids": _visible_customer_ids(principal, agent.id, assigned[agent.id])}
+        )
+        for agent in agents
+    ]
+
+
+def _assign(session: Session, principal: Principal, agent: Agent, customer_id: uuid.UUID) -> None:
+    if repository.assign(session, agent.id, customer_id):
+        events.record(
+            session,
+            event_type="agent.customer_assigned",
+            actor=principal,
+            customer_id=customer_id,
+            agent_id=agent.id,
+            subject={"agent_id": str(agent.id), "customer_id": str(customer_id), "name": agent.name},
+        )
+
+
+def assign_customer(
+    session: Session, principal: Principal, agent_id: uuid.UUID, payload: agent_schemas.CustomerAssignment
+) -> agent_schemas.Agent:
+    """The operator assigns the agent to a customer it serves; assigning again changes nothing."""
+    principal.require(Role.OPERATOR)
+    agent = repository.get_agent(session, agent_id, for_update=True)
+    customer = customer_repository.get_customer(session, principal, payload.customer_id)
+    _assign(session, principal, agent, customer.id)
+    session.flush()
+    return _out(session, principal, [agent])[0]
+
+
+def unassign_customer(
+    session: Session, principal: Principal, agent_id: uuid.UUID, customer_id: uuid.UUID
+) -> agent_schemas.Agent:
+    """The operator takes a customer away from the agent: from the next statement on, the agent can neither act
+    for the customer nor read its rows (the rows stay). 404 when the agent is not assigned to it."""
+    principal.require(Role.OPERATOR)
+    agent = repository.get_agent(session, agent_id, for_update=True)
+    if not repository.unassign(session, agent.id, customer_id):
+        raise NotFoundError(
+            "The agent is not assigned to this customer.",
+            details={"agent_id": str(agent_id), "customer_id": str(customer_id)},
+        )
+    events.record(
+        session,
+        event_type="agent.customer_unassigned",
+        actor=principal,
+        customer_id=customer_id,
+        agent_id=agent.id,
+        severity=EventSeverity.WARNING,
+        subject={"agent_id": str(agent.id), "customer_id": str(customer_id), "name": agent.name},
+    )
+    session.flush()
+    return _out(session, principal, [agent])[0]

@@ -99,7 +99,7 @@ def check() -> None:
 @db_app.command()
 @reports_errors
 def seed() -> None:
-    """Load the demo data into all 18 tables. Running it again changes nothing."""
+    """Load the demo data into every table. Running it again changes nothing."""
     engine = open_engine()
     migrations.require_current_schema(engine)
     report = seed_demo_data(engine)

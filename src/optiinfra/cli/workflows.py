@@ -11,6 +11,7 @@ from rich.table import Table
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from optiinfra.agents import schemas as agent_schemas
 from optiinfra.agents import service as agent_service
 from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, reports_errors
@@ -18,14 +19,14 @@ from optiinfra.cli.quality import _customer_id, _session_factory
 from optiinfra.config import load_settings
 from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import InvalidInputError, NotFoundError
-from optiinfra.models import Agent, AgentStatus, AgentType, WorkflowStatus
+from optiinfra.models import Agent, AgentStatus, AgentType, Customer, WorkflowStatus
 from optiinfra.workflows import queue, service
 from optiinfra.workflows import schemas as wf_schemas
 from optiinfra.workflows.service import build_runner
 from optiinfra.workflows.states import TERMINAL
 
 workflow_app = typer.Typer(help="Run and inspect workflows (spot migration, scaling decision).", no_args_is_help=True)
-agents_app = typer.Typer(help="Inspect agents.", no_args_is_help=True)
+agents_app = typer.Typer(help="Inspect agents and assign them to the customers they serve.", no_args_is_help=True)
 CLI = Principal.system("cli")
 
 
@@ -226,7 +227,7 @@ def list_agents(
     with unit_of_work(factory) as session:
         page = agent_service.list_agents(session, CLI, agent_type=agent_type, status=status, cursor=None, limit=500)
     table = Table(title="Agents")
-    for column in ("id", "type", "name", "version", "status", "last heartbeat", "capabilities"):
+    for column in ("id", "type", "name", "version", "status", "last heartbeat", "customers", "capabilities"):
         table.add_column(column, overflow="fold")
     for agent in page.items:
         table.add_row(
@@ -236,6 +237,7 @@ def list_agents(
             agent.version or "",
             str(agent.status),
             agent.last_heartbeat.strftime("%Y-%m-%d %H:%M:%S") if agent.last_heartbeat else "never",
+            str(len(agent.customer_ids)),
             ", ".join(agent.capabilities),
         )
     console.print(table)
@@ -260,3 +262,38 @@ def show_agent(agent: Annotated[str, typer.Argument(help="Agent id or name.")]) 
         found = agent_service.get_agent(session, CLI, _agent(session, agent).id)
     for field, value in found.model_dump().items():
         console.print(f"[bold]{field}[/bold]: {value}", highlight=False)
+
+
+def _print_customers(session: Session, found: agent_schemas.Agent) -> None:
+    emails = dict(session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(found.customer_ids))).all())
+    served = ", ".join(f"{emails.get(customer_id, '?')} ({customer_id})" for customer_id in found.customer_ids)
+    console.print(f"{found.type}/{found.name} serves: {served or 'no customer'}", highlight=False, soft_wrap=True)
+
+
+@agents_app.command("assign")
+@reports_errors
+def assign_customer(
+    agent: Annotated[str, typer.Argument(help="Agent id or name.")],
+    customer: Annotated[str, typer.Option("--customer", "-c", help="Customer id or email.")],
+) -> None:
+    """Assign the agent to a customer it serves: an agent acts only for its assigned customers."""
+    factory = _session_factory()
+    with unit_of_work(factory) as session:
+        assignment = agent_schemas.CustomerAssignment(customer_id=_customer_id(session, customer))
+        found = agent_service.assign_customer(session, CLI, _agent(session, agent).id, assignment)
+        _print_customers(session, found)
+
+
+@agents_app.command("unassign")
+@reports_errors
+def unassign_customer(
+    agent: Annotated[str, typer.Argument(help="Agent id or name.")],
+    customer: Annotated[str, typer.Option("--customer", "-c", help="Customer id or email.")],
+) -> None:
+    """Take a customer away from the agent: it can no longer act for the customer or read its rows."""
+    factory = _session_factory()
+    with unit_of_work(factory) as session:
+        found = agent_service.unassign_customer(
+            session, CLI, _agent(session, agent).id, _customer_id(session, customer)
+        )
+        _print_customers(session, found)

@@ -7,11 +7,11 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optiinfra.auth.principal import Principal
+from optiinfra.auth.principal import Principal, Role
 from optiinfra.db.queries import paginate, where_given
-from optiinfra.errors import NotFoundError
+from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.models import Customer, CustomerStatus
-from optiinfra.tenancy import scope_to_caller
+from optiinfra.tenancy import acts_for, scope_to_caller
 
 
 def get_customer(
@@ -21,6 +21,26 @@ def get_customer(
     statement = scope_to_caller(
         select(Customer).where(Customer.id == customer_id), principal, customer_column=Customer.id
     )
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    customer = session.scalar(statement)
+    if customer is None:
+        raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
+    return customer
+
+
+def customer_to_act_for(
+    session: Session, principal: Principal, customer_id: uuid.UUID | None, *, for_update: bool = False
+) -> Customer:
+    """The customer a call acts for: a customer's own (it may leave the id out), any customer for the operator, a
+    customer assigned to the calling agent. Any other id is 404, exactly as for an id nobody has."""
+    if principal.role is Role.CUSTOMER:
+        if customer_id is not None and customer_id != principal.customer_id:
+            raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
+        customer_id = principal.customer_id
+    if customer_id is None:
+        raise InvalidInputError("Name the customer: customer_id is required for operator and agent keys.")
+    statement = select(Customer).where(Customer.id == customer_id, acts_for(principal, Customer.id))
     if for_update:
         statement = statement.with_for_update().execution_options(populate_existing=True)
     customer = session.scalar(statement)

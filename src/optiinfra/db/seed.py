@@ -1,4 +1,4 @@
-"""Demo data for all 18 tables: three customers, five agents and a few days of their life.
+"""Demo data for all 19 tables: three customers, five agents and a few days of their life.
 
 The story: Acme Analytics runs GPT-4o and Llama 3 70B on a small GPU fleet. The cost agent found a spot
 migration (completed, savings realised); a vLLM tuning change raised GPT-4o latency, the application agent
@@ -29,6 +29,7 @@ from optiinfra.models import (
     Agent,
     AgentCapability,
     AgentConfig,
+    AgentCustomer,
     AgentMetric,
     AgentState,
     AgentStatus,
@@ -81,6 +82,7 @@ SEED_NAMESPACE = uuid.UUID("6f1c2a7e-3b9d-4c55-9a0e-0d5e7f4b2c11")
 SEEDED_MODELS: tuple[type[Base], ...] = (
     Customer,
     Agent,
+    AgentCustomer,
     AgentConfig,
     AgentCapability,
     AgentMetric,
@@ -148,6 +150,7 @@ def build_demo_data(anchor: datetime) -> DemoData:
     rng = random.Random(20251018)  # noqa: S311 (demo data, not security)
     customers = _customers(data)
     agents = _agents(data)
+    _assignments(data, customers, agents)
     _agent_state_tables(data, agents, rng)
     recommendations = _recommendations(data, customers, agents)
     workflows = _workflows(data, customers, agents, recommendations)
@@ -245,6 +248,19 @@ def _agents(data: DemoData) -> dict[AgentType, uuid.UUID]:
                 description=capability.replace("_", " ").capitalize(),
             )
     return agents
+
+
+def _assignments(data: DemoData, customers: dict[str, uuid.UUID], agents: dict[AgentType, uuid.UUID]) -> None:
+    """The demo's agents are the platform's: each serves every demo customer (an agent acts only for its own)."""
+    for customer_key, customer_id in customers.items():
+        for agent_type, agent_id in agents.items():
+            data.add(
+                AgentCustomer,
+                f"{agent_type}:{customer_key}",
+                agent_id=agent_id,
+                customer_id=customer_id,
+                created_at=data.at(days=-30),
+            )
 
 
 def _agent_state_tables(data: DemoData, agents: dict[AgentType, uuid.UUID], rng: random.Random) -> None:

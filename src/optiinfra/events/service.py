@@ -10,10 +10,10 @@ from sqlalchemy.orm import Session
 
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
-from optiinfra.errors import NotFoundError
+from optiinfra.customers import repository as customer_repository
 from optiinfra.events import repository
 from optiinfra.events import schemas as event_schemas
-from optiinfra.models import Customer, Event, EventSeverity
+from optiinfra.models import Event, EventSeverity
 
 
 def record(
@@ -54,10 +54,11 @@ def record(
 
 
 def append_agent_event(session: Session, principal: Principal, payload: event_schemas.EventCreate) -> Event:
-    """An agent appends an event about its own work; it is always recorded as that agent's."""
+    """An agent appends an event about its own work (for a customer assigned to it, or none); it is always recorded
+    as that agent's."""
     principal.require(Role.AGENT)
-    if payload.customer_id is not None and session.get(Customer, payload.customer_id) is None:
-        raise NotFoundError("No such customer.", details={"customer_id": str(payload.customer_id)})
+    if payload.customer_id is not None:
+        customer_repository.customer_to_act_for(session, principal, payload.customer_id)
     return record(
         session,
         event_type=payload.event_type,

@@ -25,6 +25,7 @@ from optiinfra.models.application_schema import (
 from optiinfra.models.base import Base
 from optiinfra.models.core import (
     Agent,
+    AgentCustomer,
     AgentStatus,
     AgentType,
     Approval,
@@ -56,6 +57,7 @@ __all__ = [
     "Agent",
     "AgentCapability",
     "AgentConfig",
+    "AgentCustomer",
     "AgentMetric",
     "AgentState",
     "AgentStatus",

@@ -31,7 +31,7 @@ NOW = func.now()
 
 
 class Base(DeclarativeBase):
-    """The one declarative base: all 18 tables share its metadata and type map."""
+    """The one declarative base: every table shares its metadata and type map."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads this class attribute)

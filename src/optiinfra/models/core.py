@@ -190,6 +190,20 @@ class Agent(UUIDPrimaryKey, Timestamps, Base):
         return f"<Agent id={self.id} type={self.type} name={self.name!r} status={self.status}>"
 
 
+class AgentCustomer(UUIDPrimaryKey, CreatedAt, Base):
+    """An agent assigned to a customer it serves (migration 009). An agent acts only for its assigned customers;
+    `optiinfra.tenancy` applies the assignment to every query an agent makes."""
+
+    __tablename__ = "agent_customers"
+    __table_args__ = (
+        UniqueConstraint("agent_id", "customer_id", name="uq_agent_customer"),
+        Index("idx_agent_customers_customer_id", "customer_id"),
+    )
+
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+
+
 class Event(UUIDPrimaryKey, CreatedAt, Base):
     """One entry of the append-only audit log."""
 

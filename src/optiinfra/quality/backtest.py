@@ -26,7 +26,7 @@ from optiinfra.auth.principal import Principal, Role
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.errors import InvalidInputError
-from optiinfra.models import Agent, AgentType, Customer, QualityRegression
+from optiinfra.models import Agent, AgentCustomer, AgentType, Customer, QualityRegression
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality import service
 from optiinfra.quality.settings import QualitySettings, store_settings
@@ -77,9 +77,10 @@ def run_backtest(
                 api_key=key_digest(generate_key(Role.CUSTOMER)),  # never shown: nobody signs in to a scratch database
             )
             store_settings(customer, settings)
-            session.add(customer)
-            session.add(Agent(type=AgentType.APPLICATION, name="backtest"))
+            agent = Agent(type=AgentType.APPLICATION, name="backtest")
+            session.add_all([customer, agent])
             session.flush()
+            session.add(AgentCustomer(agent_id=agent.id, customer_id=customer.id))  # the agent serves the customer
             customer_id = customer.id
         for offset in range(0, len(records), quality_schemas.MAX_BATCH):
             batch = list(records[offset : offset + quality_schemas.MAX_BATCH])

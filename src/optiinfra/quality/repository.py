@@ -43,7 +43,7 @@ from optiinfra.models import (
     RegressionType,
 )
 from optiinfra.quality.statistics import WindowSummary, summarize_window
-from optiinfra.tenancy import scope_to_caller
+from optiinfra.tenancy import agents_serving, scope_to_caller
 
 INGEST_COLUMNS = (
     "agent_id",
@@ -135,11 +135,13 @@ def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
 
 
 def default_application_agent(session: Session, customer_id: uuid.UUID) -> uuid.UUID | None:
-    """The application agent that last reported this customer's quality, else the most recently alive one."""
+    """The application agent serving this customer that last reported its quality, else the most recently alive
+    application agent serving it."""
+    serving = Agent.id.in_(agents_serving(customer_id))
     recent = session.scalar(
         select(QualityMetric.agent_id)
         .join(Agent, Agent.id == QualityMetric.agent_id)
-        .where(QualityMetric.customer_id == customer_id, Agent.type == AgentType.APPLICATION)
+        .where(QualityMetric.customer_id == customer_id, Agent.type == AgentType.APPLICATION, serving)
         .order_by(QualityMetric.timestamp.desc())
         .limit(1)
     )
@@ -147,14 +149,10 @@ def default_application_agent(session: Session, customer_id: uuid.UUID) -> uuid.
         return recent
     return session.scalar(
         select(Agent.id)
-        .where(Agent.type == AgentType.APPLICATION)
+        .where(Agent.type == AgentType.APPLICATION, serving)
         .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
         .limit(1)
     )
-
-
-def agent_exists(session: Session, agent_id: uuid.UUID) -> bool:
-    return session.scalar(select(Agent.id).where(Agent.id == agent_id)) is not None
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from optiinfra.agents import repository as agent_repository
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
-from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
+from optiinfra.errors import ConflictError, InvalidInputError
 from optiinfra.events import service as events
 from optiinfra.models import BaselineType, Customer, QualityBaseline
 from optiinfra.quality import monitoring_store, repository
@@ -30,15 +31,9 @@ def _now() -> datetime:
 def resolve_customer(
     session: Session, principal: Principal, customer_id: uuid.UUID | None, *, for_update: bool = False
 ) -> Customer:
-    """The customer a quality call is about: a customer's own; the one an operator or agent names."""
-    if principal.role is Role.CUSTOMER:
-        assert principal.customer_id is not None
-        if customer_id is not None and customer_id != principal.customer_id:
-            raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
-        return customer_repository.get_customer(session, principal, principal.customer_id, for_update=for_update)
-    if customer_id is None:
-        raise InvalidInputError("Name the customer: customer_id is required for operator and agent keys.")
-    return customer_repository.get_customer(session, Principal.operator(), customer_id, for_update=for_update)
+    """The customer a quality call is about: a customer's own; the one an operator names; for an agent, only a
+    customer assigned to it (404 otherwise)."""
+    return customer_repository.customer_to_act_for(session, principal, customer_id, for_update=for_update)
 
 
 def validate_file_records(raw_records: list[dict[str, Any]], now: datetime) -> list[quality_schemas.QualityRecord]:
@@ -89,13 +84,13 @@ def ingest(
             raise InvalidInputError("An agent reports metrics as itself; leave agent_id out.")
         agent_id = principal.agent_id
     elif agent_id is not None:
-        if not repository.agent_exists(session, agent_id):
-            raise NotFoundError("No such agent.", details={"agent_id": str(agent_id)})
+        agent_repository.get_agent_serving(session, agent_id, customer.id)
     else:
         agent_id = repository.default_application_agent(session, customer.id)
         if agent_id is None:
             raise InvalidInputError(
-                "No application agent is registered to attribute these metrics to; register one or pass agent_id."
+                "No application agent serves this customer to attribute these metrics to; assign one "
+                "(POST /api/v1/agents/{agent_id}/customers) or pass agent_id."
             )
     weights = settings_of(customer).weights
     # Records already stored, or repeated inside the batch, count as duplicates and are not sent again.

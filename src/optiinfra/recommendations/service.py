@@ -95,10 +95,10 @@ def set_optimization_status(
 def create_recommendation(
     session: Session, principal: Principal, payload: rec_schemas.RecommendationCreate
 ) -> rec_schemas.Recommendation:
-    """An agent proposes a change to a customer."""
+    """An agent proposes a change to a customer assigned to it."""
     principal.require(Role.AGENT)
     assert principal.agent_id is not None
-    customer_repository.get_customer(session, Principal.operator(), payload.customer_id)
+    customer_repository.customer_to_act_for(session, principal, payload.customer_id)
     recommendation = Recommendation(
         customer_id=payload.customer_id,
         agent_id=principal.agent_id,

@@ -24,7 +24,7 @@ from optiinfra.models import (
     ScalingEventType,
     WorkflowExecution,
 )
-from optiinfra.tenancy import scope_to_caller
+from optiinfra.tenancy import agents_serving, scope_to_caller
 from optiinfra.timeseries import Bucketing, bucket_start
 
 METRIC_COLUMNS = (
@@ -62,11 +62,13 @@ def copy_metrics(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
 
 
 def default_resource_agent(session: Session, customer_id: uuid.UUID) -> uuid.UUID | None:
-    """The resource agent that last reported this customer's resources, else the most recently alive one."""
+    """The resource agent serving this customer that last reported its resources, else the most recently alive
+    resource agent serving it."""
+    serving = Agent.id.in_(agents_serving(customer_id))
     recent = session.scalar(
         select(ResourceMetric.agent_id)
         .join(Agent, Agent.id == ResourceMetric.agent_id)
-        .where(ResourceMetric.customer_id == customer_id, Agent.type == AgentType.RESOURCE)
+        .where(ResourceMetric.customer_id == customer_id, Agent.type == AgentType.RESOURCE, serving)
         .order_by(ResourceMetric.timestamp.desc())
         .limit(1)
     )
@@ -74,7 +76,7 @@ def default_resource_agent(session: Session, customer_id: uuid.UUID) -> uuid.UUI
         return recent
     return session.scalar(
         select(Agent.id)
-        .where(Agent.type == AgentType.RESOURCE)
+        .where(Agent.type == AgentType.RESOURCE, serving)
         .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
         .limit(1)
     )

@@ -1,7 +1,8 @@
 """Resource rules: who reports resource metrics and scaling events for which customer, and who reads them.
 
-Tenancy as everywhere: a customer sees and reports its own rows; an agent reports for the customer it names and
-reads the rows it wrote; the operator sees everything. Another tenant's row is reported as not found.
+Tenancy as everywhere: a customer sees and reports its own rows; an agent reports for a customer assigned to it and
+reads the rows it wrote for its customers; the operator sees everything. Another tenant's row is reported as not
+found.
 """
 
 from __future__ import annotations
@@ -28,32 +29,30 @@ def _now() -> datetime:
 
 
 def _resolve_customer(session: Session, principal: Principal, customer_id: uuid.UUID | None) -> Customer:
-    """The customer a write is about: a customer's own; the one an operator or agent names."""
-    if principal.role is Role.CUSTOMER:
-        assert principal.customer_id is not None
-        if customer_id is not None and customer_id != principal.customer_id:
-            raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
-        return customer_repository.get_customer(session, principal, principal.customer_id)
-    if customer_id is None:
-        raise InvalidInputError("Name the customer: customer_id is required for operator and agent keys.")
-    return customer_repository.get_customer(session, Principal.operator(), customer_id)
+    """The customer a write is about: a customer's own; the one an operator names; for an agent, only a customer
+    assigned to it (404 otherwise)."""
+    return customer_repository.customer_to_act_for(session, principal, customer_id)
 
 
 def _reporting_agent(
     session: Session, principal: Principal, customer_id: uuid.UUID, agent_id: uuid.UUID | None
 ) -> uuid.UUID:
-    """The agent a write is attributed to: an agent is always itself; a customer or the operator may name one, by
-    default the resource agent that last reported the customer's metrics, else the most recently alive one."""
+    """The agent a write is attributed to: an agent is always itself; a customer or the operator may name one that
+    serves the customer, by default the serving resource agent that last reported the customer's metrics, else the
+    most recently alive one serving it."""
     if principal.role is Role.AGENT:
         if agent_id is not None and agent_id != principal.agent_id:
             raise InvalidInputError("An agent reports as itself; leave agent_id out.")
         assert principal.agent_id is not None
         return principal.agent_id
     if agent_id is not None:
-        return agent_repository.get_agent(session, agent_id).id
+        return agent_repository.get_agent_serving(session, agent_id, customer_id).id
     default = repository.default_resource_agent(session, customer_id)
     if default is None:
-        raise InvalidInputError("No resource agent is registered to attribute this to; register one or pass agent_id.")
+        raise InvalidInputError(
+            "No resource agent serves this customer to attribute this to; assign one "
+            "(POST /api/v1/agents/{agent_id}/customers) or pass agent_id."
+        )
     return default
 
 

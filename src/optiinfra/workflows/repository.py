@@ -24,7 +24,7 @@ from optiinfra.models import (
     WorkflowStatus,
     WorkflowType,
 )
-from optiinfra.tenancy import scope_to_caller
+from optiinfra.tenancy import agents_serving, scope_to_caller
 
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # buckets start on round times
 
@@ -104,11 +104,11 @@ def fleet_size(session: Session, customer_id: uuid.UUID, since: datetime) -> int
     )
 
 
-def most_recent_agent(session: Session, agent_type: AgentType) -> Agent | None:
-    """The agent of a type that heartbeat most recently."""
+def most_recent_agent(session: Session, agent_type: AgentType, customer_id: uuid.UUID) -> Agent | None:
+    """The agent of a type serving the customer that heartbeat most recently."""
     return session.scalar(
         select(Agent)
-        .where(Agent.type == agent_type)
+        .where(Agent.type == agent_type, Agent.id.in_(agents_serving(customer_id)))
         .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
         .limit(1)
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from optiinfra.agents import repository as agent_repository
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
@@ -46,22 +47,33 @@ def build_runner(factory: sessionmaker[Session], data_dir: Path) -> WorkflowRunn
     return runner
 
 
-def _agent_for(session: Session, principal: Principal, agent_id: uuid.UUID | None, agent_type: AgentType) -> Agent:
-    """The agent a workflow runs as: the calling agent, the one named, or the most recently alive of the type."""
+def _agent_for(
+    session: Session,
+    principal: Principal,
+    agent_id: uuid.UUID | None,
+    agent_type: AgentType,
+    customer_id: uuid.UUID,
+) -> Agent:
+    """The agent a workflow for a customer runs as: the calling agent (404 unless it serves the customer), or for
+    the operator the agent named (it must serve the customer) or the most recently alive of the type serving it."""
     if principal.role is Role.AGENT:
         if agent_id is not None and agent_id != principal.agent_id:
             raise InvalidInputError("An agent runs workflows as itself; leave agent_id out.")
-        agent_id = principal.agent_id
-    if agent_id is not None:
-        agent = session.get(Agent, agent_id)
-        if agent is None:
-            raise NotFoundError("No such agent.", details={"agent_id": str(agent_id)})
+        assert principal.agent_id is not None
+        agent: Agent | None = agent_repository.get_agent(session, principal.agent_id)
     else:
-        agent = repository.most_recent_agent(session, agent_type)
-        if agent is None:
-            raise InvalidInputError(f"No {agent_type} agent is registered to run this workflow.")
+        customer_repository.customer_to_act_for(session, principal, customer_id)
+        agent = (
+            agent_repository.get_agent_serving(session, agent_id, customer_id)
+            if agent_id is not None
+            else repository.most_recent_agent(session, agent_type, customer_id)
+        )
+    if agent is None:
+        raise InvalidInputError(f"No {agent_type} agent serves this customer to run this workflow.")
     if agent.type is not agent_type:
         raise InvalidInputError(f"This workflow runs on a {agent_type} agent; {agent.name} is a {agent.type} agent.")
+    if principal.role is Role.AGENT:
+        customer_repository.customer_to_act_for(session, principal, customer_id)
     return agent
 
 
@@ -69,8 +81,7 @@ def analyze_spot(
     session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.SpotAnalysisRequest
 ) -> uuid.UUID:
     principal.require(Role.OPERATOR, Role.AGENT)
-    agent = _agent_for(session, principal, request.agent_id, AgentType.COST)
-    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
+    agent = _agent_for(session, principal, request.agent_id, AgentType.COST, request.customer_id)
     execution_id = runner.create(
         ANALYSIS.name,
         customer_id=request.customer_id,
@@ -88,6 +99,8 @@ def roll_out_spot(
     """Execute an approved spot migration as a phased rollout (the optimization's agent, or the operator)."""
     principal.require(Role.OPERATOR, Role.AGENT)
     optimization = recommendation_repository.get_optimization(session, principal, request.optimization_id)
+    # The run acts as the optimization's agent, which must still serve the customer.
+    agent_repository.get_agent_serving(session, optimization.agent_id, optimization.customer_id)
     if optimization.status not in {OptimizationStatus.QUEUED, OptimizationStatus.EXECUTING}:
         raise ConflictError(
             f"The optimization is {optimization.status}; only a queued (approved) one can be rolled out.",
@@ -120,8 +133,7 @@ def decide_scaling(
     session: Session, runner: WorkflowRunner, principal: Principal, request: wf_schemas.ScalingRequest
 ) -> uuid.UUID:
     principal.require(Role.OPERATOR, Role.AGENT)
-    agent = _agent_for(session, principal, request.agent_id, AgentType.RESOURCE)
-    customer_repository.get_customer(session, Principal.operator(), request.customer_id)
+    agent = _agent_for(session, principal, request.agent_id, AgentType.RESOURCE, request.customer_id)
     if request.down_threshold >= request.up_threshold:
         raise InvalidInputError("down_threshold must be below up_threshold (the gap is the hysteresis).")
     execution_id = runner.create(
