@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,7 +14,9 @@ from sqlalchemy import insert
 
 from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.models import AgentType, ResourceMetric, ResourceType
+from optiinfra.quality.simulation import Traffic
 from tests.api.conftest import AgentHandle, Server, Tenant
+from tests.workflows.test_spot_and_scaling import quality_rows
 
 
 def add_fleet(api_server: Server, tenant: Tenant, agent_id: uuid.UUID, hours: int, levels: list[float]) -> None:
@@ -174,3 +177,43 @@ def test_cancelling_a_waiting_rollout_is_honoured_at_once_and_undoes_it(
     assert ended.error_details is not None
     assert ended.error_details["undone"] == {"undone_phases": ["phase_10"], "rolled_back": True}
     assert cost_agent.client.get_optimization(decision.optimization.id).status == "rolled_back"
+
+
+def test_a_ten_percent_arm_that_regresses_against_its_control_is_rolled_back_by_the_servers_worker(
+    api_server: Server, tenant: Tenant, cost_agent: AgentHandle, resource_agent: AgentHandle, operator: OptiInfraClient
+) -> None:
+    add_fleet(api_server, tenant, resource_agent.agent_id, hours=30, levels=[60, 62, 58])
+    started = cost_agent.client.analyze_spot_migration(tenant.id, lookback_days=2)
+    analysis = cost_agent.client.wait_for_workflow(started.id)
+    recommendation_id = uuid.UUID(analysis.steps[2].output_data["recommendation_id"])
+    decision = tenant.client.approve(recommendation_id, "go")
+    assert decision.optimization is not None
+    optimization_id = decision.optimization.id
+    rollout = cost_agent.client.roll_out_spot_migration(
+        optimization_id, bake_seconds=1, min_samples=60, deadline_seconds=120, poll_seconds=1
+    )
+    deadline = time.monotonic() + 60
+    while (run := operator.get_workflow(rollout.id)).status != "waiting":
+        assert time.monotonic() < deadline, run.status
+        time.sleep(0.2)
+    assert run.waiting_for is not None
+    phase_start = datetime.fromisoformat(run.waiting_for["started_at"])
+    time.sleep(1)
+    span = (datetime.now(UTC) - phase_start).total_seconds()
+    worse = replace(Traffic(), overall_factor=0.8, hallucination_rate=0.25)
+    for arm, profile, tag in (
+        ("changed", worse, {"optimization_id": str(optimization_id)}),
+        ("control", Traffic(), {}),
+    ):
+        rows = quality_rows(None, 100, profile, phase_start, tag, f"api-{arm}-{uuid.uuid4().hex[:6]}")  # type: ignore[arg-type]
+        for i, row in enumerate(rows):
+            row["timestamp"] = (phase_start + timedelta(seconds=span * (i + 0.5) / len(rows))).isoformat()
+        cost_agent.client.ingest_quality_metrics(rows, customer_id=tenant.id)
+    ended = operator.wait_for_workflow(rollout.id, timeout=60)
+    assert ended.status == "failed"
+    assert ended.error_details is not None
+    assert ended.error_details["details"]["undone_phases"] == ["phase_10"]
+    (verdict,) = ended.error_details["details"]["gate"]["verdicts"]
+    assert verdict["verdict"] == "regression"
+    assert verdict["control_source"] == "concurrent"
+    assert cost_agent.client.get_optimization(optimization_id).status == "rolled_back"
