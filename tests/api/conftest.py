@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, text
 
 from optiinfra.api.app import AppConfig, create_app
 from optiinfra.auth.keys import generate_key, key_digest
@@ -176,3 +176,20 @@ def other_tenant(make_tenant: Callable[..., Tenant]) -> Tenant:
 def agent(make_agent: Callable[..., AgentHandle], tenant: Tenant) -> AgentHandle:
     """A cost agent serving `tenant`."""
     return make_agent(serves=[tenant])
+
+
+def settled_event_count(api_server: Server) -> int:
+    """Events so far, once the server's workflow worker has nothing in hand (it writes events as runs advance)."""
+    deadline = time.monotonic() + 60
+    with api_server.engine.connect() as connection:
+        while connection.execute(
+            # Active runs, and runs that ended a moment ago (their clean-up, `on_finish`, writes just after).
+            text(
+                "SELECT count(*) FROM workflow_executions WHERE status IN ('pending', 'running', 'cancelling') "
+                "OR completed_at > now() - interval '1 second'"
+            )
+        ).scalar_one():
+            assert time.monotonic() < deadline, "a workflow run never settled"
+            connection.rollback()
+            time.sleep(0.1)
+        return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())

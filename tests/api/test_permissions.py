@@ -30,6 +30,7 @@ from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.customers.schemas import CustomerWithKey
 from optiinfra.models import AgentType, CustomerStatus, OptimizationStatus, RecommendationStatus
 from tests.api.conftest import Server
+from tests.api.conftest import settled_event_count as event_count
 
 CALLERS = ("no_key", "bad_key", "operator", "customer_a", "customer_b", "agent_x", "agent_y")
 ERROR_CODES = {401: "unauthorized", 403: "forbidden", 404: "not_found", 409: "conflict", 422: "invalid_input"}
@@ -827,23 +828,6 @@ def call(http: httpx.Client, operation: Operation, world: World, caller: str, id
         params=operation.query(ids) if operation.query else None,
         json=operation.body(world, ids) if operation.body else None,
     )
-
-
-def event_count(api_server: Server) -> int:
-    """Events so far, once the server's workflow worker has nothing in hand (it writes events as runs advance)."""
-    deadline = time.monotonic() + 60
-    with api_server.engine.connect() as connection:
-        while connection.execute(
-            # Active runs, and runs that ended a moment ago (their clean-up, `on_finish`, writes just after).
-            text(
-                "SELECT count(*) FROM workflow_executions WHERE status IN ('pending', 'running', 'cancelling') "
-                "OR completed_at > now() - interval '1 second'"
-            )
-        ).scalar_one():
-            assert time.monotonic() < deadline, "a workflow run never settled"
-            connection.rollback()
-            time.sleep(0.1)
-        return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
 
 
 def read_as_operator(world: World, probe: str | None, ids: Ids) -> Any:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,12 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from optiinfra.client import OptiInfraClient
 from optiinfra.models import AgentType, OptimizationStatus
 from optiinfra.quality.scoring import DEFAULT_WEIGHTS
 from tests.api.conftest import Server
+from tests.api.conftest import settled_event_count as event_count
 
 BODY_LIMIT = 256 * 1024  # the test server's max_body_bytes (tests/api/conftest.py)
 
@@ -151,23 +150,6 @@ def assert_invalid(response: httpx.Response, *location: str) -> list[dict[str, A
         for problem in problems:
             assert problem["location"][: len(location)] == list(location), problems
     return problems
-
-
-def event_count(api_server: Server) -> int:
-    """Events so far, once the server's workflow worker has nothing in hand (it writes events as runs advance)."""
-    deadline = time.monotonic() + 60
-    with api_server.engine.connect() as connection:
-        while connection.execute(
-            # Active runs, and runs that ended a moment ago (their clean-up, `on_finish`, writes just after).
-            text(
-                "SELECT count(*) FROM workflow_executions WHERE status IN ('pending', 'running', 'cancelling') "
-                "OR completed_at > now() - interval '1 second'"
-            )
-        ).scalar_one():
-            assert time.monotonic() < deadline, "a workflow run never settled"
-            connection.rollback()
-            time.sleep(0.1)
-        return int(connection.execute(text("SELECT count(*) FROM events")).scalar_one())
 
 
 # --- every operation that takes a body, with a valid body and the role that may send it -----------------------

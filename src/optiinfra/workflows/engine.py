@@ -207,6 +207,15 @@ class _SupersededError(Exception):
     """Another worker took the run over; this one stops without recording anything more."""
 
 
+def _locked_run(session: Session, execution_id: uuid.UUID, token: str | None) -> WorkflowExecution:
+    """The run, locked for this transaction, if this worker (its runner token) still holds it."""
+    execution = session.get(WorkflowExecution, execution_id, with_for_update=True)
+    assert execution is not None
+    if token is not None and execution.metadata_.get("runner") != token:
+        raise _SupersededError
+    return execution
+
+
 class WorkflowRunner:
     """Creates executions of registered workflow definitions and advances them."""
 
@@ -269,9 +278,11 @@ class WorkflowRunner:
             queue.enqueue(session, execution.id)
             return execution.id
 
-        if session is not None:
-            return write(session)
-        return in_transaction(self.factory, write)
+        return self._in(session, write)
+
+    def _in(self, session: Session | None, work: Callable[[Session], T]) -> T:
+        """`work` in the caller's transaction when given one (committed with it), else in a retried one of its own."""
+        return work(session) if session is not None else in_transaction(self.factory, work)
 
     # --- transitions ---------------------------------------------------------------------------------------------
 
@@ -537,10 +548,7 @@ class WorkflowRunner:
         def write(session: Session) -> None:
             step = session.get(WorkflowStep, step_id, with_for_update=True)
             assert step is not None
-            execution = session.get(WorkflowExecution, step.workflow_execution_id, with_for_update=True)
-            assert execution is not None
-            if execution.metadata_.get("runner") != token:
-                raise _SupersededError
+            execution = _locked_run(session, step.workflow_execution_id, token)
             step.status = status
             if started and step.started_at is None:
                 step.started_at = _now()
@@ -556,9 +564,10 @@ class WorkflowRunner:
                 step.input_data = input_data
             if state is not None:
                 step.metadata_ = {**step.metadata_, "state": state}
-            if status is StepStatus.COMPLETED and "decision" in step.metadata_:
-                step.metadata_ = {**step.metadata_, "decided": step.metadata_["decision"]}
-                step.metadata_ = {k: v for k, v in step.metadata_.items() if k != "decision"}
+            if status is StepStatus.COMPLETED and "decision" in step.metadata_:  # the decision is used up
+                metadata = dict(step.metadata_)
+                metadata["decided"] = metadata.pop("decision")
+                step.metadata_ = metadata
             for artifact in artifacts or []:
                 session.add(
                     WorkflowArtifact(
@@ -573,10 +582,7 @@ class WorkflowRunner:
         self, execution_id: uuid.UUID, step_row: WorkflowStep, wait: Wait, token: str, actor: Principal
     ) -> WorkflowStatus:
         def write(session: Session) -> WorkflowStatus:
-            execution = session.get(WorkflowExecution, execution_id, with_for_update=True)
-            assert execution is not None
-            if execution.metadata_.get("runner") != token:
-                raise _SupersededError
+            execution = _locked_run(session, execution_id, token)
             if execution.status is S.CANCELLING:  # cancelled while the step looked: honour it now
                 queue.enqueue(session, execution_id)
                 return S.CANCELLING
@@ -607,10 +613,7 @@ class WorkflowRunner:
         self, execution_id: uuid.UUID, step_row: WorkflowStep, pause: Pause, token: str, actor: Principal
     ) -> WorkflowStatus:
         def write(session: Session) -> WorkflowStatus:
-            execution = session.get(WorkflowExecution, execution_id, with_for_update=True)
-            assert execution is not None
-            if execution.metadata_.get("runner") != token:
-                raise _SupersededError
+            execution = _locked_run(session, execution_id, token)
             if execution.status is S.CANCELLING:
                 queue.enqueue(session, execution_id)
                 return S.CANCELLING
@@ -645,10 +648,7 @@ class WorkflowRunner:
         token: str | None,
     ) -> WorkflowStatus:
         def write(session: Session) -> FinishedRun | WorkflowStatus:
-            execution = session.get(WorkflowExecution, execution_id, with_for_update=True)
-            assert execution is not None
-            if token is not None and execution.metadata_.get("runner") != token:
-                raise _SupersededError
+            execution = _locked_run(session, execution_id, token)
             if execution.status is S.CANCELLING and status is not S.CANCELLED and status is not S.FAILED:
                 return S.CANCELLING  # a cancel arrived during the last step: it wins over completion
             self._transition(
@@ -786,7 +786,7 @@ class WorkflowRunner:
             queue.enqueue(session, execution_id)  # a running step finishes first (the queue's per-run lock)
             return S.CANCELLING
 
-        return write(session) if session is not None else in_transaction(self.factory, write)
+        return self._in(session, write)
 
     def abort(self, execution_id: uuid.UUID, actor: Principal, *, session: Session | None = None) -> WorkflowStatus:
         """A human's "no" to a paused run: undo what it did and end it `cancelled`."""
@@ -823,7 +823,7 @@ class WorkflowRunner:
             queue.enqueue(session, execution_id)
             return S.RUNNING
 
-        return write(session) if session is not None else in_transaction(self.factory, write)
+        return self._in(session, write)
 
 
 def _unknown(execution: WorkflowExecution) -> WorkflowDefinition:
