@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -167,9 +168,10 @@ def test_scaling_decisions_on_clear_series() -> None:
 
 
 def quality_rows(
-    env: Env, n: int, traffic: Traffic, start: datetime, tag: dict[str, Any], prefix: str
+    env: Env, n: int, traffic: Traffic, start: datetime, tag: dict[str, Any], prefix: str, seed: int | None = None
 ) -> list[dict[str, Any]]:
-    columns = simulate(np.random.default_rng(abs(hash(prefix)) % 2**32), n, traffic)
+    rng = np.random.default_rng(abs(hash(prefix)) % 2**32 if seed is None else seed)
+    columns = simulate(rng, n, traffic)
     return [
         {
             "request_id": f"{prefix}-{i}",
@@ -263,7 +265,9 @@ def phase_traffic(
         ("changed", changed, {"optimization_id": str(optimization_id)}),
         ("control", control, {}),
     ):
-        rows = quality_rows(env, 100, profile, started, tag, f"{prefix}-{arm}-{uuid.uuid4().hex[:4]}")
+        # A fixed seed per phase and arm (request ids stay unique): the rollout tests judge the same data every run.
+        seed = zlib.crc32(f"{prefix}-{arm}".encode())
+        rows = quality_rows(env, 100, profile, started, tag, f"{prefix}-{arm}-{uuid.uuid4().hex[:4]}", seed)
         for i, row in enumerate(rows):
             row["timestamp"] = (started + timedelta(seconds=span * (i + 0.5) / len(rows))).isoformat()
         ingest(env, rows)
