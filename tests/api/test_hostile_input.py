@@ -155,6 +155,42 @@ def test_a_lone_surrogate_anywhere_in_json_is_refused(raw: httpx.Client, tenant:
             assert _problem(response)["type"] == "invalid_unicode", (path, response.text)
 
 
+def test_large_batches_are_vetted_off_the_event_loop_just_as_strictly(
+    raw: httpx.Client, tenant: Tenant, agent: AgentHandle
+) -> None:
+    """Bodies above INLINE_PARSE_BYTES are parsed on a worker thread: the same refusals, the same places."""
+    from optiinfra.api.strict import INLINE_PARSE_BYTES
+
+    batch = _quality(tenant.id)
+    record = batch["records"][0]  # type: ignore[index]
+    records = [{**record, "request_id": f"big-{index}"} for index in range(400)]
+    body = json.dumps({**batch, "records": records})
+    assert len(body) > INLINE_PARSE_BYTES
+    headers = {**_bearer(agent.key), "content-type": "application/json"}
+    for bad, kind in (('"\\ud800"', "invalid_unicode"), ("1e999", "finite_number")):
+        variant = body[: body.rindex('"v1"')] + bad + body[body.rindex('"v1"') + 4 :]
+        problem = _problem(raw.post("/api/v1/quality/metrics", content=variant, headers=headers))
+        assert problem["type"] == kind
+        assert problem["location"] == ["body", "records", 399, "model_version"]
+
+
+def test_batch_items_that_are_not_objects_are_refused_by_index(
+    raw: httpx.Client, tenant: Tenant, agent: AgentHandle
+) -> None:
+    """The framework passes batch items through unchecked (BatchItem); the service's validation names each bad one
+    and stores nothing."""
+    batch = _quality(tenant.id)
+    batch["records"] = [*batch["records"], 7, "text", None]  # type: ignore[misc]
+    response = raw.post("/api/v1/quality/metrics", json=batch, headers=_bearer(agent.key))
+    assert response.status_code == 422, response.text
+    details = response.json()["error"]["details"]
+    assert details["invalid_count"] == 3
+    assert [item["index"] for item in details["records"]] == [1, 2, 3]
+    metrics = {"metrics": [5]}
+    response = raw.post(f"/api/v1/agents/{agent.agent_id}/metrics", json=metrics, headers=_bearer(agent.key))
+    assert response.status_code == 422, response.text
+
+
 @pytest.mark.parametrize("number", ["1e999", "-1e999", "1" + "0" * 5000, "-" + "9" * 400])
 def test_numbers_beyond_double_range_are_refused(number: str, raw: httpx.Client, agent: AgentHandle) -> None:
     """1e999 used to be stored as null; a 5,000-digit integer got an undocumented 400."""

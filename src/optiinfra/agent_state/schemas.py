@@ -10,7 +10,7 @@ from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from optiinfra.models import AgentStatus, AgentStatusDetail, ConfigType, MetricType
 from optiinfra.timeseries import MAX_BATCH
-from optiinfra.validation import BoundedJson, FiniteFloat, SaneInstant
+from optiinfra.validation import BatchItem, BoundedJson, FiniteFloat, SaneInstant
 
 # Config keys, lock resources and capability names travel in the path: letters, digits and _ . : -
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"
@@ -149,7 +149,7 @@ class AgentMetricSample(BaseModel):
 class AgentMetricBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metrics: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+    metrics: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class IngestResult(BaseModel):

@@ -16,10 +16,14 @@ from typing import Any
 import orjson
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from starlette.concurrency import run_in_threadpool
 
 from optiinfra.errors import InvalidInputError
 
 MAX_JSON_DEPTH = 64
+# Bodies larger than this are parsed and vetted on a worker thread: parsing and walking a 1,000-record batch takes
+# milliseconds, and on the event loop it would delay every other connection (health checks included) that long.
+INLINE_PARSE_BYTES = 16 * 1024
 
 
 class _NonFinite:
@@ -178,7 +182,10 @@ class StrictRoute(APIRoute):
                     body.decode("utf-8")
                 except UnicodeDecodeError:
                     raise _refuse("The body is not valid UTF-8.", "invalid_utf8", ["body"]) from None
-                parsed = parse_strict_json(body)
+                if len(body) > INLINE_PARSE_BYTES:
+                    parsed = await run_in_threadpool(parse_strict_json, body)
+                else:
+                    parsed = parse_strict_json(body)
                 if parsed is not None:
                     # Starlette caches the parsed body here; the framework's own request.json() then reuses it.
                     request._json = parsed

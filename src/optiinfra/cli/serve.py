@@ -9,6 +9,7 @@ import typer
 import uvicorn
 
 from optiinfra.api.app import AppConfig, create_app
+from optiinfra.api.logs import uvicorn_log_config
 from optiinfra.auth.operator_key import ADMIN_KEY_ENV, DIGEST_FILE, load_operator_key
 from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, reports_errors
@@ -83,4 +84,4 @@ def serve(
             "[dim]A workflow worker runs in this process (--no-worker to leave runs to `optiinfra worker`).[/dim]"
         )
     console.print(f"OptiInfra on [bold]http://{host}:{port}/[/bold]  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info", proxy_headers=False)
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=uvicorn_log_config(), proxy_headers=False)

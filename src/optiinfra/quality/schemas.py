@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from optiinfra.models import BaselineType, RegressionAction, RegressionSeverity, RegressionType
-from optiinfra.validation import BoundedJson, SaneInstant
+from optiinfra.validation import BatchItem, BoundedJson, SaneInstant
 
 MAX_BATCH = 10_000
 
@@ -45,7 +45,7 @@ class IngestRequest(BaseModel):
 
     customer_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
-    records: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+    records: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class IngestResult(BaseModel):

@@ -10,7 +10,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from optiinfra.models import ResourceType, ScalingEventType
 from optiinfra.timeseries import MAX_BATCH
-from optiinfra.validation import BoundedJson, FiniteFloat, SaneInstant
+from optiinfra.validation import BatchItem, BoundedJson, FiniteFloat, SaneInstant
 
 
 class ResourceMetricSample(BaseModel):
@@ -36,7 +36,7 @@ class ResourceMetricBatch(BaseModel):
 
     customer_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
-    metrics: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_BATCH)
+    metrics: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
 class IngestResult(BaseModel):
