@@ -7,10 +7,12 @@ throughout. A 503 must carry `Retry-After` (the client then waits that long, wit
 5xx, time-out or dropped connection counts as an error. Afterwards every acknowledged record must be stored exactly
 once and every batch must be stored whole or not at all.
 
-    .venv/bin/python benchmarks/load.py [--clients 50,200,500] [--seconds 60] [--batch 1000] [--name load]
+    .venv/bin/python benchmarks/load.py [--clients 50,200,500] [--seconds 60] [--batch 1000] [--client-nice 10]
+        [--name load]
 
 The clients run in their own processes (asyncio, raw HTTP/1.1, `--processes` of them), so that their CPU use does not
-distort the server's latencies more than two shared cores must.
+distort the server's latencies more than two shared cores must; they run at niceness 10 (`--client-nice`), standing
+in for clients on other machines, while the server and the `/healthz` prober run at normal priority.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import os
 import random
 import statistics
 import time
@@ -225,7 +228,12 @@ async def _client_loop(number: int, tenant: dict[str, Any], deadline: float, bat
         connection.close()
 
 
-def _client_process(first: int, count: int, tenant: dict[str, Any], deadline_in: float, batch: int, queue: Any) -> None:
+def _client_process(
+    first: int, count: int, tenant: dict[str, Any], deadline_in: float, batch: int, nice: int, queue: Any
+) -> None:
+    # The load generators stand in for clients on other machines: at a lower CPU priority they take what the server
+    # (and the /healthz prober, at normal priority like an external probe) leave, instead of competing with them.
+    os.nice(nice)
     out: dict[str, Any] = {
         "latencies": defaultdict(list),
         "refused": defaultdict(int),
@@ -286,7 +294,7 @@ def _server_side_latency(base_url: str) -> dict[str, dict[str, float]]:
     }
 
 
-def run_level(clients: int, seconds: float, batch: int, processes: int, port: int) -> dict[str, Any]:
+def run_level(clients: int, seconds: float, batch: int, processes: int, port: int, nice: int) -> dict[str, Any]:
     with fresh_database() as engine, running_server(engine, port) as (base_url, operator_key):
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {operator_key}"}) as operator:
             suffix = uuid.uuid4().hex[:6]
@@ -315,7 +323,9 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
         workers = []
         first = 0
         for count in per_process:
-            workers.append(context.Process(target=_client_process, args=(first, count, tenant, seconds, batch, queue)))
+            workers.append(
+                context.Process(target=_client_process, args=(first, count, tenant, seconds, batch, nice, queue))
+            )
             first += count
         prober = context.Process(target=_health_process, args=(base_url, seconds, queue))
         for process in [*workers, prober]:
@@ -359,6 +369,7 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
     reads = [value for name, values in latencies.items() if name.startswith("GET") for value in values]
     return {
         "clients": clients,
+        "client_nice": nice,
         "seconds": round(elapsed, 1),
         "answered": answered,
         "answered_per_second": round(answered / elapsed, 1),
@@ -389,12 +400,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--processes", type=int, default=2, help="client processes")
+    parser.add_argument(
+        "--client-nice", type=int, default=10, help="CPU niceness of the client processes (0: same as the server)"
+    )
     parser.add_argument("--port", type=int, default=18300, help="the server's port on 127.0.0.1")
     parser.add_argument("--name", default="load", help="results file: benchmarks/results/<name>.json")
     args = parser.parse_args()
     levels = []
     for clients in (int(part) for part in args.clients.split(",")):
-        level = run_level(clients, args.seconds, args.batch, args.processes, args.port)
+        level = run_level(clients, args.seconds, args.batch, args.processes, args.port, args.client_nice)
         levels.append(level)
         print(
             f"{clients} clients, {level['seconds']:.0f} s: {level['answered']} answered "

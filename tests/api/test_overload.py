@@ -61,7 +61,8 @@ def test_requests_beyond_the_limit_are_refused_at_once_while_others_wait_on_a_ro
     small_engine: Engine, migrated_engine: Engine, tmp_path: Path
 ) -> None:
     """The probe: requests blocked on a row lock made /readyz, /metrics and reads hang for 16-20 s."""
-    with running_server(small_engine, tmp_path, max_in_flight=2) as server:
+    # The blocked decisions must outwait the checks below however slow the machine: a long lock time-out.
+    with running_server(small_engine, tmp_path, max_in_flight=2, lock_timeout_ms=120_000) as server:
         customer_key, recommendation_id = _pending_recommendation(server)
         answers: list[int] = []
         with small_engine.connect() as holder, holder.begin():
@@ -101,6 +102,35 @@ def test_requests_beyond_the_limit_are_refused_at_once_while_others_wait_on_a_ro
             thread.join(timeout=30)
     # The lock released, one decision won and the other saw the recommendation already decided.
     assert sorted(answers) == [200, 409]
+
+
+def test_a_request_behind_a_row_lock_gives_up_after_the_lock_timeout_with_409(
+    migrated_engine: Engine, tmp_path: Path
+) -> None:
+    """A request never holds its connection and slot indefinitely behind another transaction's row lock."""
+    with running_server(migrated_engine, tmp_path, lock_timeout_ms=300) as server:
+        customer_key, recommendation_id = _pending_recommendation(server)
+        with migrated_engine.connect() as holder, holder.begin():
+            holder.execute(text("SELECT id FROM recommendations WHERE id = :id FOR UPDATE"), {"id": recommendation_id})
+            started = time.monotonic()
+            response = httpx.post(
+                f"{server.base_url}/api/v1/recommendations/{recommendation_id}/decision",
+                json={"decision": "approve"},
+                headers={"Authorization": f"Bearer {customer_key}"},
+                timeout=30,
+            )
+            waited = time.monotonic() - started
+        assert response.status_code == 409, response.text
+        assert response.json()["error"]["details"] == {"reason": "lock_timeout"}
+        assert waited < 10
+        # Nothing was half-done: once the lock is gone the decision goes through.
+        retried = httpx.post(
+            f"{server.base_url}/api/v1/recommendations/{recommendation_id}/decision",
+            json={"decision": "approve"},
+            headers={"Authorization": f"Bearer {customer_key}"},
+            timeout=30,
+        )
+        assert retried.status_code == 200, retried.text
 
 
 def test_a_pool_time_out_is_503_with_retry_after_not_500(small_engine: Engine, tmp_path: Path) -> None:

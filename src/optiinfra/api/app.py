@@ -108,6 +108,8 @@ class AppConfig:
     trusted_proxies: TrustedProxies | None = None
     # Mark dashboard cookies Secure even when no request says it came over TLS; None: OPTIINFRA_SECURE_COOKIES.
     secure_cookies: bool | None = None
+    # How long a request's statement may wait for a row lock before it fails with 409 (retry).
+    lock_timeout_ms: int = 5_000
 
 
 class DomainCollector(Collector):
@@ -204,6 +206,7 @@ def create_app(config: AppConfig) -> FastAPI:
     )
     app.state.engine = config.engine
     app.state.session_factory = make_session_factory(config.engine)
+    app.state.lock_timeout_ms = config.lock_timeout_ms
     app.state.operator_key_digest = config.operator_key_digest
     app.state.auth_limiter = AuthFailureLimiter(config.auth_failures_per_minute)
     app.state.trusted_proxies = config.trusted_proxies or TrustedProxies.from_environment()

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from optiinfra.api.forwarded import TrustedProxies
@@ -16,10 +17,16 @@ from optiinfra.auth.principal import Principal
 from optiinfra.auth.service import authenticate
 from optiinfra.errors import UnauthorizedError
 
+_LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :value, true)")
+
 
 def _session(request: Request) -> Iterator[Session]:
-    """One transaction per request, committed before the response is sent, rolled back on any error."""
+    """One transaction per request, committed before the response is sent, rolled back on any error.
+
+    A statement that waits for a row lock longer than the app's lock time-out fails (409 `conflict`, retry), so a
+    request never holds its connection and admission slot for long behind another transaction."""
     with request.app.state.session_factory() as session, session.begin():
+        session.execute(_LOCK_TIMEOUT, {"value": f"{request.app.state.lock_timeout_ms}ms"})
         yield session
 
 

@@ -84,6 +84,16 @@ HTTP_CODES = {
 }
 
 
+def _locked() -> JSONResponse:
+    # The request waited for a row lock longer than the lock time-out: another transaction is changing that row.
+    return error_response(
+        409,
+        "conflict",
+        "Another change to the same data is in progress; retry the request.",
+        {"reason": "lock_timeout"},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(OptiInfraError)
     async def _domain(_: Request, error: OptiInfraError) -> JSONResponse:
@@ -123,6 +133,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _unavailable(_: Request, error: OperationalError) -> JSONResponse:
+        if isinstance(error.orig, psycopg.errors.LockNotAvailable):
+            return _locked()
         logger.warning("database unavailable: %s", type(error.orig).__name__ if error.orig else error)
         return error_response(503, "database_unavailable", "The database is unavailable; retry shortly.")
 
@@ -138,6 +150,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return error_response(
                 409, "conflict", "The change conflicts with another change made at the same time; retry the request."
             )
+        if isinstance(error, psycopg.errors.LockNotAvailable):
+            return _locked()
         if isinstance(error, psycopg.OperationalError):
             return error_response(503, "database_unavailable", "The database is unavailable; retry shortly.")
         logger.error("database error: %s", type(error).__name__)
