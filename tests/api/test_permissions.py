@@ -372,6 +372,31 @@ def workflow_of_a(world: World) -> Ids:
     return {**ids, "workflow_id": run["id"], "artifact_id": run["artifacts"][0]["id"]}
 
 
+def alert_route_body(world: World, ids: Ids) -> dict[str, Any]:
+    # A name that never resolves: the server's worker tries the test alerts and fails at once, sending nothing.
+    return {
+        "customer_id": str(world.customer_a.id),
+        "name": f"perm-{uuid.uuid4().hex[:8]}",
+        "destination": "slack",
+        "url": "https://hooks.invalid/services/perm",
+    }
+
+
+def alert_route_of_a(world: World) -> Ids:
+    route = world.client("customer_a").request("POST", "/alert-routes", json=alert_route_body(world, {}))
+    return {"route_id": route["id"]}
+
+
+def alert_of_a(world: World) -> Ids:
+    """A test alert of A's (pending or being retried: never failed yet, so a redelivery is a conflict)."""
+    ids = alert_route_of_a(world)
+    alert = world.client("customer_a").request("POST", f"/alert-routes/{ids['route_id']}/test")
+    return {"alert_id": alert["id"]}
+
+
+ALERT_MANAGERS = expect(operator=200, customer_a=200, customer_b=404, agent_x=403, agent_y=403)
+
+
 EVERYONE = expect(operator=200, customer_a=200, customer_b=200, agent_x=200, agent_y=200)
 OPERATOR_ONLY = expect(operator=200, customer_a=403, customer_b=403, agent_x=403, agent_y=403)
 AGENT_X_OR_OPERATOR = expect(operator=200, customer_a=403, customer_b=403, agent_x=200, agent_y=404)
@@ -774,6 +799,45 @@ OPERATIONS = [
         "/api/v1/resources/scaling-events/{scaling_event_id}",
         expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
         target=scaling_event_of_a,
+    ),
+    Operation(
+        "POST",
+        "/api/v1/alert-routes",
+        expect(operator=201, customer_a=201, customer_b=404, agent_x=403, agent_y=403),
+        body=alert_route_body,
+    ),
+    Operation(
+        "GET", "/api/v1/alert-routes", expect(operator=200, customer_a=200, customer_b=200, agent_x=403, agent_y=403)
+    ),
+    Operation("GET", "/api/v1/alert-routes/{route_id}", ALERT_MANAGERS, target=alert_route_of_a),
+    Operation(
+        "PATCH",
+        "/api/v1/alert-routes/{route_id}",
+        ALERT_MANAGERS,
+        target=alert_route_of_a,
+        body=lambda world, ids: {"name": f"renamed {uuid.uuid4().hex[:8]}", "min_severity": "error"},
+        probe="/alert-routes/{route_id}",
+    ),
+    Operation(
+        "DELETE",
+        "/api/v1/alert-routes/{route_id}",
+        expect(operator=204, customer_a=204, customer_b=404, agent_x=403, agent_y=403),
+        target=alert_route_of_a,
+        probe="/alert-routes/{route_id}",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/alert-routes/{route_id}/test",
+        expect(operator=202, customer_a=202, customer_b=404, agent_x=403, agent_y=403),
+        target=alert_route_of_a,
+    ),
+    Operation("GET", "/api/v1/alerts", expect(operator=200, customer_a=200, customer_b=200, agent_x=403, agent_y=403)),
+    Operation("GET", "/api/v1/alerts/{alert_id}", ALERT_MANAGERS, target=alert_of_a),
+    Operation(
+        "POST",
+        "/api/v1/alerts/{alert_id}/redeliver",
+        expect(operator=409, customer_a=409, customer_b=404, agent_x=403, agent_y=403),
+        target=alert_of_a,
     ),
 ]
 

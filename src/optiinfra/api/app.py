@@ -27,6 +27,7 @@ from optiinfra import __version__
 from optiinfra.agent_state.routes import router as agent_state_router
 from optiinfra.agents import service as agent_service
 from optiinfra.agents.routes import router as agents_router
+from optiinfra.alerts.routes import router as alerts_router
 from optiinfra.api.admission import AdmissionControl
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.forwarded import TrustedProxies
@@ -232,6 +233,7 @@ def create_app(config: AppConfig) -> FastAPI:
         quality_router,
         resources_router,
         workflows_router,
+        alerts_router,
     ):
         api.include_router(router)
     app.include_router(api)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from optiinfra.cli.alerts import alerts_app
 from optiinfra.cli.db import db_app
 from optiinfra.cli.quality import quality_app
 from optiinfra.cli.serve import serve
@@ -22,6 +23,7 @@ app.add_typer(quality_app, name="quality")
 app.command()(worker)
 app.add_typer(workflow_app, name="workflow")
 app.add_typer(agents_app, name="agents")
+app.add_typer(alerts_app, name="alerts")
 
 
 def main() -> None:

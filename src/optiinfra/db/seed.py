@@ -35,6 +35,9 @@ from optiinfra.models import (
     AgentStatus,
     AgentStatusDetail,
     AgentType,
+    AlertDelivery,
+    AlertOutbox,
+    AlertRoute,
     Approval,
     ApprovalStatus,
     ArtifactType,
@@ -99,6 +102,9 @@ SEEDED_MODELS: tuple[type[Base], ...] = (
     QualityBaseline,
     QualityRegression,
     Event,
+    AlertRoute,
+    AlertOutbox,
+    AlertDelivery,
 )
 
 
@@ -157,7 +163,67 @@ def build_demo_data(anchor: datetime) -> DemoData:
     _agent_states(data, agents, workflows)
     _resources(data, customers, agents, workflows, rng)
     _quality(data, customers, agents, workflows, recommendations, rng)
+    _alerts(data, customers)
     return data
+
+
+# --- alerts --------------------------------------------------------------------------------------------------
+
+
+def _alerts(data: DemoData, customers: dict[str, uuid.UUID]) -> None:
+    """Acme's Slack route (disabled: the URL is a placeholder to replace) and the test alert it got once."""
+    acme = customers["acme"]
+    route_id = data.add(
+        AlertRoute,
+        "acme:slack",
+        customer_id=acme,
+        name="#ml-oncall (demo: set your Slack webhook URL, then enable)",
+        destination="slack",
+        url="https://hooks.slack.com/services/T0000DEMO/B0000DEMO/demo-placeholder",
+        event_kinds=[],
+        min_severity=EventSeverity.WARNING,
+        model_names=[],
+        throttle_seconds=900,
+        enabled=False,
+        created_at=data.at(days=-6),
+        updated_at=data.at(days=-6),
+    )
+    sent_at = data.at(days=-6, minutes=1)
+    outbox_id = data.add(
+        AlertOutbox,
+        "acme:slack:test",
+        route_id=route_id,
+        customer_id=acme,
+        kind="test",
+        severity=EventSeverity.INFO,
+        subject_key="test:demo",
+        group_key="test:demo",
+        payload={
+            "kind": "test",
+            "severity": "info",
+            "customer_id": str(acme),
+            "title": "Test alert from OptiInfra to #ml-oncall",
+            "text": "If you read this, alerts reach this destination.",
+            "occurred_at": sent_at.isoformat(),
+        },
+        status="delivered",
+        attempts=1,
+        max_attempts=8,
+        next_attempt_at=sent_at,
+        delivered_at=sent_at,
+        created_at=sent_at,
+        updated_at=sent_at,
+    )
+    data.add(
+        AlertDelivery,
+        "acme:slack:test:1",
+        outbox_id=outbox_id,
+        attempt=1,
+        outcome="delivered",
+        status_code=200,
+        duration_ms=212,
+        created_at=sent_at,
+    )
 
 
 # --- customers and agents ---------------------------------------------------------------------------------

@@ -8,11 +8,13 @@ from typing import Any
 from sqlalchemy import func
 from sqlalchemy.orm import Session
 
+from optiinfra.alerts import outbox as alert_outbox
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.events import repository
 from optiinfra.events import schemas as event_schemas
+from optiinfra.metrics import counters
 from optiinfra.models import Event, EventSeverity
 
 
@@ -29,7 +31,8 @@ def record(
     after: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Event:
-    """Append one event: what happened, to what, by whom, and the state before and after."""
+    """Append one event: what happened, to what, by whom, and the state before and after; with it, in the same
+    transaction, the counters it stands for and the alerts it calls for."""
     data: dict[str, Any] = {"actor": actor.as_actor()}
     if subject is not None:
         data["subject"] = subject
@@ -50,6 +53,9 @@ def record(
     )
     session.add(event)
     session.flush()
+    # In the event's transaction: the counters it stands for, and the alerts it calls for (docs/alerts.md).
+    counters.count_event(session, event)
+    alert_outbox.on_event(session, event)
     return event
 
 

@@ -1,4 +1,4 @@
-"""All 18 OptiInfra tables, one module per foundation step, importable from here.
+"""All OptiInfra tables, one module per foundation step, importable from here.
 
 Alembic and the application import this package only, so every model is registered on `Base.metadata` and
 relationships across foundation steps resolve without import cycles.
@@ -13,6 +13,7 @@ from optiinfra.models.agent_state import (
     ConfigType,
     MetricType,
 )
+from optiinfra.models.alerts import AlertDelivery, AlertOutbox, AlertRoute, MetricCounter
 from optiinfra.models.application_schema import (
     BaselineType,
     QualityBaseline,
@@ -63,6 +64,9 @@ __all__ = [
     "AgentStatus",
     "AgentStatusDetail",
     "AgentType",
+    "AlertDelivery",
+    "AlertOutbox",
+    "AlertRoute",
     "Approval",
     "ApprovalStatus",
     "ArtifactType",
@@ -75,6 +79,7 @@ __all__ = [
     "DashboardSession",
     "Event",
     "EventSeverity",
+    "MetricCounter",
     "MetricType",
     "Optimization",
     "OptimizationStatus",

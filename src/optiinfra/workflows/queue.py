@@ -35,6 +35,9 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
+from optiinfra.alerts import delivery as alert_delivery
+from optiinfra.alerts import outbox as alert_outbox
+from optiinfra.alerts.settings import delivery_settings
 from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import unit_of_work
 from optiinfra.models import WorkflowExecution, WorkflowStatus
@@ -139,8 +142,12 @@ def libpq_url(url: URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+QUEUES = [QUEUE, alert_outbox.ALERT_QUEUE]
+
+
 class Worker:
-    """The queue's worker: takes workflow jobs, and runs recovery and extra periodic work (quality monitoring)."""
+    """The queue's worker: takes workflow jobs and alert deliveries, and runs recovery and extra periodic work
+    (quality monitoring)."""
 
     def __init__(
         self,
@@ -164,11 +171,19 @@ class Worker:
 
         self.advance_task = advance_workflow
 
+        # The alert outbox's delivery (optiinfra.alerts.delivery): retries are the outbox row's own, not the job's.
+        @self.app.task(name=alert_outbox.DELIVER_TASK, queue=alert_outbox.ALERT_QUEUE)
+        def deliver_alert(outbox_id: str) -> None:
+            alert_delivery.deliver(factory, uuid.UUID(outbox_id))
+
+        self.deliver_task = deliver_alert
+
     async def _recover_stalled(self) -> None:
         manager = self.app.job_manager
-        for job in await manager.get_stalled_jobs(queue=QUEUE, seconds_since_heartbeat=STALLED_WORKER_SECONDS):
-            logger.warning("job %s of a dead worker goes back to the queue", job.id)
-            await manager.retry_job(job)
+        for queue_name in QUEUES:
+            for job in await manager.get_stalled_jobs(queue=queue_name, seconds_since_heartbeat=STALLED_WORKER_SECONDS):
+                logger.warning("job %s of a dead worker goes back to the queue", job.id)
+                await manager.retry_job(job)
         await manager.prune_stalled_workers(STALLED_WORKER_SECONDS * 4)
 
     async def _loop(self, interval: float, work: Callable[[], Awaitable[Any]], stop: asyncio.Event) -> None:
@@ -187,27 +202,34 @@ class Worker:
             logger.exception("stalled-job recovery failed")
         await asyncio.to_thread(enqueue_orphans, self.factory)
 
+    async def _alert_recovery(self) -> None:
+        await asyncio.to_thread(alert_delivery.recover, self.factory)
+
     async def run_async(self, *, once: bool = False, stop: asyncio.Event | None = None) -> None:
         """Run until cancelled (or, with `once`, until no job is due, after one round of everything periodic)."""
         stop = stop or asyncio.Event()
         async with self.app.open_async():
             if once:
                 await self._recovery()
+                await self._alert_recovery()
                 for _, func in self.periodic:
                     await asyncio.to_thread(func)
                 await self.app.run_worker_async(
-                    queues=[QUEUE], wait=False, concurrency=self.concurrency, install_signal_handlers=False
+                    queues=QUEUES, wait=False, concurrency=self.concurrency, install_signal_handlers=False
                 )
                 return
 
-            loops = [asyncio.create_task(self._loop(RECOVERY_INTERVAL_SECONDS, self._recovery, stop))]
+            loops = [
+                asyncio.create_task(self._loop(RECOVERY_INTERVAL_SECONDS, self._recovery, stop)),
+                asyncio.create_task(self._loop(delivery_settings().recovery_seconds, self._alert_recovery, stop)),
+            ]
             loops += [
                 asyncio.create_task(self._loop(interval, functools.partial(asyncio.to_thread, func), stop))
                 for interval, func in self.periodic
             ]
             try:
                 await self.app.run_worker_async(
-                    queues=[QUEUE],
+                    queues=QUEUES,
                     name=self.name,
                     concurrency=self.concurrency,
                     install_signal_handlers=False,
