@@ -5,16 +5,16 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, NoReturn, ParamSpec, TypeVar
 
-from alembic.util import CommandError
 from rich.console import Console
-from sqlalchemy import Engine
-from sqlalchemy.exc import DBAPIError
 
-from optiinfra.config import load_settings
-from optiinfra.db.engine import make_engine, resolve_database_url
 from optiinfra.errors import OptiInfraError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+# The database layer (SQLAlchemy, Alembic) is imported by the commands that use it, not by the command line's start.
 
 console = Console()
 error_console = Console(stderr=True)
@@ -25,6 +25,9 @@ R = TypeVar("R")
 
 def open_engine() -> Engine:
     """Connect to the configured database, or start the embedded one and connect to it."""
+    from optiinfra.config import load_settings
+    from optiinfra.db.engine import make_engine, resolve_database_url
+
     settings = load_settings()
     if settings.database_url is None:
         error_console.print(f"[dim]Using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}[/dim]")
@@ -40,16 +43,23 @@ def reports_errors(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except OptiInfraError as error:
             _fail(error.message, error.fix)
-        except CommandError as error:
-            _fail(
-                f"The migration tool refused: {error}.",
-                "Run: optiinfra db current, to see the schema revision",
-            )
-        except DBAPIError as error:
-            detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-            _fail(f"The database failed the command: {detail}", "Check the server, then run the command again")
+        except Exception as error:
+            _fail_known(error)
+            raise
 
     return wrapper
+
+
+def _fail_known(error: Exception) -> None:
+    """Report the migration tool's and the database's errors like our own; return for anything else."""
+    from alembic.util import CommandError
+    from sqlalchemy.exc import DBAPIError
+
+    if isinstance(error, CommandError):
+        _fail(f"The migration tool refused: {error}.", "Run: optiinfra db current, to see the schema revision")
+    if isinstance(error, DBAPIError):
+        detail = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
+        _fail(f"The database failed the command: {detail}", "Check the server, then run the command again")
 
 
 def _fail(message: str, fix: str | None) -> NoReturn:

@@ -9,14 +9,17 @@ import typer
 from rich.table import Table
 
 from optiinfra.cli.context import console, error_console, open_engine, reports_errors
-from optiinfra.db import backup, migrations
-from optiinfra.db.seed import seed_demo_data
 from optiinfra.errors import OptiInfraError
+
+# The database modules (SQLAlchemy, Alembic, the models) are imported inside the commands, so that
+# `optiinfra db --help` starts at once.
 
 db_app = typer.Typer(help="Create, migrate, check, seed and reset the OptiInfra database.", no_args_is_help=True)
 
 
 def _check_revision(revision: str, allowed_aliases: set[str]) -> None:
+    from optiinfra.db import migrations
+
     if revision in allowed_aliases or revision in migrations.known_revisions():
         return
     raise OptiInfraError(
@@ -31,6 +34,8 @@ def upgrade(
     revision: Annotated[str, typer.Argument(help="Target revision id, or 'head'.")] = "head",
 ) -> None:
     """Upgrade the schema to REVISION (default: the newest)."""
+    from optiinfra.db import migrations
+
     _check_revision(revision, {"head"})
     engine = open_engine()
     before = migrations.current_revision(engine)
@@ -48,6 +53,8 @@ def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision id, or 'base' to remove every table.")],
 ) -> None:
     """Downgrade the schema to REVISION ('base' removes every OptiInfra table and type)."""
+    from optiinfra.db import migrations
+
     _check_revision(revision, {"base"})
     engine = open_engine()
     before = migrations.current_revision(engine)
@@ -60,6 +67,8 @@ def downgrade(
 @reports_errors
 def current() -> None:
     """Show the database's schema revision and whether it is the newest."""
+    from optiinfra.db import migrations
+
     engine = open_engine()
     revision = migrations.current_revision(engine)
     head = migrations.head_revision()
@@ -77,6 +86,8 @@ def current() -> None:
 @reports_errors
 def check() -> None:
     """Compare the models with the migrated database; exit 1 and list the differences if they disagree."""
+    from optiinfra.db import migrations
+
     engine = open_engine()
     differences = migrations.schema_differences(engine)
     if not differences:
@@ -100,6 +111,9 @@ def check() -> None:
 @reports_errors
 def seed() -> None:
     """Load the demo data into every table. Running it again changes nothing."""
+    from optiinfra.db import migrations
+    from optiinfra.db.seed import seed_demo_data
+
     engine = open_engine()
     migrations.require_current_schema(engine)
     report = seed_demo_data(engine)
@@ -121,6 +135,8 @@ def backup_command(
     file: Annotated[Path, typer.Argument(help="Where to write the backup (pg_dump custom format).")],
 ) -> None:
     """Back up the whole database to FILE with pg_dump (custom format, restorable with `optiinfra db restore`)."""
+    from optiinfra.db import backup
+
     engine = open_engine()
     size = backup.backup(engine, file)
     console.print(f"Backup written to [bold]{file}[/bold] ({size:,} bytes).")
@@ -133,6 +149,8 @@ def restore_command(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Replace the database's OptiInfra data with a backup's, in one transaction (all or nothing)."""
+    from optiinfra.db import backup, migrations
+
     engine = open_engine()
     where = engine.url.render_as_string(hide_password=True)
     if not yes and not typer.confirm(f"This replaces all OptiInfra data in {where} with {file}. Continue?"):
@@ -151,6 +169,8 @@ def reset(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Delete every OptiInfra table and its data, then recreate the empty schema at head."""
+    from optiinfra.db import migrations
+
     engine = open_engine()
     where = engine.url.render_as_string(hide_password=True)
     if not yes and not typer.confirm(f"This deletes all OptiInfra data in {where}. Continue?", default=False):
