@@ -1,16 +1,20 @@
-"""An `optiinfra serve` process on a migrated database, a tenant with an application agent, and an OpenTelemetry
-tracer and logger provider exporting to the server with the real OTLP/HTTP exporters."""
+"""An `optiinfra serve` process on a migrated database, a tenant with an application agent, and a small
+OpenAI-compatible server on loopback for the real `openai` SDK to call."""
 
 from __future__ import annotations
 
+import json
 import os
+import random
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -55,7 +59,7 @@ def otlp_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempP
             stderr=subprocess.STDOUT,
         )
     base_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # CI shares 2 cores between two test workers
     while True:
         try:
             if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
@@ -118,3 +122,70 @@ def wait_for(condition: Callable[[], Any], timeout: float = 20) -> Any:
 @pytest.fixture
 def auth_headers(otlp_tenant: OtlpTenant) -> dict[str, str]:
     return {"Authorization": f"Bearer {otlp_tenant.key}"}
+
+
+SERVED_MODEL = "gpt-4o-mini-2024-07-18"
+DELAY_SECONDS = 0.12
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One model deployment behind the fake server: the model string it answers with, how long it takes (uniformly
+    between the two delays) and what it says."""
+
+    served_model: str = SERVED_MODEL
+    delay_seconds: tuple[float, float] = (DELAY_SECONDS, DELAY_SECONDS)
+    content: str = "Paris."
+
+
+class FakeOpenAI(BaseHTTPRequestHandler):
+    """/v1/chat/completions answering like OpenAI, with a fresh id and the usage it reports. Requests go to the
+    `backends` in turn (a canary rollout serves two versions of one model side by side)."""
+
+    answered: ClassVar[list[dict[str, Any]]] = []
+    backends: ClassVar[list[Backend]] = [Backend()]
+    delays: ClassVar[random.Random] = random.Random(0)
+    lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length", 0))
+        request = json.loads(self.rfile.read(length))
+        with FakeOpenAI.lock:
+            backend = FakeOpenAI.backends[len(FakeOpenAI.answered) % len(FakeOpenAI.backends)]
+            answer = {
+                "id": f"chatcmpl-{uuid.uuid4().hex[:20]}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": backend.served_model,
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": backend.content}, "finish_reason": "stop"}
+                ],
+                "usage": {"prompt_tokens": 11 + len(request["messages"]), "completion_tokens": 3, "total_tokens": 15},
+            }
+            FakeOpenAI.answered.append(answer)
+            delay = FakeOpenAI.delays.uniform(*backend.delay_seconds)
+        time.sleep(delay)
+        body = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[str]:
+    """The fake server's base URL, as the `openai` SDK takes it; one deployment answering "Paris." unless a test
+    sets `FakeOpenAI.backends`."""
+    FakeOpenAI.answered.clear()
+    FakeOpenAI.backends = [Backend()]
+    FakeOpenAI.delays = random.Random(0)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()

@@ -5,17 +5,11 @@ variables. The rows that arrive carry the model, tokens, latency and ids the fak
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-import threading
-import time
-import uuid
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import openai
 import pytest
@@ -24,48 +18,15 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
-from tests.otlp.conftest import OtlpServer, OtlpTenant, rows_of, wait_for
-
-SERVED_MODEL = "gpt-4o-mini-2024-07-18"
-DELAY_SECONDS = 0.12
-
-
-class FakeOpenAI(BaseHTTPRequestHandler):
-    """/v1/chat/completions answering like OpenAI, after a fixed delay, with a fresh id and the usage it reports."""
-
-    answered: ClassVar[list[dict[str, Any]]] = []
-
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length", 0))
-        request = json.loads(self.rfile.read(length))
-        time.sleep(DELAY_SECONDS)
-        answer = {
-            "id": f"chatcmpl-{uuid.uuid4().hex[:20]}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": SERVED_MODEL,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": "Paris."}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 11 + len(request["messages"]), "completion_tokens": 3, "total_tokens": 15},
-        }
-        FakeOpenAI.answered.append(answer)
-        body = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def fake_openai() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
+from tests.otlp.conftest import (
+    DELAY_SECONDS,
+    SERVED_MODEL,
+    FakeOpenAI,
+    OtlpServer,
+    OtlpTenant,
+    rows_of,
+    wait_for,
+)
 
 
 @pytest.fixture

@@ -404,7 +404,7 @@ def _quality_charts(
             LineChart(
                 "Hallucination rate per hour",
                 "rate",
-                [(p.bucket, p.hallucination_rate) for p in series],
+                [(p.bucket, p.hallucination_rate) for p in series if p.hallucination_rate is not None],
                 markers=markers,
                 y_min=0,
             )

@@ -82,6 +82,11 @@ _INSERT_FROM_STAGING = (
 SCORED_OVERALL = case(
     (QualityMetric.metadata_.has_key("scores_pending"), null()), else_=QualityMetric.overall_quality_score
 )
+# Likewise its hallucination flag: it is false only because no evaluation has said otherwise yet.
+SCORED_HALLUCINATION = case(
+    (QualityMetric.metadata_.has_key("scores_pending"), null()),
+    else_=cast(QualityMetric.hallucination_detected, Integer),
+)
 
 
 def stored_request_ids(session: Session, customer_id: uuid.UUID, request_ids: Sequence[str]) -> set[str]:
@@ -175,14 +180,18 @@ class WindowRows:
         return len(self.overall)
 
     def summarize(self) -> WindowSummary:
-        """The window's summary statistics (what a baseline stores and the judge compares)."""
+        """The window's summary statistics (what a baseline stores and the judge compares). A record still waiting
+        for its scores (overall None) counts for latency, not for the hallucination rate: its flag is false only
+        because no evaluation has arrived."""
         return summarize_window(
             overall=self.overall,
             relevance=self.relevance,
             coherence=self.coherence,
             factuality=self.factuality,
             latency_ms=self.latency_ms,
-            hallucination=self.hallucination,
+            hallucination=[
+                flag for flag, overall in zip(self.hallucination, self.overall, strict=True) if overall is not None
+            ],
             toxicity=self.toxicity,
         )
 
@@ -443,7 +452,7 @@ class SeriesPoint:
     count: int
     overall: float | None
     p95_latency_ms: float | None
-    hallucination_rate: float
+    hallucination_rate: float | None  # None when no record of the bucket has scores yet
 
 
 def bucketed_series(
@@ -462,7 +471,7 @@ def bucketed_series(
             func.count(),
             func.avg(SCORED_OVERALL),
             func.percentile_cont(0.95).within_group(QualityMetric.latency_ms),
-            func.avg(cast(QualityMetric.hallucination_detected, Integer)),
+            func.avg(SCORED_HALLUCINATION),
         )
         .where(
             QualityMetric.customer_id == customer_id,
@@ -479,7 +488,7 @@ def bucketed_series(
             int(row[1]),
             float(row[2]) if row[2] is not None else None,
             float(row[3]) if row[3] is not None else None,
-            float(row[4]),
+            float(row[4]) if row[4] is not None else None,
         )
         for row in rows
     ]
