@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -72,9 +72,11 @@ def make_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID, str]:
 
 
 @contextmanager
-def running_server(engine: Engine, port: int | None = None) -> Iterator[tuple[str, str]]:
-    """`optiinfra serve` in its own process, as in production, on a loopback port (a free one unless given):
-    (base URL, operator key)."""
+def running_server(
+    engine: Engine, port: int | None = None, extra_args: Sequence[str] = ()
+) -> Iterator[tuple[str, str]]:
+    """`optiinfra serve` in its own process, as in production, on a loopback port (a free one unless given), with
+    `extra_args` added to its command line: (base URL, operator key)."""
     operator_key = generate_key(Role.OPERATOR)
     if port is None:
         with socket.socket() as probe:
@@ -88,7 +90,7 @@ def running_server(engine: Engine, port: int | None = None) -> Iterator[tuple[st
     with tempfile.TemporaryDirectory(prefix="optiinfra-bench-server-") as data_dir:
         env["OPTIINFRA_DATA_DIR"] = data_dir
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
-            [sys.executable, "-m", "optiinfra", "serve", "--port", str(port)],
+            [sys.executable, "-m", "optiinfra", "serve", "--port", str(port), *extra_args],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

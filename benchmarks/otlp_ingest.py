@@ -1,6 +1,7 @@
 """OTLP ingest throughput: spans/s through POST /v1/traces (protobuf, 512 spans a request, as the SDK's batch
-exporter sends them) versus records/s through POST /api/v1/quality/metrics (JSON, 512 records a request), the same
-simulated requests both ways, on one `optiinfra serve` process, alternating, medians reported.
+exporter sends them) and through OTLP/gRPC TraceService/Export (the same messages), versus records/s through
+POST /api/v1/quality/metrics (JSON, 512 records a request), the same simulated requests every way, on one
+`optiinfra serve` process, alternating, medians reported.
 
 Each span carries what the instrumentations send (gen_ai.* model, usage, response id, server address). Measured
 twice: with its five evaluations as gen_ai.evaluation.result span events (so it stores the same scores as the JSON
@@ -13,15 +14,20 @@ the clock starts: the figures are the server's.
 from __future__ import annotations
 
 import argparse
+import socket
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import grpc
 import httpx
 import orjson
 from _support import fresh_database, make_tenant, median, quality_records, running_server, write_results
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+    ExportTraceServiceResponse,
+)
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
@@ -123,8 +129,22 @@ def send(base_url: str, path: str, key: str, bodies: list[bytes], content_type: 
         return count / (time.perf_counter() - started)
 
 
+def send_grpc(target: str, key: str, bodies: list[bytes], count: int) -> float:
+    """The same protobuf messages through OTLP/gRPC (serialised already: sent as they are)."""
+    with grpc.insecure_channel(target) as channel:
+        export = channel.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+        metadata = (("authorization", f"Bearer {key}"),)
+        started = time.perf_counter()
+        for body in bodies:
+            answer, call = export.with_call(body, metadata=metadata, timeout=300)
+            assert not ExportTraceServiceResponse.FromString(answer).HasField("partial_success"), answer
+            assert ("x-optiinfra-stored", "0") not in call.trailing_metadata()
+        return count / (time.perf_counter() - started)
+
+
 PATHS = {
     "otlp_with_evaluations": ("/v1/traces", "application/x-protobuf"),
+    "otlp_grpc_with_evaluations": ("TraceService/Export", "application/grpc"),
     "otlp_spans_only": ("/v1/traces", "application/x-protobuf"),
     "json": ("/api/v1/quality/metrics", "application/json"),
 }
@@ -138,7 +158,11 @@ def main() -> None:
     args = parser.parse_args()
     start = datetime.now(UTC) - timedelta(days=2)
     rates: dict[str, list[float]] = {name: [] for name in PATHS}
-    with fresh_database() as engine, running_server(engine) as (base_url, _operator_key):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        grpc_port = probe.getsockname()[1]
+    grpc_args = ("--otlp-grpc-port", str(grpc_port))
+    with fresh_database() as engine, running_server(engine, extra_args=grpc_args) as (base_url, _operator_key):
         _, _, key = make_tenant(engine)
         for round_number in range(args.rounds):
 
@@ -147,6 +171,7 @@ def main() -> None:
 
             bodies = {
                 "otlp_with_evaluations": otlp_bodies(records("otlp-e"), args.batch),
+                "otlp_grpc_with_evaluations": otlp_bodies(records("otlp-g"), args.batch),
                 "otlp_spans_only": otlp_bodies(records("otlp-s"), args.batch, with_evaluations=False),
                 "json": json_bodies(records("json"), args.batch),
             }
@@ -155,7 +180,10 @@ def main() -> None:
                 order.reverse()  # alternate which goes first
             for name in order:
                 path, content_type = PATHS[name]
-                rates[name].append(send(base_url, path, key, bodies[name], content_type, args.rows))
+                if content_type == "application/grpc":
+                    rates[name].append(send_grpc(f"127.0.0.1:{grpc_port}", key, bodies[name], args.rows))
+                else:
+                    rates[name].append(send(base_url, path, key, bodies[name], content_type, args.rows))
             print(f"round {round_number + 1}: " + ", ".join(f"{name} {rates[name][-1]:,.0f}/s" for name in PATHS))
     medians = {name: median(values) for name, values in rates.items()}
     print("median: " + ", ".join(f"{name} {value:,.0f}/s" for name, value in medians.items()))
@@ -168,6 +196,7 @@ def main() -> None:
             "per_second": rates,
             "median_per_second": medians,
             "otlp_with_evaluations_to_json_ratio": medians["otlp_with_evaluations"] / medians["json"],
+            "otlp_grpc_with_evaluations_to_json_ratio": medians["otlp_grpc_with_evaluations"] / medians["json"],
             "otlp_spans_only_to_json_ratio": medians["otlp_spans_only"] / medians["json"],
         },
     )

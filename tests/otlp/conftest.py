@@ -32,6 +32,7 @@ from tests.conftest import DatabaseFactory, url_for_env
 @dataclass
 class OtlpServer:
     base_url: str
+    grpc_endpoint: str  # OTLP/gRPC, as OTEL_EXPORTER_OTLP_ENDPOINT names it
     operator_key: str
     engine: Engine
 
@@ -42,7 +43,7 @@ def otlp_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempP
     url = create_database()
     engine = create_engine(url)
     migrations.upgrade(engine)
-    port = _free_port()
+    port, grpc_port = _free_port(), _free_port()
     operator_key = generate_key(Role.OPERATOR)
     log = tmp_path_factory.mktemp("otlp-server") / "serve.log"
     env = {
@@ -53,7 +54,7 @@ def otlp_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempP
     }
     with log.open("w") as output:
         process = subprocess.Popen(
-            [sys.executable, "-m", "optiinfra", "serve", "--port", str(port)],
+            [sys.executable, "-m", "optiinfra", "serve", "--port", str(port), "--otlp-grpc-port", str(grpc_port)],
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -70,7 +71,9 @@ def otlp_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempP
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.2)
     try:
-        yield OtlpServer(base_url=base_url, operator_key=operator_key, engine=engine)
+        yield OtlpServer(
+            base_url=base_url, grpc_endpoint=f"http://127.0.0.1:{grpc_port}", operator_key=operator_key, engine=engine
+        )
     finally:
         process.terminate()
         process.wait(timeout=30)

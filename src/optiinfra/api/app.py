@@ -271,6 +271,7 @@ def create_app(config: AppConfig) -> FastAPI:
     # Innermost of the three, so that the request metrics count its refusals.
     app.add_middleware(AdmissionControl, limit=max_in_flight, heavy_limit=config.max_heavy_in_flight)
     app.state.max_in_flight = max_in_flight
+    app.state.max_body_bytes = config.max_body_bytes
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(BodySizeLimit, limit=config.max_body_bytes)
     return app

@@ -20,13 +20,18 @@ from optiinfra.errors import UnauthorizedError
 _LOCK_TIMEOUT = text("SELECT set_config('lock_timeout', :value, true)")
 
 
+def apply_lock_timeout(session: Session, milliseconds: int) -> None:
+    """Within the session's transaction, a statement waiting longer than this for a row lock fails (409, retry)."""
+    session.execute(_LOCK_TIMEOUT, {"value": f"{milliseconds}ms"})
+
+
 def _session(request: Request) -> Iterator[Session]:
     """One transaction per request, committed before the response is sent, rolled back on any error.
 
     A statement that waits for a row lock longer than the app's lock time-out fails (409 `conflict`, retry), so a
     request never holds its connection and admission slot for long behind another transaction."""
     with request.app.state.session_factory() as session, session.begin():
-        session.execute(_LOCK_TIMEOUT, {"value": f"{request.app.state.lock_timeout_ms}ms"})
+        apply_lock_timeout(session, request.app.state.lock_timeout_ms)
         yield session
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
+from sqlalchemy import Engine
 
-from optiinfra.api.app import AppConfig, create_app
+from optiinfra.api.app import RESERVED_CONNECTIONS, AppConfig, create_app, pool_capacity
 from optiinfra.api.logs import uvicorn_log_config
 from optiinfra.auth.operator_key import ADMIN_KEY_ENV, DIGEST_FILE, load_operator_key
 from optiinfra.auth.principal import Principal
@@ -18,6 +19,10 @@ from optiinfra.customers import service as customer_service
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_engine, make_session_factory, resolve_database_url, unit_of_work
 from optiinfra.db.seed import demo_id, seed_demo_data
+from optiinfra.errors import ConfigurationError
+from optiinfra.otlp.grpc_receiver import DEFAULT_PORT as OTLP_GRPC_PORT
+from optiinfra.otlp.grpc_receiver import DEFAULT_WORKERS as OTLP_GRPC_WORKERS
+from optiinfra.otlp.grpc_receiver import GrpcConfig, OtlpGrpcReceiver
 from optiinfra.workflows import queue
 from optiinfra.workflows.service import build_runner
 
@@ -34,6 +39,18 @@ def serve(
             help="Also run a workflow worker in this process (start `optiinfra worker` processes to scale out).",
         ),
     ] = True,
+    otlp_grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            "--otlp-grpc-port",
+            envvar="OPTIINFRA_OTLP_GRPC_PORT",
+            min=0,
+            max=65535,
+            show_default=False,
+            help=f"Port for OTLP/gRPC (docs/otlp.md); 0 turns it off. Default: {OTLP_GRPC_PORT}, skipped with a "
+            "warning when that port is taken (a port you choose must be free).",
+        ),
+    ] = None,
 ) -> None:
     """Run the OptiInfra server: the API under /api/v1, /healthz, /readyz and /metrics."""
     settings = load_settings()
@@ -83,5 +100,37 @@ def serve(
         console.print(
             "[dim]A workflow worker runs in this process (--no-worker to leave runs to `optiinfra worker`).[/dim]"
         )
+    receiver = _start_otlp_grpc(app.state, engine, host, otlp_grpc_port)
     console.print(f"OptiInfra on [bold]http://{host}:{port}/[/bold]  (API docs: http://{host}:{port}/docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info", log_config=uvicorn_log_config(), proxy_headers=False)
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info", log_config=uvicorn_log_config(), proxy_headers=False)
+    finally:
+        if receiver is not None:
+            receiver.stop()
+
+
+def _start_otlp_grpc(state: Any, engine: Engine, host: str, port: int | None) -> OtlpGrpcReceiver | None:
+    """The OTLP/gRPC receiver on `port` (None: the default port if free), sharing the app's sessions, key check and
+    throttle; its threads take the pooled connections the HTTP admission limit leaves."""
+    if port == 0:
+        return None
+    workers = max(1, min(OTLP_GRPC_WORKERS, pool_capacity(engine) - RESERVED_CONNECTIONS - state.max_in_flight))
+    receiver = OtlpGrpcReceiver(
+        GrpcConfig(
+            session_factory=state.session_factory,
+            operator_key_digest=state.operator_key_digest,
+            auth_limiter=state.auth_limiter,
+            max_message_bytes=state.max_body_bytes,
+            lock_timeout_ms=state.lock_timeout_ms,
+            workers=workers,
+        )
+    )
+    try:
+        bound = receiver.start(host, OTLP_GRPC_PORT if port is None else port)
+    except ConfigurationError as error:
+        if port is not None:
+            raise
+        console.print(f"[yellow]OTLP/gRPC is not served: {error.message}[/yellow] {error.fix}", soft_wrap=True)
+        return None
+    console.print(f"OTLP/gRPC on [bold]{host}:{bound}[/bold] (OTLP/HTTP on the port below)")
+    return receiver

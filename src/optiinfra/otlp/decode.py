@@ -136,7 +136,12 @@ _RPC_CODES = {
 }
 
 
+def rpc_code(http_status: int) -> int:
+    """The google.rpc.Code of an error answered with this HTTP status (OTLP/HTTP's Status body, OTLP/gRPC's status)."""
+    return int(_RPC_CODES.get(http_status, code_pb2.INTERNAL))
+
+
 def status_body(http_status: int, message: str, encoding: Encoding) -> bytes:
     """The google.rpc.Status an OTLP/HTTP error response carries."""
-    status = status_pb2.Status(code=_RPC_CODES.get(http_status, code_pb2.INTERNAL), message=message)
+    status = status_pb2.Status(code=rpc_code(http_status), message=message)
     return serialize(status, encoding)
