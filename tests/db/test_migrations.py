@@ -129,13 +129,34 @@ SEED_NAMED_INDEXES: dict[str, tuple[str, list[str]]] = {
     "idx_opt_agent": ("optimizations", ["agent_id"]),
     "idx_opt_status": ("optimizations", ["status"]),
     "idx_opt_customer_status": ("optimizations", ["customer_id", "status"]),
-    "ix_quality_metrics_agent_model": ("quality_metrics", ["agent_id", "model_name"]),
-    "ix_quality_metrics_customer_model": ("quality_metrics", ["customer_id", "model_name"]),
-    "ix_quality_metrics_model_timestamp": ("quality_metrics", ["model_name", "timestamp"]),
     "ix_quality_baselines_agent_model": ("quality_baselines", ["agent_id", "model_name"]),
     "ix_quality_baselines_customer_model": ("quality_baselines", ["customer_id", "model_name"]),
     "ix_quality_regressions_agent_severity": ("quality_regressions", ["agent_id", "severity"]),
     "ix_quality_regressions_customer_type": ("quality_regressions", ["customer_id", "regression_type"]),
+}
+
+# quality_metrics deviates from the seeds (issue 16, migration 015): it keeps only the indexes its reads need
+# (benchmarks/quality_scale.py EXPLAINs them); the seeds' other ten are dropped, and the downgrade restores them.
+QUALITY_METRICS_INDEXES: dict[str, tuple[str, list[str]]] = {
+    "pk_quality_metrics": ("btree", ["id"]),
+    "uq_quality_metrics_customer_request": ("btree", ["customer_id", "request_id"]),
+    "ix_quality_metrics_customer_model_version_timestamp": (
+        "btree",
+        ["customer_id", "model_name", "model_version", "timestamp"],
+    ),
+    "ix_quality_metrics_timestamp_brin": ("brin", ["timestamp"]),
+}
+SEED_QUALITY_METRICS_INDEXES: dict[str, list[str]] = {
+    "ix_quality_metrics_agent_id": ["agent_id"],
+    "ix_quality_metrics_agent_model": ["agent_id", "model_name"],
+    "ix_quality_metrics_customer_id": ["customer_id"],
+    "ix_quality_metrics_customer_model": ["customer_id", "model_name"],
+    "ix_quality_metrics_hallucination_detected": ["hallucination_detected"],
+    "ix_quality_metrics_model_name": ["model_name"],
+    "ix_quality_metrics_model_timestamp": ["model_name", "timestamp"],
+    "ix_quality_metrics_overall_quality_score": ["overall_quality_score"],
+    "ix_quality_metrics_request_id": ["request_id"],
+    "ix_quality_metrics_timestamp": ["timestamp"],
 }
 
 # Indexes asked for by column (the seeds' `index=True`, SCHEMA.md's lists for 0.2b-0.2d), whatever their name.
@@ -179,18 +200,6 @@ INDEXED_COLUMNS: list[tuple[str, tuple[str, ...]]] = [
     ("scaling_events", ("customer_id", "success")),
     ("scaling_events", ("workflow_execution_id",)),
     ("scaling_events", ("executed_at",)),
-    *(
-        ("quality_metrics", (column,))
-        for column in (
-            "agent_id",
-            "customer_id",
-            "request_id",
-            "model_name",
-            "hallucination_detected",
-            "overall_quality_score",
-            "timestamp",
-        )
-    ),
     *(
         ("quality_baselines", (column,))
         for column in ("agent_id", "customer_id", "model_name", "baseline_type", "established_at")
@@ -698,3 +707,61 @@ def test_hardening_clamps_stored_instants_outside_1970_to_2200(empty_engine: Eng
             ).all()
         )
     assert stored == {"ancient": "1970-01-01 00:00", "far-future": "2200-12-31 23:59", "normal": "2026-11-30 12:00"}
+
+
+def _quality_metrics_indexes(engine: Engine) -> dict[str, tuple[str, list[str]]]:
+    return {
+        row["index_name"]: (row["method"], list(row["columns"]))
+        for row in index_rows(engine)
+        if row["table_name"] == "quality_metrics"
+    }
+
+
+def test_quality_metrics_has_exactly_the_indexes_its_reads_need(migrated_engine: Engine) -> None:
+    assert _quality_metrics_indexes(migrated_engine) == QUALITY_METRICS_INDEXES
+
+
+def test_015_drops_the_unused_seed_indexes_with_rows_in_place_and_its_downgrade_restores_them(
+    empty_engine: Engine,
+) -> None:
+    upgrade(empty_engine, "014_alerts")
+    seeds = {name: ("btree", columns) for name, columns in SEED_QUALITY_METRICS_INDEXES.items()}
+    lean_btrees = {name: shape for name, shape in QUALITY_METRICS_INDEXES.items() if shape[0] == "btree"}
+    assert _quality_metrics_indexes(empty_engine) == {**lean_btrees, **seeds}
+    with empty_engine.begin() as connection:
+        customer_id = insert_returning_id(
+            connection,
+            "INSERT INTO customers (name, email, api_key) VALUES ('Acme', 'ops@acme.example', :key) RETURNING id",
+            key="c" * 64,
+        )
+        agent_id = insert_returning_id(
+            connection, "INSERT INTO agents (type, name) VALUES ('application', 'app-1') RETURNING id"
+        )
+        connection.execute(
+            text(
+                "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                "overall_quality_score, timestamp) SELECT :agent_id, :customer_id, 'r-' || i, 'm', 'v1', 0.9, "
+                "now() - i * interval '1 minute' FROM generate_series(1, 500) AS i"
+            ),
+            {"agent_id": agent_id, "customer_id": customer_id},
+        )
+
+    upgrade(empty_engine, "015_quality_index_diet")
+    assert _quality_metrics_indexes(empty_engine) == QUALITY_METRICS_INDEXES
+    with empty_engine.begin() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM quality_metrics")) == 500
+        # The unique key still makes ingest idempotent.
+        with pytest.raises(Exception, match="uq_quality_metrics_customer_request"), connection.begin_nested():
+            connection.execute(
+                text(
+                    "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                    "overall_quality_score, timestamp) VALUES (:agent_id, :customer_id, 'r-1', 'm', 'v1', 0.5, "
+                    "now())"
+                ),
+                {"agent_id": agent_id, "customer_id": customer_id},
+            )
+
+    downgrade(empty_engine, "014_alerts")
+    assert _quality_metrics_indexes(empty_engine) == {**lean_btrees, **seeds}
+    with empty_engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM quality_metrics")) == 500

@@ -60,16 +60,22 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
         # request_id is unique per customer, not globally: a global key would let one tenant's ids collide
         # with (and so reveal) another's.
         UniqueConstraint("customer_id", "request_id", name="uq_quality_metrics_customer_request"),
-        Index("ix_quality_metrics_agent_model", "agent_id", "model_name"),
-        Index("ix_quality_metrics_customer_model", "customer_id", "model_name"),
-        Index("ix_quality_metrics_model_timestamp", "model_name", "timestamp"),
-        # Added by migration 007: the windows the baselines and the judge read.
+        # Issue 16 (migration 015): the only indexes, with the primary key and the unique key above, that the reads
+        # need; each index is paid on every ingested row (docs/scale.md). Every window of one model version:
         Index(
             "ix_quality_metrics_customer_model_version_timestamp",
             "customer_id",
             "model_name",
             "model_version",
             "timestamp",
+        ),
+        # Time ranges across a customer's versions (gates, OTLP's span lookup): rows arrive in time order, so a
+        # block-range index of a few kilobytes serves them.
+        Index(
+            "ix_quality_metrics_timestamp_brin",
+            "timestamp",
+            postgresql_using="brin",
+            postgresql_with={"pages_per_range": 32, "autosummarize": "on"},
         ),
         *(
             _unit_interval(column)
@@ -84,10 +90,10 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
         *(_non_negative(column) for column in ("prompt_tokens", "completion_tokens", "latency_ms")),
     )
 
-    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"), index=True)
-    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
-    request_id: Mapped[str] = mapped_column(String(255), index=True)
-    model_name: Mapped[str] = mapped_column(String(100), index=True)
+    agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"))
+    request_id: Mapped[str] = mapped_column(String(255))
+    model_name: Mapped[str] = mapped_column(String(100))
     model_version: Mapped[str] = mapped_column(String(50))
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
@@ -95,10 +101,10 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
     relevance_score: Mapped[float | None]
     coherence_score: Mapped[float | None]
     factuality_score: Mapped[float | None]
-    hallucination_detected: Mapped[bool] = mapped_column(default=False, server_default="false", index=True)
+    hallucination_detected: Mapped[bool] = mapped_column(default=False, server_default="false")
     toxicity_score: Mapped[float | None]
-    overall_quality_score: Mapped[float] = mapped_column(index=True)
-    timestamp: Mapped[datetime] = mapped_column(index=True)
+    overall_quality_score: Mapped[float]
+    timestamp: Mapped[datetime]
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
 
     agent: Mapped[Agent] = relationship(back_populates="quality_metrics", lazy="raise")

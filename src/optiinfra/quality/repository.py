@@ -17,6 +17,7 @@ from sqlalchemy import (
     DateTime,
     Integer,
     String,
+    Uuid,
     and_,
     any_,
     bindparam,
@@ -76,6 +77,20 @@ _INSERT_FROM_STAGING = (
     "ORDER BY request_id ON CONFLICT (customer_id, request_id) DO NOTHING"
 )
 
+
+# The customer's (model, version) pairs, enumerated by a recursive skip scan of the (customer_id, model_name,
+# model_version, timestamp) index: each step jumps to the next pair, so the cost grows with the number of versions,
+# not of records. Bound parameter: customer_id.
+_CUSTOMER_VERSIONS = (
+    "WITH RECURSIVE versions AS ("
+    " (SELECT model_name, model_version FROM quality_metrics WHERE customer_id = :customer_id"
+    "  ORDER BY model_name, model_version LIMIT 1)"
+    " UNION ALL"
+    " SELECT next.model_name, next.model_version FROM versions AS v CROSS JOIN LATERAL"
+    "  (SELECT m.model_name, m.model_version FROM quality_metrics AS m WHERE m.customer_id = :customer_id"
+    "   AND (m.model_name, m.model_version) > (v.model_name, v.model_version)"
+    "   ORDER BY m.model_name, m.model_version LIMIT 1) AS next)"
+)
 
 # A record stored before its evaluations arrived (OTLP spans) has metadata.scores_pending: its overall score is read
 # as missing, so it counts for latency and tokens but never as a score.
@@ -142,19 +157,27 @@ def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
 def default_application_agent(session: Session, customer_id: uuid.UUID) -> uuid.UUID | None:
     """The application agent serving this customer that last reported its quality, else the most recently alive
     application agent serving it."""
+    # Per model version (found by a skip scan), its newest record by a serving application agent, then the newest of
+    # those: one short probe of the (customer, model, version, timestamp) index per version, where ordering all the
+    # customer's records by time would need an index of its own, paid on every ingested row.
     serving = Agent.id.in_(agents_serving(customer_id))
+    candidates = list(session.scalars(select(Agent.id).where(Agent.type == AgentType.APPLICATION, serving)))
+    if not candidates:
+        return None
     recent = session.scalar(
-        select(QualityMetric.agent_id)
-        .join(Agent, Agent.id == QualityMetric.agent_id)
-        .where(QualityMetric.customer_id == customer_id, Agent.type == AgentType.APPLICATION, serving)
-        .order_by(QualityMetric.timestamp.desc())
-        .limit(1)
+        text(
+            f"{_CUSTOMER_VERSIONS} SELECT latest.agent_id FROM versions AS v CROSS JOIN LATERAL ("  # noqa: S608
+            " SELECT m.agent_id, m.timestamp FROM quality_metrics AS m WHERE m.customer_id = :customer_id"
+            " AND m.model_name = v.model_name AND m.model_version = v.model_version AND m.agent_id = ANY(:agent_ids)"
+            " ORDER BY m.timestamp DESC LIMIT 1) AS latest ORDER BY latest.timestamp DESC LIMIT 1"
+        ).bindparams(bindparam("agent_ids", type_=ARRAY(Uuid))),
+        {"customer_id": customer_id, "agent_ids": candidates},
     )
     if recent is not None:
-        return recent
+        return uuid.UUID(str(recent))
     return session.scalar(
         select(Agent.id)
-        .where(Agent.type == AgentType.APPLICATION, serving)
+        .where(Agent.id == any_(bindparam("candidates", candidates, type_=ARRAY(Uuid))))
         .order_by(Agent.last_heartbeat.desc().nulls_last(), Agent.created_at)
         .limit(1)
     )
@@ -496,13 +519,15 @@ def bucketed_series(
 
 def model_versions_of(session: Session, customer_id: uuid.UUID) -> list[tuple[str, str]]:
     """The customer's (model, version) pairs that have metrics or baselines, sorted."""
-    metrics = select(QualityMetric.model_name, QualityMetric.model_version).where(
-        QualityMetric.customer_id == customer_id
-    )
-    baselines = select(QualityBaseline.model_name, QualityBaseline.model_version).where(
-        QualityBaseline.customer_id == customer_id
-    )
-    rows = session.execute(metrics.union(baselines)).all()
+    # A skip scan of the (customer, model, version, timestamp) index: one probe per version, not one index entry
+    # per stored record (a DISTINCT over the customer's records read them all: a second at 1,000,000 rows).
+    rows = session.execute(
+        text(
+            f"{_CUSTOMER_VERSIONS} SELECT model_name, model_version FROM versions UNION "  # noqa: S608 (constant SQL)
+            "SELECT model_name, model_version FROM quality_baselines WHERE customer_id = :customer_id"
+        ),
+        {"customer_id": customer_id},
+    ).all()
     return sorted((row[0], row[1]) for row in rows)
 
 
