@@ -152,9 +152,12 @@ class AgentMetricBatch(BaseModel):
     metrics: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class IngestResult(BaseModel):
+class AgentMetricsIngestResult(BaseModel):
     received: int
     inserted: int
+
+
+IngestResult = AgentMetricsIngestResult  # the name inside the package; the API schema's name is unique across modules
 
 
 class MetricBucket(BaseModel):

@@ -32,6 +32,7 @@ from optiinfra.api.admission import AdmissionControl
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.forwarded import TrustedProxies
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
+from optiinfra.api.openapi import install_openapi, operation_id
 from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.limiter import AuthFailureLimiter
 from optiinfra.config import load_settings
@@ -204,6 +205,7 @@ def create_app(config: AppConfig) -> FastAPI:
         "`Authorization: Bearer <key>` with an operator, customer or agent key.",
         lifespan=lifespan,
         responses=ERROR_RESPONSES,
+        generate_unique_id_function=operation_id,
     )
     app.state.engine = config.engine
     app.state.session_factory = make_session_factory(config.engine)
@@ -268,6 +270,7 @@ def create_app(config: AppConfig) -> FastAPI:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     install_dashboard(app)
+    install_openapi(app)
     # Innermost of the three, so that the request metrics count its refusals.
     app.add_middleware(AdmissionControl, limit=max_in_flight, heavy_limit=config.max_heavy_in_flight)
     app.state.max_in_flight = max_in_flight

@@ -48,10 +48,13 @@ class IngestRequest(BaseModel):
     records: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class IngestResult(BaseModel):
+class QualityIngestResult(BaseModel):
     received: int
     inserted: int
     duplicates: int
+
+
+IngestResult = QualityIngestResult  # the name inside the package; the API schema's name is unique across modules
 
 
 class BaselineWindow(BaseModel):

@@ -92,11 +92,14 @@ class RecommendationCreate(BaseModel):
     data: BoundedJson = Field(default_factory=dict)
 
 
-class Decision(BaseModel):
+class RecommendationDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     decision: Literal["approve", "reject"]
     comment: str | None = Field(default=None, max_length=5_000)
+
+
+Decision = RecommendationDecision  # the name inside the package; the API schema's name is unique across modules
 
 
 class DecisionResult(BaseModel):

@@ -39,9 +39,12 @@ class ResourceMetricBatch(BaseModel):
     metrics: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
-class IngestResult(BaseModel):
+class ResourceIngestResult(BaseModel):
     received: int
     inserted: int
+
+
+IngestResult = ResourceIngestResult  # the name inside the package; the API schema's name is unique across modules
 
 
 class ResourceMetricBucket(BaseModel):

@@ -68,10 +68,13 @@ class ExecutionDetail(Execution):
     )
 
 
-class Decision(BaseModel):
+class WorkflowDecision(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     note: str | None = Field(default=None, max_length=2000, description="why, kept with the decision")
+
+
+Decision = WorkflowDecision  # the name inside the package; the API schema's name is unique across modules
 
 
 class SpotAnalysisRequest(BaseModel):
