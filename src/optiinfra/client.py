@@ -21,11 +21,15 @@ from pydantic import BaseModel, TypeAdapter
 
 from optiinfra.agent_state import schemas as state_schemas
 from optiinfra.agents import schemas as agent_schemas
+from optiinfra.alerts import schemas as alert_schemas
 from optiinfra.api.pagination import Page
 from optiinfra.customers import schemas as customer_schemas
 from optiinfra.events import schemas as event_schemas
 from optiinfra.models import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
+from optiinfra.otlp import schemas as otlp_schemas
+from optiinfra.otlp.settings import OtlpSettings
 from optiinfra.quality import schemas as quality_schemas
+from optiinfra.quality.settings import QualitySettings
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.resources import schemas as resource_schemas
 from optiinfra.workflows import schemas as wf_schemas
@@ -95,12 +99,16 @@ class OptiInfraClient:
             method, f"/api/v1{path}", json=json, content=raw_json, params=_clean(params or {}), headers=headers
         )
         if response.status_code >= 400:
-            try:
-                error = response.json()["error"]
-            except (ValueError, KeyError, TypeError):
-                error = {"code": "http_error", "message": response.text[:500], "details": {}}
-            raise ApiError(response.status_code, error["code"], error["message"], error.get("details", {}))
+            self._raise(response)
         return response.json()
+
+    @staticmethod
+    def _raise(response: httpx.Response) -> None:
+        try:
+            error = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            error = {"code": "http_error", "message": response.text[:500], "details": {}}
+        raise ApiError(response.status_code, error["code"], error["message"], error.get("details", {}))
 
     def _one(self, model: type[M], method: str, path: str, **kwargs: Any) -> M:
         return model.model_validate(self.request(method, path, **kwargs))
@@ -474,3 +482,220 @@ class OptiInfraClient:
     def rollback_optimization(self, optimization_id: uuid.UUID, reason: str) -> rec_schemas.Optimization:
         body = {"reason": reason}
         return self._one(rec_schemas.Optimization, "POST", f"/optimizations/{optimization_id}/rollback", json=body)
+
+    # --- the rest of the API: every operation has a method (OPERATIONS below; tested) --------------------------
+
+    def list_baselines(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Any
+    ) -> Page[quality_schemas.Baseline]:
+        return self._page(quality_schemas.Baseline, "/quality/baselines", {**filters, "cursor": cursor, "limit": limit})
+
+    def get_regression(self, regression_id: uuid.UUID) -> quality_schemas.Regression:
+        return self._one(quality_schemas.Regression, "GET", f"/quality/regressions/{regression_id}")
+
+    def ab_test(
+        self, model_name: str, control: dict[str, Any], candidate: dict[str, Any], **options: Any
+    ) -> quality_schemas.ABTestResult:
+        """Compare two arms (`{"model_version": ...}` or `{"metadata_key": ..., "metadata_value": ...}`)."""
+        body = quality_schemas.ABTestRequest.model_validate(
+            {"model_name": model_name, "control": control, "candidate": candidate, **options}
+        )
+        return self._one(quality_schemas.ABTestResult, "POST", "/quality/abtest", json=self._body(body))
+
+    def quality_settings(self, customer_id: uuid.UUID | None = None) -> QualitySettings:
+        return self._one(QualitySettings, "GET", "/quality/settings", params={"customer_id": customer_id})
+
+    def update_quality_settings(
+        self, settings: QualitySettings, customer_id: uuid.UUID | None = None
+    ) -> QualitySettings:
+        return self._one(
+            QualitySettings,
+            "PUT",
+            "/quality/settings",
+            json=settings.model_dump(mode="json"),
+            params={"customer_id": customer_id},
+        )
+
+    def list_locks(self) -> list[state_schemas.Lock]:
+        return [state_schemas.Lock.model_validate(lock) for lock in self.request("GET", "/locks")]
+
+    def capabilities(self, agent_id: uuid.UUID) -> list[state_schemas.AgentCapability]:
+        return [
+            state_schemas.AgentCapability.model_validate(item)
+            for item in self.request("GET", f"/agents/{agent_id}/capabilities")
+        ]
+
+    def agent_metrics(self, agent_id: uuid.UUID, **query: Any) -> state_schemas.AgentMetricSeries:
+        return self._one(state_schemas.AgentMetricSeries, "GET", f"/agents/{agent_id}/metrics", params=query)
+
+    def record_scaling_event(self, customer_id: uuid.UUID, **fields: Any) -> resource_schemas.ScalingEvent:
+        body = resource_schemas.ScalingEventCreate(customer_id=customer_id, **fields)
+        return self._one(resource_schemas.ScalingEvent, "POST", "/resources/scaling-events", json=self._body(body))
+
+    def list_scaling_events(
+        self, *, cursor: str | None = None, limit: int = 50, **filters: Any
+    ) -> Page[resource_schemas.ScalingEvent]:
+        return self._page(
+            resource_schemas.ScalingEvent, "/resources/scaling-events", {**filters, "cursor": cursor, "limit": limit}
+        )
+
+    def get_scaling_event(self, scaling_event_id: uuid.UUID) -> resource_schemas.ScalingEvent:
+        return self._one(resource_schemas.ScalingEvent, "GET", f"/resources/scaling-events/{scaling_event_id}")
+
+    def download_artifact(self, workflow_id: uuid.UUID, artifact_id: uuid.UUID) -> bytes:
+        """A workflow artifact's bytes (a report, an input snapshot)."""
+        response = self._http.get(f"/api/v1/workflows/{workflow_id}/artifacts/{artifact_id}", headers=self._headers)
+        if response.status_code >= 400:
+            self._raise(response)
+        return response.content
+
+    def create_alert_route(self, **fields: Any) -> alert_schemas.AlertRouteWithSecret:
+        body = alert_schemas.AlertRouteCreate(**fields)
+        return self._one(alert_schemas.AlertRouteWithSecret, "POST", "/alert-routes", json=self._body(body))
+
+    def list_alert_routes(
+        self, *, customer_id: uuid.UUID | None = None, cursor: str | None = None, limit: int = 50
+    ) -> Page[alert_schemas.AlertRoute]:
+        params = {"customer_id": customer_id, "cursor": cursor, "limit": limit}
+        return self._page(alert_schemas.AlertRoute, "/alert-routes", params)
+
+    def get_alert_route(self, route_id: uuid.UUID) -> alert_schemas.AlertRoute:
+        return self._one(alert_schemas.AlertRoute, "GET", f"/alert-routes/{route_id}")
+
+    def update_alert_route(self, route_id: uuid.UUID, **changes: Any) -> alert_schemas.AlertRouteWithSecret:
+        body = alert_schemas.AlertRouteUpdate(**changes)
+        return self._one(
+            alert_schemas.AlertRouteWithSecret, "PATCH", f"/alert-routes/{route_id}", json=self._body(body)
+        )
+
+    def delete_alert_route(self, route_id: uuid.UUID) -> None:
+        response = self._http.delete(f"/api/v1/alert-routes/{route_id}", headers=self._headers)
+        if response.status_code >= 400:
+            self._raise(response)
+
+    def send_test_alert(self, route_id: uuid.UUID) -> alert_schemas.Alert:
+        return self._one(alert_schemas.Alert, "POST", f"/alert-routes/{route_id}/test")
+
+    def list_alerts(self, *, cursor: str | None = None, limit: int = 50, **filters: Any) -> Page[alert_schemas.Alert]:
+        return self._page(alert_schemas.Alert, "/alerts", {**filters, "cursor": cursor, "limit": limit})
+
+    def get_alert(self, alert_id: uuid.UUID) -> alert_schemas.AlertDetail:
+        return self._one(alert_schemas.AlertDetail, "GET", f"/alerts/{alert_id}")
+
+    def redeliver_alert(self, alert_id: uuid.UUID) -> alert_schemas.AlertDetail:
+        return self._one(alert_schemas.AlertDetail, "POST", f"/alerts/{alert_id}/redeliver")
+
+    def otlp_settings(self, customer_id: uuid.UUID | None = None) -> OtlpSettings:
+        return self._one(OtlpSettings, "GET", "/otlp/settings", params={"customer_id": customer_id})
+
+    def update_otlp_settings(self, settings: OtlpSettings, customer_id: uuid.UUID | None = None) -> OtlpSettings:
+        return self._one(
+            OtlpSettings,
+            "PUT",
+            "/otlp/settings",
+            json=settings.model_dump(mode="json"),
+            params={"customer_id": customer_id},
+        )
+
+    def otlp_not_understood(self, customer_id: uuid.UUID | None = None, days: int = 7) -> Any:
+        """What OTLP ingest did not understand lately: attribute and evaluation names, with counts and examples."""
+        params = {"customer_id": customer_id, "days": days}
+        return self._one(otlp_schemas.NotUnderstoodReport, "GET", "/otlp/report", params=params)
+
+    def healthz(self) -> bool:
+        """The server process is up."""
+        return self._http.get("/healthz").status_code == 200
+
+    def readyz(self) -> dict[str, Any]:
+        """Whether the database is reachable and at the newest schema: {"status": "ready" | "unavailable", ...}."""
+        answer: dict[str, Any] = self._http.get("/readyz").json()
+        return answer
+
+    def metrics_text(self) -> str:
+        """The Prometheus exposition (`/metrics`)."""
+        return self._http.get("/metrics").text
+
+
+# Every operation of the API and the client method that calls it (tests/api/test_client_coverage.py fails when an
+# operation has none). The OTLP export endpoints are left to the OpenTelemetry SDKs, which are their clients.
+OPERATIONS: dict[str, str] = {
+    "customers_create_customer": "create_customer",
+    "customers_list_customers": "list_customers",
+    "customers_get_me": "me",
+    "customers_get_customer": "get_customer",
+    "customers_update_customer": "update_customer",
+    "customers_rotate_key": "rotate_customer_key",
+    "agents_register_agent": "register_agent",
+    "agents_list_agents": "list_agents",
+    "agents_get_agent": "get_agent",
+    "agents_heartbeat": "heartbeat",
+    "agents_rotate_agent_key": "rotate_agent_key",
+    "agents_assign_customer": "assign_customer",
+    "agents_unassign_customer": "unassign_customer",
+    "agent_state_list_configs": "agent_configs",
+    "agent_state_set_config": "set_agent_config",
+    "agent_state_get_state": "agent_state",
+    "agent_state_update_state": "update_agent_state",
+    "agent_state_acquire_lock": "acquire_lock",
+    "agent_state_release_lock": "release_lock",
+    "agent_state_list_locks": "list_locks",
+    "agent_state_list_capabilities": "capabilities",
+    "agent_state_update_capability": "update_capability",
+    "agent_state_ingest_metrics": "ingest_agent_metrics",
+    "agent_state_query_metrics": "agent_metrics",
+    "events_list_events": "list_events",
+    "events_append_event": "append_event",
+    "recommendations_create_recommendation": "create_recommendation",
+    "recommendations_list_recommendations": "list_recommendations",
+    "recommendations_summary": "summary",
+    "recommendations_get_recommendation": "get_recommendation",
+    "recommendations_decide": "decide",
+    "recommendations_list_optimizations": "list_optimizations",
+    "recommendations_get_optimization": "get_optimization",
+    "recommendations_start_optimization": "start_optimization",
+    "recommendations_report_progress": "report_progress",
+    "recommendations_complete_optimization": "complete_optimization",
+    "recommendations_fail_optimization": "fail_optimization",
+    "recommendations_rollback_optimization": "rollback_optimization",
+    "quality_ingest_metrics": "ingest_quality_metrics",
+    "quality_establish_baseline": "establish_baseline",
+    "quality_list_baselines": "list_baselines",
+    "quality_detect": "detect",
+    "quality_list_regressions": "list_regressions",
+    "quality_get_regression": "get_regression",
+    "quality_resolve_regression": "resolve_regression",
+    "quality_ab_test": "ab_test",
+    "quality_get_settings": "quality_settings",
+    "quality_update_settings": "update_quality_settings",
+    "resources_ingest_metrics": "ingest_resource_metrics",
+    "resources_query_metrics": "resource_metrics",
+    "resources_record_scaling_event": "record_scaling_event",
+    "resources_list_scaling_events": "list_scaling_events",
+    "resources_get_scaling_event": "get_scaling_event",
+    "workflows_analyze_spot": "analyze_spot_migration",
+    "workflows_roll_out_spot": "roll_out_spot_migration",
+    "workflows_scaling_decision": "decide_scaling",
+    "workflows_list_workflows": "list_workflows",
+    "workflows_get_workflow": "get_workflow",
+    "workflows_cancel_workflow": "cancel_workflow",
+    "workflows_resume_workflow": "resume_workflow",
+    "workflows_abort_workflow": "abort_workflow",
+    "workflows_download_artifact": "download_artifact",
+    "alerts_create_route": "create_alert_route",
+    "alerts_list_routes": "list_alert_routes",
+    "alerts_get_route": "get_alert_route",
+    "alerts_update_route": "update_alert_route",
+    "alerts_delete_route": "delete_alert_route",
+    "alerts_send_test": "send_test_alert",
+    "alerts_list_alerts": "list_alerts",
+    "alerts_get_alert": "get_alert",
+    "alerts_redeliver": "redeliver_alert",
+    "otlp_get_settings": "otlp_settings",
+    "otlp_update_settings": "update_otlp_settings",
+    "otlp_not_understood": "otlp_not_understood",
+    "operations_healthz": "healthz",
+    "operations_readyz": "readyz",
+    "operations_metrics": "metrics_text",
+}
+# Operations whose clients are someone else's: the OpenTelemetry SDKs export to these (docs/otlp.md).
+NOT_IN_CLIENT = {"otlp_export_traces", "otlp_export_logs"}
