@@ -140,6 +140,8 @@ def test_quality_chart_shows_the_baseline_band_and_a_regression_marker(
     assert chart.locator("path.series").count() == 1
     page.click("text=Regressions")
     expect(page.locator("#regressions")).to_contain_text("overall_quality_score")
+    # Changes read as words with a colour, not as a signed number whose sign means "worse".
+    expect(page.locator("#regressions .change.worse").first).to_contain_text("worse by")
 
 
 def test_a_customer_cannot_reach_another_customers_page(

@@ -783,6 +783,10 @@ def test_degraded_period_after_an_optimization_is_a_regression_that_rolls_it_bac
     assert hallucination["regression_type"] == "hallucination_spike"
     assert hallucination["current_value"] == pytest.approx(np.mean([r["hallucination_detected"] for r in degraded]))
     assert hallucination["delta_percent"] < 0  # negative is worse, whichever way the metric moves
+    # ... and `direction` says it in a word, in the detection report and in the stored regressions.
+    assert {regression["direction"] for regression in regressions.values()} == {"worse"}
+    assert findings["hallucination_rate"]["direction"] == "worse"
+    assert {regression["direction"] for regression in team.regressions()} == {"worse"}
     for regression in regressions.values():
         assert (regression["model_name"], regression["model_version"]) == (MODEL, VERSION)
         assert regression["baseline_id"] == scenario.baseline["id"]

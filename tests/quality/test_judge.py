@@ -148,3 +148,56 @@ def test_window_summary_confidence_interval_covers_the_mean_95_percent_of_the_ti
         assert summary.ci95_high is not None
         covered += summary.ci95_low <= 0.7 <= summary.ci95_high
     assert 0.92 <= covered / 400 <= 0.98
+
+
+def _constant_window(score: float, n: int = 300) -> object:
+    rng = np.random.default_rng(5)
+    return summarize_window(
+        overall=[score] * n,
+        relevance=[score] * n,
+        coherence=[score] * n,
+        factuality=[score] * n,
+        latency_ms=list(rng.lognormal(6.5, 0.3, n)),
+        hallucination=[False] * n,
+        toxicity=[0.0] * n,
+    )
+
+
+def test_a_metric_constant_on_both_sides_gets_no_test_and_says_why() -> None:
+    """The dashboard showed p = 7.4e-62 for a metric that was constant on both sides (issue 17)."""
+    settings = QualitySettings()
+    baseline, dropped = _constant_window(0.9), _constant_window(0.7)
+    findings = {f.metric_name: f for f in judge(baseline, dropped, [], settings)}  # type: ignore[arg-type]
+    overall = findings["overall_quality_score"]
+    assert overall.test is None
+    assert overall.p_value is None
+    assert overall.p_value_adjusted is None
+    assert overall.note is not None
+    assert "constant on both sides" in overall.note
+    # The difference is exact and beyond the floors: a regression, said without a made-up p-value.
+    assert overall.verdict == "regression"
+    assert overall.direction == "worse"
+    toxicity = findings["toxicity_mean"]  # 0 on both sides: unchanged, no test, a pass
+    assert (toxicity.verdict, toxicity.test, toxicity.direction) == ("pass", None, "unchanged")
+    same = {f.metric_name: f for f in judge(baseline, _constant_window(0.9), [], settings)}  # type: ignore[arg-type]
+    assert same["overall_quality_score"].verdict == "pass"
+
+
+def test_direction_words_say_worse_or_better_whatever_the_metric() -> None:
+    from optiinfra.quality.schemas import Finding, change_words
+
+    rose = Finding(
+        regression_type=RegressionType.HALLUCINATION_SPIKE,
+        metric_name="hallucination_rate",
+        verdict="regression",
+        baseline_value=0.03,
+        current_value=0.11,
+        delta_percent=-266.7,  # a rate that rose: negative is worse
+    )
+    assert rose.direction == "worse"
+    assert rose.model_dump(mode="json")["direction"] == "worse"
+    assert change_words(rose.delta_percent) == "▼ worse by 266.7 %"
+    assert change_words(3.0) == "▲ better by 3.0 %"
+    assert change_words(0.0) == "unchanged"
+    assert change_words(-10_000.0) == "▼ worse by over 10,000 %"
+    assert change_words(None) == ""

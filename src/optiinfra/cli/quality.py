@@ -201,7 +201,7 @@ def baseline(
 
 def _findings_table(report: quality_schemas.DetectionReport) -> Table:
     table = Table(title=f"{report.model_name} {report.model_version}: {report.verdict}")
-    for column in ("metric", "verdict", "baseline", "current", "delta %", "p (Holm)", "severity"):
+    for column in ("metric", "verdict", "baseline", "current", "change", "p (Holm)", "severity"):
         table.add_column(column, overflow="fold")
     for finding in report.findings:
         table.add_row(
@@ -209,8 +209,8 @@ def _findings_table(report: quality_schemas.DetectionReport) -> Table:
             finding.verdict,
             f"{finding.baseline_value:.4g}" if finding.baseline_value is not None else "",
             f"{finding.current_value:.4g}" if finding.current_value is not None else "",
-            f"{finding.delta_percent:+.1f}" if finding.delta_percent is not None else "",
-            f"{finding.p_value_adjusted:.2g}" if finding.p_value_adjusted is not None else "",
+            quality_schemas.change_words(finding.delta_percent),
+            f"{finding.p_value_adjusted:.2g}" if finding.p_value_adjusted is not None else (finding.note or ""),
             str(finding.severity or ""),
         )
     return table
@@ -268,7 +268,7 @@ def regressions(
             limit=limit,
         )
     table = Table(title="Regressions")
-    for column in ("detected", "model", "metric", "severity", "baseline", "current", "delta %", "action", "resolved"):
+    for column in ("detected", "model", "metric", "severity", "baseline", "current", "change", "action", "resolved"):
         table.add_column(column, overflow="fold")
     for r in page.items:
         table.add_row(
@@ -278,7 +278,7 @@ def regressions(
             str(r.severity),
             f"{r.baseline_value:.4g}",
             f"{r.current_value:.4g}",
-            f"{r.delta_percent:+.1f}",
+            quality_schemas.change_words(r.delta_percent),
             str(r.action_taken),
             r.resolved_at.strftime("%Y-%m-%d %H:%M") if r.resolved_at else "open",
         )

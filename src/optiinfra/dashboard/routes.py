@@ -90,6 +90,7 @@ def _actor_name(data: dict[str, Any]) -> str:
 
 
 templates.env.filters["actor"] = _actor_name
+templates.env.filters["change"] = quality_schemas.change_words
 
 
 def _about_recommendation(data: dict[str, Any], recommendation_id: str) -> bool:

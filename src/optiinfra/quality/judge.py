@@ -21,6 +21,7 @@ from optiinfra.quality.schemas import Finding
 from optiinfra.quality.settings import QualitySettings
 from optiinfra.quality.statistics import (
     COMPONENTS,
+    CONSTANT,
     TestResult,
     WindowSummary,
     fisher_rate_increase,
@@ -164,15 +165,20 @@ def judge(
     findings: list[Finding] = []
     for (finding, test, exceeds), p_adjusted in zip(pending, adjusted, strict=True):
         regression = exceeds and p_adjusted < settings.alpha
+        constant = test.test == CONSTANT
         findings.append(
             finding.model_copy(
                 update={
                     "verdict": "regression" if regression else "pass",
-                    "test": test.test,
+                    "test": None if constant else test.test,
                     "statistic": test.statistic if math.isfinite(test.statistic) else None,
-                    "p_value": test.p_value,
-                    "p_value_adjusted": p_adjusted,
+                    # A metric constant on both sides has no p-value to show: the difference is exact.
+                    "p_value": None if constant else test.p_value,
+                    "p_value_adjusted": None if constant else p_adjusted,
                     "ci95": test.ci95,
+                    "note": "constant on both sides: no statistical test, the difference is exact"
+                    if constant
+                    else None,
                     "severity": settings.severity(finding.floor_ratio or 0.0) if regression else None,
                 }
             )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from optiinfra.models import BaselineType, RegressionAction, RegressionSeverity, RegressionType
 from optiinfra.validation import BatchItem, BoundedJson, SaneInstant
@@ -115,6 +115,29 @@ class DetectRequest(BaseModel):
     dry_run: bool = Field(default=False, description="judge only: record nothing and act on nothing")
 
 
+Direction = Literal["worse", "better", "unchanged"]
+
+
+def direction_of(delta_percent: float | None) -> Direction | None:
+    """`delta_percent` is signed so that negative is worse whatever the metric (a score that fell, a latency or a
+    hallucination rate that rose); `direction` says it in a word."""
+    if delta_percent is None:
+        return None
+    return "worse" if delta_percent < 0 else "better" if delta_percent > 0 else "unchanged"
+
+
+def change_words(delta_percent: float | None) -> str:
+    """The change as people read it, for the dashboard and the CLI: "▼ worse by 12.0 %", "▲ better by 3.0 %"."""
+    direction = direction_of(delta_percent)
+    if direction is None:
+        return ""
+    if direction == "unchanged":
+        return "unchanged"
+    size = abs(delta_percent or 0.0)
+    amount = f"over {size:,.0f} %" if size >= 10_000 else f"{size:,.1f} %"
+    return f"▼ worse by {amount}" if direction == "worse" else f"▲ better by {amount}"
+
+
 class Finding(BaseModel):
     """The judge's verdict on one metric."""
 
@@ -134,6 +157,11 @@ class Finding(BaseModel):
     floor_ratio: float | None = None
     severity: RegressionSeverity | None = None
     sample_size: int = 0
+    note: str | None = Field(default=None, description="why no statistical test ran, when none did")
+
+    @computed_field(description="the change in a word: worse, better or unchanged (delta_percent < 0 is worse)")
+    def direction(self) -> Direction | None:
+        return direction_of(self.delta_percent)
 
 
 class Regression(BaseModel):
@@ -158,6 +186,11 @@ class Regression(BaseModel):
     resolved_at: datetime | None
     resolution_notes: str | None
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+
+    @computed_field(description="the change in a word: worse, better or unchanged (delta_percent < 0 is worse)")
+    def direction(self) -> Direction | None:
+        return direction_of(self.delta_percent)
+
     created_at: datetime
     updated_at: datetime
 

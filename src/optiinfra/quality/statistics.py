@@ -125,6 +125,11 @@ def summarize_window(
     )
 
 
+# The "test" of a comparison where both sides are constant: no statistical test runs, the difference is exact.
+CONSTANT = "none (constant on both sides)"
+_NO_SPREAD = 1e-9  # a standard deviation below this share of the values' scale is none
+
+
 @dataclass(frozen=True)
 class TestResult:
     """One statistical comparison of a current window with its reference."""
@@ -143,10 +148,13 @@ def welch_from_summaries(current: MeanSummary, reference: MeanSummary, *, altern
     reference_std = reference.std or 0.0
     variance = current_std**2 / current.n + reference_std**2 / reference.n
     diff = current.mean - reference.mean
-    if variance <= 0:
-        # No spread at all: any difference is certain, none is no evidence.
+    # Floating-point sums give a constant column a standard deviation of about 1e-16, not 0.
+    scale = max(abs(current.mean), abs(reference.mean), 1.0)
+    if current_std <= _NO_SPREAD * scale and reference_std <= _NO_SPREAD * scale:
+        # No spread at all: there is nothing to test. Any difference is certain (treated as p = 0), none is no
+        # evidence (p = 1); the judge reports that no test ran, and why (CONSTANT).
         p_value = 0.0 if (diff < 0 if alternative == "less" else diff > 0) else 1.0
-        return TestResult("welch_t", math.copysign(math.inf, diff) if diff else 0.0, p_value, (diff, diff))
+        return TestResult(CONSTANT, math.copysign(math.inf, diff) if diff else 0.0, p_value, (diff, diff))
     result = stats.ttest_ind_from_stats(
         current.mean,
         current_std,
