@@ -12,7 +12,7 @@ from optiinfra.cli.context import console, open_engine, reports_errors
 from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
-from optiinfra.quality.worker import run_monitoring_pass
+from optiinfra.quality.worker import MonitoringCache, run_monitoring_pass
 from optiinfra.workflows import queue
 from optiinfra.workflows.service import build_runner
 
@@ -33,8 +33,10 @@ def worker(
     factory = make_session_factory(engine)
     runner = build_runner(factory, load_settings().data_dir)
 
+    cache = MonitoringCache()  # what it read of each baseline, between passes
+
     def monitor() -> None:
-        report = run_monitoring_pass(factory)
+        report = run_monitoring_pass(factory, cache=cache)
         console.print(
             f"pass: {report.judged} judged, {report.skipped_busy} busy elsewhere, {report.baselines} baselines, "
             f"{report.regressions} regressions opened, {report.updated} updated, {report.resolved} resolved, "

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL
 
 from optiinfra.auth.keys import generate_key, key_digest
@@ -29,10 +29,13 @@ from optiinfra.errors import InvalidInputError
 from optiinfra.models import Agent, AgentCustomer, AgentType, Customer, QualityRegression
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality import service
+from optiinfra.quality.monitoring_store import WindowCache
 from optiinfra.quality.settings import QualitySettings, store_settings
-from optiinfra.quality.worker import run_monitoring_pass
+from optiinfra.quality.worker import MonitoringCache, run_monitoring_pass
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
+PASSES_PER_COMMIT = 60  # passes of record time per transaction
+READ_AHEAD_MINUTES = 1440  # minutes of later passes whose window aggregates one query reads
 
 
 @dataclass
@@ -88,6 +91,8 @@ def run_backtest(
                 service.ingest(session, Principal.operator(), batch, customer_id=customer_id, agent_id=None)
             if progress:
                 progress("loading", min(offset + len(batch), len(records)), len(records))
+        with engine.begin() as connection:
+            connection.execute(text("ANALYZE quality_metrics"))  # the planner's statistics of the loaded records
         first = min(record.timestamp for record in validated)
         last = max(record.timestamp for record in validated)
         interval = timedelta(seconds=settings.monitoring.interval_seconds)
@@ -95,12 +100,24 @@ def run_backtest(
         stop = last + interval
         total = int((stop - moment) / interval) + 1
         passes = 0
+        # The data no longer changes: passes share a read-ahead of their windows' aggregates, and PASSES_PER_COMMIT
+        # of them share one transaction (the worker commits after each version of each pass).
+        step = interval.total_seconds()
+        cache = MonitoringCache(
+            windows=WindowCache(ahead_minutes=READ_AHEAD_MINUTES, anchor=moment, step_seconds=int(step))
+            if step.is_integer()
+            else None
+        )
         while moment <= stop:
-            run_monitoring_pass(factory, moment)
-            passes += 1
-            if progress and (passes % 30 == 0 or moment + interval > stop):
+            with unit_of_work(factory) as session:
+                for _ in range(PASSES_PER_COMMIT):
+                    if moment > stop:
+                        break
+                    run_monitoring_pass(factory, moment, cache=cache, session=session)
+                    passes += 1
+                    moment += interval
+            if progress:
                 progress("replaying", passes, total)
-            moment += interval
         with unit_of_work(factory) as session:
             rows = session.scalars(
                 select(QualityRegression).order_by(QualityRegression.detected_at, QualityRegression.metric_name)

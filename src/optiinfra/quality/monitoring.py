@@ -632,13 +632,15 @@ def _floors(metric: Metric, settings: QualitySettings) -> tuple[float, float]:
 
 @dataclass
 class _Compiled:
-    """A reference as dense arrays per metric over (route, hour 0-23 or 24 = the route's pooled values)."""
+    """A reference as dense arrays over (metric in METRICS order, route, hour 0-23 or 24 = the route's pooled
+    values)."""
 
     route_index: dict[str, int]
-    mean: dict[str, NDArray[np.float64]]
-    var: dict[str, NDArray[np.float64]]
-    big_n: dict[str, NDArray[np.float64]]
-    extra: dict[str, NDArray[np.float64]]
+    mean: NDArray[np.float64]
+    var: NDArray[np.float64]
+    big_n: NDArray[np.float64]
+    extra: NDArray[np.float64]
+    tau2: NDArray[np.float64]
 
 
 def _compile(reference: Reference) -> _Compiled:
@@ -647,26 +649,22 @@ def _compile(reference: Reference) -> _Compiled:
         return cached
     names = sorted({route for route, _ in reference.cells} | set(reference.routes))
     route_index = {name: i for i, name in enumerate(names)}
-    shape = (len(names), 25)
-    compiled = _Compiled(route_index, {}, {}, {}, {})
-    for metric in METRICS:
-        mean, var, big_n, extra = (np.full(shape, np.nan), np.zeros(shape), np.zeros(shape), np.zeros(shape))
+    shape = (len(METRICS), len(names), 25)
+    mean, var, big_n, extra = (np.full(shape, np.nan), np.zeros(shape), np.zeros(shape), np.zeros(shape))
+    for m, metric in enumerate(METRICS):
         for route, pooled in reference.routes.items():
             values = pooled.get(metric.name)
             if values is not None:
                 r = route_index[route]
-                for hour in range(25):
-                    big_n[r, hour], mean[r, hour], var[r, hour], extra[r, hour] = values
+                big_n[m, r, :], mean[m, r, :], var[m, r, :], extra[m, r, :] = values
         for (route, hour), metrics in reference.cells.items():
             values3 = metrics.get(metric.name)
             if values3 is not None:
                 r = route_index[route]
-                big_n[r, hour], mean[r, hour], var[r, hour] = values3
-                extra[r, hour] = 0.0
-        compiled.mean[metric.name] = mean
-        compiled.var[metric.name] = var
-        compiled.big_n[metric.name] = big_n
-        compiled.extra[metric.name] = extra
+                big_n[m, r, hour], mean[m, r, hour], var[m, r, hour] = values3
+                extra[m, r, hour] = 0.0
+    tau2 = np.array([reference.tau2.get(metric.name, 0.0) for metric in METRICS])
+    compiled = _Compiled(route_index, mean, var, big_n, extra, tau2)
     reference._compiled = compiled  # type: ignore[attr-defined]
     return compiled
 
@@ -680,6 +678,12 @@ def _poisson_z(observed: float, mean: float) -> float:
     return math.inf if p <= 0 else float(-special.ndtri(p))
 
 
+_N_FIELDS = [metric.n_field for metric in METRICS]
+_SUM_FIELDS = [metric.sum_field for metric in METRICS]
+_MEDIAN = next(i for i, metric in enumerate(METRICS) if metric.name == "latency_share_above_p50")
+_TAIL = next(i for i, metric in enumerate(METRICS) if metric.name == "latency_share_above_p95")
+
+
 def judge_window(
     reference: Reference,
     cells: Cells,
@@ -688,86 +692,100 @@ def judge_window(
     z_star: float,
     now: datetime | None = None,
 ) -> list[MetricVerdict]:
-    """Every metric's verdict on one window's cells (the window [now - window_minutes, now))."""
+    """Every metric's verdict on one window's cells (the window [now - window_minutes, now)).
+
+    Per metric: O = the window's total, E = sum over cells of n_c x mu_ref(cell) (plus the load adjustment of the
+    latency shares), Var = sum n_c var_c + sum over estimates of (its n)^2 var / N + (its n)^2 between-hour
+    variance + n^2 tau^2; all metrics at once as arrays (metric x cell)."""
     compiled = _compile(reference)
     route_ids = np.array([compiled.route_index.get(route, -1) for route in cells.route], dtype=np.int64)
     known = route_ids >= 0
     rows = route_ids[known]
     hours = cells.hour[known]
-    verdicts = []
-    median = METRIC_BY_NAME["latency_share_above_p50"]
+    n_c = np.array([cells.values[name][known] for name in _N_FIELDS]).reshape(len(METRICS), rows.size)
+    s_c = np.array([cells.values[name][known] for name in _SUM_FIELDS]).reshape(len(METRICS), rows.size)
+    mu = compiled.mean[:, rows, hours]
+    var = compiled.var[:, rows, hours]
+    big_n = compiled.big_n[:, rows, hours]
+    extra = compiled.extra[:, rows, hours]
+    usable = (n_c > 0) & np.isfinite(mu)
+    # The tail statistic: the p95 share's excess minus b times the median share's excess (see _tail_adjustment), so
+    # that load moving the whole distribution is not a tail regression.
+    b = reference.tail_slope
+    usable[_TAIL] &= np.isfinite(mu[_MEDIAN])
+    tail_usable = usable[_TAIL]
+    raw_o = float(s_c[_TAIL][tail_usable].sum())
+    raw_e = float((n_c[_TAIL] * mu[_TAIL])[tail_usable].sum())
+    var[_TAIL] = var[_TAIL] + b * b * var[_MEDIAN] - 2 * b * mu[_TAIL] * (1 - mu[_MEDIAN])
+    extra[_TAIL] = extra[_TAIL] + b * b * extra[_MEDIAN]
+    s_c[_TAIL] = s_c[_TAIL] - b * s_c[_MEDIAN]
+    mu[_TAIL] = mu[_TAIL] - b * mu[_MEDIAN]
+    n_u = np.where(usable, n_c, 0.0)
+    n = n_u.sum(axis=1)
+    o_all = np.where(usable, s_c, 0.0).sum(axis=1)
+    e_all = np.where(usable, n_c * mu, 0.0).sum(axis=1)
+    v_cur_all = np.where(usable, n_c * var, 0.0).sum(axis=1)
+    # Cells judged against the same estimate (a route's pooled values) share its error: group them.
+    metric_of = np.broadcast_to(np.arange(len(METRICS))[:, None], usable.shape)
+    estimate = (metric_of * max(len(compiled.route_index), 1) + rows[None, :]) * 25 + np.where(
+        extra > 0, 24, hours[None, :]
+    )
+    keys, group = np.unique(estimate[usable], return_inverse=True)
+    group_n = np.bincount(group, weights=n_c[usable], minlength=keys.size)
+    member = np.zeros(keys.size, dtype=np.int64)
+    member[group] = np.arange(group.size)
+    group_metric = metric_of[usable][member]
+    v_ref_all = np.bincount(
+        group_metric,
+        weights=group_n**2 * var[usable][member] / np.maximum(big_n[usable][member], 1.0),
+        minlength=len(METRICS),
+    )
+    v_between_all = (
+        np.bincount(group_metric, weights=group_n**2 * extra[usable][member], minlength=len(METRICS))
+        + n * n * compiled.tau2
+    )
     log_load = _log_load(reference, cells, window_minutes, now)
-    for metric in METRICS:
-        n_c = cells.values[metric.n_field][known]
-        s_c = cells.values[metric.sum_field][known]
-        mu = compiled.mean[metric.name][rows, hours]
-        var = compiled.var[metric.name][rows, hours]
-        big_n = compiled.big_n[metric.name][rows, hours]
-        extra = compiled.extra[metric.name][rows, hours]
-        usable = (n_c > 0) & np.isfinite(mu)
-        tail = metric.name == "latency_share_above_p95"
-        if tail:
-            # The tail statistic: the p95 share's excess minus b times the median share's excess (see
-            # _tail_adjustment), so that load moving the whole distribution is not a tail regression.
-            b = reference.tail_slope
-            s50 = cells.values[median.sum_field][known]
-            mu50 = compiled.mean[median.name][rows, hours]
-            var50 = compiled.var[median.name][rows, hours]
-            extra50 = compiled.extra[median.name][rows, hours]
-            usable &= np.isfinite(mu50)
-            raw_o = float(s_c[usable].sum())
-            raw_e = float((n_c * mu)[usable].sum())
-            var = var + b * b * var50 - 2 * b * mu * (1 - mu50)
-            extra = extra + b * b * extra50
-            s_c = s_c - b * s50
-            mu = mu - b * mu50
-        n_c, s_c, mu, var, big_n, extra = (a[usable] for a in (n_c, s_c, mu, var, big_n, extra))
-        n = float(n_c.sum())
-        if n < settings.min_samples:
+    verdicts = []
+    for m, metric in enumerate(METRICS):
+        count = float(n[m])
+        if count < settings.min_samples:
             verdicts.append(
-                MetricVerdict(metric.name, metric.regression_type, "insufficient_data", window_minutes, int(n))
+                MetricVerdict(metric.name, metric.regression_type, "insufficient_data", window_minutes, int(count))
             )
             continue
-        # Cells judged against the same estimate (a route's pooled values) share its error: group them.
-        pooled = extra > 0
-        estimate_key = rows[usable] * 25 + np.where(pooled, 24, hours[usable])
-        keys, group = np.unique(estimate_key, return_inverse=True)
-        group_n = np.bincount(group, weights=n_c)
-        first = np.zeros(keys.size, dtype=np.int64)
-        first[group] = np.arange(group.size)
-        o = float(s_c.sum())
-        e = float((n_c * mu).sum())
-        if metric.name == median.name:
-            e += n * reference.load_slope * log_load
+        tail = m == _TAIL
+        o = float(o_all[m])
+        e = float(e_all[m])
+        if m == _MEDIAN:
+            e += count * reference.load_slope * log_load
         elif tail:
-            e += n * (reference.tail_load_slope - reference.tail_slope * reference.load_slope) * log_load
-        v_cur = float((n_c * var).sum())
-        v_ref = float((group_n**2 * var[first] / np.maximum(big_n[first], 1.0)).sum())
-        v_between = float((group_n**2 * extra[first]).sum()) + n * n * reference.tau2.get(metric.name, 0.0)
-        variance = v_cur + v_ref + v_between
+            e += count * (reference.tail_load_slope - reference.tail_slope * reference.load_slope) * log_load
+        v_ref = float(v_ref_all[m])
+        v_between = float(v_between_all[m])
+        variance = float(v_cur_all[m]) + v_ref + v_between
         sign = 1.0 if metric.higher_is_worse else -1.0
         excess = sign * (o - e)
         z = excess / math.sqrt(variance) if variance > 0 else (math.inf if excess > 0 else 0.0)
-        expected = e / n
+        expected = e / count
         if metric.kind == "share" and e < POISSON_BELOW and not tail:
             # Rare events: an exact Poisson tail at the expected count raised by 3 standard errors of the
             # reference's own estimate and of its day-to-day variation.
             z = min(z, _poisson_z(o, e + 3 * math.sqrt(v_ref + v_between)))
-        effect = excess / n
+        effect = excess / count
         if tail:
-            expected = raw_e / n
+            expected = raw_e / count
             o = raw_o
         absolute, relative = _floors(metric, settings)
         relative_effect = effect / abs(expected) if expected else math.inf
         exceeds = effect >= absolute and relative_effect >= relative
-        half = 1.96 * math.sqrt(variance) / n
+        half = 1.96 * math.sqrt(variance) / count
         verdict = MetricVerdict(
             metric=metric.name,
             regression_type=metric.regression_type,
             verdict="regression" if (z >= z_star and exceeds) else "pass",
             window_minutes=window_minutes,
-            n=int(n),
-            observed=o / n,
+            n=int(count),
+            observed=o / count,
             expected=expected,
             effect=effect,
             z=max(-1e9, min(1e9, z)),

@@ -11,10 +11,12 @@ from __future__ import annotations
 import math
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -97,6 +99,108 @@ def _key_params(customer_id: uuid.UUID, model_name: str, model_version: str) -> 
     return {"customer_id": customer_id, "model_name": model_name, "model_version": model_version}
 
 
+@dataclass
+class _Block:
+    """Aggregates per (route, hour, bucket) of [anchor + first x step, anchor + last x step), rows sorted by bucket."""
+
+    anchor: datetime
+    step: int  # seconds
+    first: int
+    last: int
+    thresholds: Thresholds
+    toxic_threshold: float
+    bucket: NDArray[np.int64]
+    cell: NDArray[np.int64]  # index into routes / hours
+    routes: list[str]
+    hours: NDArray[np.int64]
+    values: NDArray[np.float64]  # rows x AGG_FIELDS
+
+    def covers(self, lo: int, hi: int, thresholds: Thresholds, toxic_threshold: float) -> bool:
+        return (
+            self.first <= lo
+            and hi <= self.last
+            and thresholds is self.thresholds
+            and toxic_threshold == self.toxic_threshold
+        )
+
+
+@dataclass
+class WindowCache:
+    """Read-ahead for a replay of data that no longer changes (the backtest): one query returns the per-bucket
+    aggregates of `ahead_minutes` of future passes, and each pass sums its windows from them. The worker, whose data
+    still arrives, reads only its own windows (no cache: the same query and sums, over [now - longest, now))."""
+
+    ahead_minutes: int
+    anchor: datetime
+    step_seconds: int
+    blocks: dict[tuple[uuid.UUID, str, str], _Block] = field(default_factory=dict)
+
+
+def _bucket_block(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    anchor: datetime,
+    step: int,
+    first: int,
+    last: int,
+    thresholds: Thresholds,
+    toxic_threshold: float,
+) -> _Block:
+    """One query: the aggregates per (route, hour, bucket) of the version's records in the block's span, where
+    bucket = floor((timestamp - anchor) / step)."""
+    statement = text(
+        f"SELECT {_ROUTE} AS route, {_HOUR} AS hour, "  # noqa: S608 (constant SQL)
+        "CAST(floor(extract(epoch FROM (m.timestamp - :anchor)) / CAST(:step AS integer)) AS bigint) AS bucket, "
+        f"{', '.join(_aggregates('true'))} FROM quality_metrics AS m {_THRESHOLDS} "
+        f"WHERE {_KEY} AND m.timestamp >= :since AND m.timestamp < :until GROUP BY 1, 2, 3 ORDER BY 3, 1, 2"
+    )
+    rows = session.execute(
+        statement,
+        {
+            **_key_params(customer_id, model_name, model_version),
+            **_threshold_params(thresholds),
+            "toxic_threshold": toxic_threshold,
+            "anchor": anchor,
+            "step": step,
+            "since": anchor + timedelta(seconds=first * step),
+            "until": anchor + timedelta(seconds=last * step),
+        },
+    ).all()
+    cell_keys = sorted({(str(row[0]), int(row[1])) for row in rows})
+    index_of = {key: i for i, key in enumerate(cell_keys)}
+    return _Block(
+        anchor=anchor,
+        step=step,
+        first=first,
+        last=last,
+        thresholds=thresholds,
+        toxic_threshold=toxic_threshold,
+        bucket=np.array([int(row[2]) for row in rows], dtype=np.int64),
+        cell=np.array([index_of[(str(row[0]), int(row[1]))] for row in rows], dtype=np.int64),
+        routes=[key[0] for key in cell_keys],
+        hours=np.array([key[1] for key in cell_keys], dtype=np.int64),
+        values=np.array([row[3:] for row in rows], dtype=float).reshape(len(rows), len(AGG_FIELDS)),
+    )
+
+
+def _sum_window(block: _Block, lo: int, hi: int) -> Cells:
+    """The per-cell aggregates of the buckets [lo, hi) of `block`, in (route, hour) order."""
+    start, stop = np.searchsorted(block.bucket, [lo, hi], side="left")
+    cells = block.cell[start:stop]
+    width = len(AGG_FIELDS)
+    size = len(block.routes)
+    flat = (cells[:, None] * width + np.arange(width)[None, :]).ravel()
+    sums = np.bincount(flat, weights=block.values[start:stop].ravel(), minlength=size * width).reshape(size, width)
+    present = sums[:, 0] > 0
+    return Cells(
+        route=[route for route, keep in zip(block.routes, present, strict=True) if keep],
+        hour=block.hours[present],
+        values={name: sums[present, j] for j, name in enumerate(AGG_FIELDS)},
+    )
+
+
 def window_cells(
     session: Session,
     customer_id: uuid.UUID,
@@ -106,50 +210,56 @@ def window_cells(
     windows_minutes: Sequence[int],
     thresholds: Thresholds,
     toxic_threshold: float,
+    cache: WindowCache | None = None,
 ) -> dict[int, Cells]:
-    """Per window [now - minutes, now): the aggregates per (route, hour) cell; one query for all windows."""
+    """Per window [now - minutes, now): the aggregates per (route, hour) cell. One query returns them per bucket of
+    time (a minute, or the replay's interval if finer), and each window is the sum of its buckets; with a `cache`
+    (a replay), the query also reads `ahead_minutes` of later buckets, which the next passes sum without a query."""
     longest = max(windows_minutes)
-    selects: list[str] = []
-    params: dict[str, Any] = {
-        **_key_params(customer_id, model_name, model_version),
-        **_threshold_params(thresholds),
-        "toxic_threshold": toxic_threshold,
-        "since": now - timedelta(minutes=longest),
-        "now": now,
-    }
-    for index, minutes in enumerate(windows_minutes):
-        params[f"w{index}"] = now - timedelta(minutes=minutes)
-        selects.extend(_aggregates(f"m.timestamp >= :w{index}"))
-    statement = text(
-        f"SELECT {_ROUTE} AS route, {_HOUR} AS hour, {', '.join(selects)} "  # noqa: S608 (constant SQL)
-        f"FROM quality_metrics AS m {_THRESHOLDS} "
-        f"WHERE {_KEY} AND m.timestamp >= :since AND m.timestamp < :now GROUP BY 1, 2 ORDER BY 1, 2"
-    )
-    rows = session.execute(statement, params).all()
-    width = len(AGG_FIELDS)
-    out: dict[int, Cells] = {}
-    for index, minutes in enumerate(windows_minutes):
-        block = np.array([row[2 + index * width : 2 + (index + 1) * width] for row in rows], dtype=float).reshape(
-            len(rows), width
+    if cache is None or (now - cache.anchor).total_seconds() % cache.step_seconds:
+        anchor, step, ahead = now, 60, 0
+    else:
+        anchor, step, ahead = cache.anchor, math.gcd(cache.step_seconds, 60), cache.ahead_minutes
+    position = round((now - anchor).total_seconds() / step)
+    per_minute = 60 // step
+    lo = position - longest * per_minute
+    key = (customer_id, model_name, model_version)
+    block = cache.blocks.get(key) if cache is not None and ahead else None
+    if block is None or block.anchor != anchor or not block.covers(lo, position, thresholds, toxic_threshold):
+        block = _bucket_block(
+            session,
+            customer_id,
+            model_name,
+            model_version,
+            anchor,
+            step,
+            lo,
+            position + ahead * per_minute,
+            thresholds,
+            toxic_threshold,
         )
-        present = block[:, 0] > 0
-        out[minutes] = Cells(
-            route=[str(row[0]) for row, keep in zip(rows, present, strict=True) if keep],
-            hour=np.array([int(row[1]) for row, keep in zip(rows, present, strict=True) if keep], dtype=np.int64),
-            values={name: block[present, j] for j, name in enumerate(AGG_FIELDS)},
-        )
-    return out
+        if cache is not None and ahead:
+            cache.blocks[key] = block
+    return {minutes: _sum_window(block, position - minutes * per_minute, position) for minutes in windows_minutes}
 
 
 def traffic_stats(
-    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, now: datetime
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, now: datetime, cap: int
 ) -> tuple[datetime | None, int]:
-    """The first record's time and the number of records of the version before `now`."""
-    row = session.execute(
-        text(f"SELECT min(m.timestamp), count(*) FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp < :now"),  # noqa: S608
+    """The first record's time and the number of records of the version before `now`, counted up to `cap` (all the
+    baseline policy needs to know, and a cost bounded by `cap` on the version's index, whatever its size)."""
+    first = session.execute(
+        text(f"SELECT min(m.timestamp) FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp < :now"),  # noqa: S608
         {**_key_params(customer_id, model_name, model_version), "now": now},
-    ).one()
-    return row[0], int(row[1])
+    ).scalar_one()
+    count = session.execute(
+        text(
+            f"SELECT count(*) FROM (SELECT 1 FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp < :now "  # noqa: S608
+            "LIMIT :cap) AS capped"
+        ),
+        {**_key_params(customer_id, model_name, model_version), "now": now, "cap": cap},
+    ).scalar_one()
+    return first, int(count)
 
 
 def reference_from_db(

@@ -29,7 +29,7 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from optiinfra.auth.principal import Principal
 from optiinfra.db.queries import paginate, where_given
@@ -271,11 +271,19 @@ def read_window(
 
 
 def active_baseline(
-    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, now: datetime
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    now: datetime,
+    *,
+    with_metadata: bool = True,
 ) -> QualityBaseline | None:
-    """The newest baseline of the model version that is still valid at `now`."""
+    """The newest baseline of the model version that is still valid at `now` (its metadata, which holds the whole
+    summary and the monitoring's reference, loaded only when first used if `with_metadata` is False)."""
     return session.scalar(
         select(QualityBaseline)
+        .options(*([] if with_metadata else [defer(QualityBaseline.metadata_)]))
         .where(
             QualityBaseline.customer_id == customer_id,
             QualityBaseline.model_name == model_name,

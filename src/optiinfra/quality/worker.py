@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import Counter
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +55,8 @@ _RECENT_VERSIONS = text(
     ") SELECT v.customer_id, v.model_name, v.model_version FROM versions AS v WHERE EXISTS ("
     " SELECT 1 FROM quality_metrics AS m WHERE m.customer_id = v.customer_id AND m.model_name = v.model_name"
     " AND m.model_version = v.model_version AND m.timestamp >= :since AND m.timestamp < :now)"
+    " UNION SELECT r.customer_id, r.model_name, r.model_version FROM quality_regressions AS r"
+    " WHERE r.resolved_at IS NULL AND r.model_name IS NOT NULL AND r.model_version IS NOT NULL"
 )
 SCAN_MINUTES = 240  # versions with records this recent (the longest default window) are judged at each pass
 
@@ -73,38 +77,127 @@ def model_versions_to_judge(session: Session, now: datetime) -> list[tuple[uuid.
     """Versions with records in the last SCAN_MINUTES before `now`, and versions with an open incident.
 
     The versions are enumerated by a skip scan of the (customer, model, version, timestamp) index, then each is
-    checked for recent records on the same index: the cost grows with the number of versions, not of rows."""
-    recent = session.execute(_RECENT_VERSIONS, {"since": now - timedelta(minutes=SCAN_MINUTES), "now": now}).all()
-    open_incidents = (
-        select(QualityRegression.customer_id, QualityRegression.model_name, QualityRegression.model_version)
-        .where(
-            QualityRegression.resolved_at.is_(None),
-            QualityRegression.model_name.is_not(None),
-            QualityRegression.model_version.is_not(None),
-        )
-        .distinct()
-    )
-    rows: set[tuple[uuid.UUID, str, str]] = {(row[0], row[1], row[2]) for row in recent}
-    rows |= {(row[0], str(row[1]), str(row[2])) for row in session.execute(open_incidents)}
-    return sorted(rows)
+    checked for recent records on the same index: the cost grows with the number of versions, not of rows. One
+    query (one round trip) for both."""
+    rows = session.execute(_RECENT_VERSIONS, {"since": now - timedelta(minutes=SCAN_MINUTES), "now": now}).all()
+    return sorted({(row[0], str(row[1]), str(row[2])) for row in rows})
 
 
-def run_monitoring_pass(factory: sessionmaker[Session], now: datetime | None = None) -> PassReport:
-    """Judge every model version once at `now` (default: the current time), each in its own transaction."""
+@dataclass
+class MonitoringCache:
+    """What passes may keep between them: what they read of each baseline's metadata (written once, when the
+    baseline is established; the pass then reads the baseline's row without it), and, for a replay of data that no
+    longer changes, the windows' read-ahead."""
+
+    windows: monitoring_store.WindowCache | None = None
+
+    facts: dict[uuid.UUID, _BaselineFacts] = field(default_factory=dict)
+
+    def of(self, baseline: QualityBaseline) -> _BaselineFacts:
+        found = self.facts.get(baseline.id)
+        if found is None:
+            if len(self.facts) > 10_000:
+                self.facts.clear()
+            found = _BaselineFacts.of(baseline)
+            self.facts[baseline.id] = found
+        return found
+
+
+@dataclass(frozen=True)
+class _BaselineFacts:
+    """What monitoring reads of a baseline's metadata (written once, when the baseline is established)."""
+
+    reference: monitoring.Reference | None  # None: made before monitoring existed, or by the demo data
+    automatic: bool
+
+    @staticmethod
+    def of(baseline: QualityBaseline) -> _BaselineFacts:
+        data = baseline.metadata_
+        reference = monitoring.Reference.from_json(data[MONITORING_KEY]) if MONITORING_KEY in data else None
+        return _BaselineFacts(reference, data.get("policy") == "automatic")
+
+
+def run_monitoring_pass(
+    factory: sessionmaker[Session],
+    now: datetime | None = None,
+    *,
+    cache: MonitoringCache | None = None,
+    session: Session | None = None,
+) -> PassReport:
+    """Judge every model version once at `now` (default: the current time). Each version in its own transaction,
+    or, when the caller gives its `session` (the backtest, which batches many passes in one transaction), in that
+    session's transaction."""
     moment = now or datetime.now(UTC)
-    with unit_of_work(factory) as session:
-        keys = model_versions_to_judge(session, moment)
+    if session is not None:
+        return _judge_keys(model_versions_to_judge(session, moment), lambda: nullcontext(session), moment, cache)
+    with unit_of_work(factory) as reading:
+        keys = model_versions_to_judge(reading, moment)
+    return _judge_keys(keys, lambda: unit_of_work(factory), moment, cache)
+
+
+def _judge_keys(
+    keys: list[tuple[uuid.UUID, str, str]],
+    transaction: Callable[[], AbstractContextManager[Session]],
+    moment: datetime,
+    cache: MonitoringCache | None,
+) -> PassReport:
     report = PassReport()
     for customer_id, model_name, model_version in keys:
-        with unit_of_work(factory) as session:
-            if not repository.lock_key(session, f"quality-monitor:{customer_id}:{model_name}:{model_version}"):
+        with transaction() as session:
+            if not _lock(session, f"quality-monitor:{customer_id}:{model_name}:{model_version}"):
                 report.skipped_busy += 1
                 continue
-            verdict = monitor_version(session, customer_id, model_name, model_version, moment, report)
+            verdict = monitor_version(session, customer_id, model_name, model_version, moment, report, cache)
         report.judged += 1
         report.verdicts[verdict] = report.verdicts.get(verdict, 0) + 1
         logger.info("%s %s %s: %s", customer_id, model_name, model_version, verdict)
     return report
+
+
+def _lock(session: Session, key: str) -> bool:
+    """The version's transaction-scoped advisory lock, asked of PostgreSQL once per transaction (a caller that
+    batches several passes in one transaction already holds it from the first)."""
+    transaction = session.get_transaction()
+    held: tuple[Any, set[str]] | None = session.info.get("monitoring_locks")
+    if held is None or held[0] is not transaction:
+        held = (transaction, set())
+        session.info["monitoring_locks"] = held
+    if key in held[1]:
+        return True
+    if not repository.lock_key(session, key):
+        return False
+    held[1].add(key)
+    return True
+
+
+_UNREAD: Any = object()
+
+
+@dataclass
+class _VersionMemo:
+    """What this transaction has read of a version, and keeps up to date with its own writes: a caller batching
+    passes in one transaction (the backtest) reads it once; the worker's transaction (one version, one pass) reads
+    it once anyway. Within a transaction the incident rows are locked (FOR UPDATE), so no other worker changes them.
+    """
+
+    baseline: Any = _UNREAD  # QualityBaseline | None once read
+    incidents: dict[str, QualityRegression] | None = None
+
+
+def _memo(session: Session, key: tuple[uuid.UUID, str, str]) -> _VersionMemo:
+    transaction = session.get_transaction()
+    held: tuple[Any, dict[tuple[uuid.UUID, str, str], _VersionMemo]] | None = session.info.get("monitoring_memo")
+    if held is None or held[0] is not transaction:
+        held = (transaction, {})
+        session.info["monitoring_memo"] = held
+    return held[1].setdefault(key, _VersionMemo())
+
+
+def _still_active(baseline: QualityBaseline | None, now: datetime) -> bool:
+    """Whether the baseline read earlier in this transaction is still the active one at `now`. The monitoring
+    establishes and expires a version's baselines only under the version's lock; a manual baseline set meanwhile is
+    seen by the next transaction (the worker's next pass; the backtest's scratch database has no other writer)."""
+    return baseline is None or baseline.valid_until is None or baseline.valid_until > now
 
 
 def _open_incidents(
@@ -219,23 +312,38 @@ def monitor_version(
     model_version: str,
     now: datetime,
     report: PassReport | None = None,
+    cache: MonitoringCache | None = None,
 ) -> str:
     """One version's monitoring at `now` (the caller holds its lock); returns the pass's verdict."""
     report = report if report is not None else PassReport()
     customer = session.get(Customer, customer_id)
     if customer is None:
         return "no_customer"
+    # Kept in the session's identity map for the session's life: a caller batching passes reads it once.
+    session.info.setdefault("monitoring_customers", {})[customer_id] = customer
     settings = settings_of(customer)
-    baseline = repository.active_baseline(session, customer_id, model_name, model_version, now)
-    incidents = _open_incidents(session, customer_id, model_name, model_version)
+    memo = _memo(session, (customer_id, model_name, model_version))
+    if memo.baseline is _UNREAD or not _still_active(memo.baseline, now):
+        memo.baseline = repository.active_baseline(
+            session, customer_id, model_name, model_version, now, with_metadata=cache is None
+        )
+    baseline = memo.baseline
+    facts = _BaselineFacts.of(baseline) if baseline is not None and cache is None else None
+    if baseline is not None and cache is not None:
+        facts = cache.of(baseline)
+    if memo.incidents is None:
+        memo.incidents = _open_incidents(session, customer_id, model_name, model_version)
+    incidents = memo.incidents
     # A baseline without the monitoring's reference (made before it existed, or by the demo data) counts as none.
-    usable = baseline if baseline is not None and MONITORING_KEY in baseline.metadata_ else None
+    usable = baseline if facts is not None and facts.reference is not None else None
     first, count = (None, 0)
     if usable is None:
-        first, count = monitoring_store.traffic_stats(session, customer_id, model_name, model_version, now)
+        first, count = monitoring_store.traffic_stats(
+            session, customer_id, model_name, model_version, now, cap=settings.monitoring.baseline_min_records
+        )
     due = monitoring.baseline_due(
         established_at=usable.established_at if usable else None,
-        automatic=bool(baseline and baseline.metadata_.get("policy") == "automatic"),
+        automatic=bool(facts and facts.automatic),
         open_incidents=len(incidents),
         first_record_at=first,
         records=count,
@@ -245,11 +353,12 @@ def monitor_version(
     if due is not None:
         established = _establish(session, customer_id, model_name, model_version, now, settings, due)
         if established is not None:
-            baseline = established
+            baseline = memo.baseline = established
+            facts = cache.of(baseline) if cache is not None else _BaselineFacts.of(baseline)
             report.baselines += 1
-    if baseline is None or MONITORING_KEY not in baseline.metadata_:
+    if baseline is None or facts is None or facts.reference is None:
         return "no_baseline"
-    reference = monitoring.Reference.from_json(baseline.metadata_[MONITORING_KEY])
+    reference = facts.reference
     windows = monitoring_store.window_cells(
         session,
         customer_id,
@@ -259,6 +368,7 @@ def monitor_version(
         settings.monitoring.windows_minutes,
         reference.thresholds,
         settings.monitoring.toxic_threshold,
+        cache.windows if cache else None,
     )
     verdicts = monitoring.judge_pass(reference, windows, settings, now)
     wants_rollback: list[QualityRegression] = []
@@ -272,13 +382,16 @@ def monitor_version(
             existing is not None, last_flagged, verdict.verdict == "regression", now, settings
         )
         if transition == "open":
-            regression = _open(session, customer_id, model_name, model_version, baseline, verdict, now)
+            regression = incidents[verdict.metric] = _open(
+                session, customer_id, model_name, model_version, baseline, verdict, now
+            )
             report.regressions += 1
         elif transition == "update" and existing is not None:
             regression = _update(session, existing, baseline, verdict, now)
             report.updated += 1
         elif transition == "resolve" and existing is not None:
             _resolve(session, existing, now, settings)
+            del incidents[verdict.metric]
             report.resolved += 1
             continue
         else:
