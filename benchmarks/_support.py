@@ -87,17 +87,22 @@ def running_server(
         "OPTIINFRA_DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "OPTIINFRA_ADMIN_KEY": operator_key,
     }
-    with tempfile.TemporaryDirectory(prefix="optiinfra-bench-server-") as data_dir:
+    with (
+        tempfile.TemporaryDirectory(prefix="optiinfra-bench-server-") as data_dir,
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one would block its logging.
+        open(Path(data_dir) / "server.log", "w+b") as log,
+    ):
         env["OPTIINFRA_DATA_DIR"] = data_dir
         process = subprocess.Popen(  # noqa: S603 (our own interpreter and arguments)
             [sys.executable, "-m", "optiinfra", "serve", "--port", str(port), *extra_args],
             env=env,
             stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
+            stderr=log,
         )
         base_url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 60
+            # Generous: on a shared, loaded machine the server's imports alone can take a minute.
+            deadline = time.monotonic() + 300
             while True:
                 try:
                     if httpx.get(f"{base_url}/readyz", timeout=2).status_code == 200:
@@ -105,9 +110,8 @@ def running_server(
                 except httpx.TransportError:
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"the server did not start: {process.stderr.read().decode() if process.stderr else ''}"
-                    )
+                    log.seek(0)
+                    raise RuntimeError(f"the server did not start: {log.read().decode(errors='replace')}")
                 time.sleep(0.2)
             yield base_url, operator_key
         finally:
