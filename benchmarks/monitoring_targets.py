@@ -14,6 +14,7 @@ one model version at about 30,000 requests a day, replaying the worker's passes 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import time
 from datetime import timedelta
@@ -55,10 +56,17 @@ def stable(seeds: int, days: int, settings: QualitySettings) -> dict[str, Any]:
                 "judged_days": judged_days,
                 "baselines": len(baselines),
                 "false_regressions": len(incidents),
+                "reopened": sum(len(i.reopened_at) for i in incidents),
                 "high_or_critical": sum(i.severity.value in {"high", "critical"} for i in incidents),
                 "per_week": len(incidents) / judged_days * 7,
                 "incidents": [
-                    {"metric": i.metric, "severity": i.severity.value, "detected_at": i.detected_at.isoformat()}
+                    {
+                        "metric": i.metric,
+                        "severity": i.severity.value,
+                        "detected_at": i.detected_at.isoformat(),
+                        "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
+                        "reopened_at": [moment.isoformat() for moment in i.reopened_at],
+                    }
                     for i in incidents
                 ],
                 "seconds": round(time.perf_counter() - started, 1),
@@ -66,7 +74,8 @@ def stable(seeds: int, days: int, settings: QualitySettings) -> dict[str, Any]:
         )
         print(
             f"stable {kind:9s} seed {seed:3d}: {traffic.size:,} records, {len(incidents)} false regressions "
-            f"({runs[-1]['per_week']:.2f}/week), {runs[-1]['high_or_critical']} high/critical "
+            f"({runs[-1]['per_week']:.2f}/week; reopened {runs[-1]['reopened']}), "
+            f"{runs[-1]['high_or_critical']} high/critical "
             f"[{runs[-1]['seconds']} s]",
             flush=True,
         )
@@ -92,8 +101,18 @@ def detection(seeds: int, settings: QualitySettings) -> dict[str, Any]:
             traffic = generate(model, base, (history_hours + hour + 8) / 24, seed, (Effect(kind, value, effect_start),))
             incidents, _ = replay(columns_of(traffic), settings, start=effect_start - timedelta(minutes=30))
             before = [i for i in incidents if i.detected_at < effect_start]
-            after = [i for i in incidents if i.detected_at >= effect_start]
-            delay = (after[0].detected_at - effect_start).total_seconds() / 60 if after else None
+            # The first flag after the start: a new incident, or one of before reopened (the recurrence rule).
+            flags = sorted(
+                (
+                    (moment, incident)
+                    for incident in incidents
+                    for moment in (incident.detected_at, *incident.reopened_at)
+                    if moment >= effect_start
+                ),
+                key=lambda pair: pair[0],
+            )
+            after = [incident for _, incident in flags]
+            delay = (flags[0][0] - effect_start).total_seconds() / 60 if flags else None
             delays.append(delay)
             details.append(
                 {
@@ -144,6 +163,7 @@ def main() -> None:
     if args.only != "stable":
         payload["detection"] = detection(args.seeds, settings)
     payload["seconds"] = round(time.perf_counter() - started, 1)
+    payload["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     name = "monitoring_targets" + (f"_{args.only}" if args.only else "")
     print(f"results in {write_results(name, payload)}")
 

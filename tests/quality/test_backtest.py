@@ -27,6 +27,7 @@ from optiinfra.models import (
     Agent,
     AgentType,
     Customer,
+    Event,
     Optimization,
     OptimizationStatus,
     QualityBaseline,
@@ -54,11 +55,25 @@ def _scenario(seed: int) -> tuple[datetime, list[Effect]]:
     return base, [Effect("overall_factor", 0.85, start, end=start + timedelta(minutes=50))]
 
 
+# Incidents resolve after 30 minutes without a flag; a recurrence within 60 minutes of that reopens the incident.
+REOPENING = FAST.model_copy(
+    update={"monitoring": FAST.monitoring.model_copy(update={"recovery_minutes": 30, "reopen_minutes": 60})}
+)
+
+
 def test_backtest_and_the_worker_procedure_in_memory_agree(server_url: URL) -> None:
-    base, effects = _scenario(1)
-    traffic = generate(TrafficModel(requests_per_day=12_000), base, 10.5 / 24, 1, tuple(effects))
-    result = run_backtest(traffic.records("m", "v1"), FAST, server_url)
-    incidents, baselines = replay(columns_of(traffic), FAST)
+    # Three episodes of a 15 % lower score: the second recurs within the horizon after the first incident resolved
+    # (the same incident, reopened), the third long after (a new incident).
+    base = start_of_day(3)
+    start = base + timedelta(hours=8)
+    effects = [
+        Effect("overall_factor", 0.85, start, end=start + timedelta(minutes=40)),
+        Effect("overall_factor", 0.85, start + timedelta(minutes=100), end=start + timedelta(minutes=130)),
+        Effect("overall_factor", 0.85, start + timedelta(minutes=270), end=start + timedelta(minutes=300)),
+    ]
+    traffic = generate(TrafficModel(requests_per_day=12_000), base, 15 / 24, 1, tuple(effects))
+    result = run_backtest(traffic.records("m", "v1"), REOPENING, server_url)
+    incidents, baselines = replay(columns_of(traffic), REOPENING)
 
     assert baselines
     from_db = sorted(
@@ -75,10 +90,15 @@ def test_backtest_and_the_worker_procedure_in_memory_agree(server_url: URL) -> N
         for i in incidents
     )
     assert from_db == in_memory
-    assert any(metric == "overall_quality_score" for metric, *_ in from_db)
-    # One episode, one incident per metric, resolved after the sustained recovery.
-    assert len({metric for metric, *_ in from_db}) == len(from_db)
-    assert all(resolved is not None for _, _, resolved, _, _ in from_db)
+    overall = [i for i in incidents if i.metric == "overall_quality_score"]
+    assert len(overall) == 2  # the first reopened once, then a new one
+    first, second = sorted(overall, key=lambda i: i.detected_at)
+    assert len(first.reopened_at) == 1
+    assert start + timedelta(minutes=100) <= first.reopened_at[0] < start + timedelta(minutes=130)
+    assert second.detected_at >= start + timedelta(minutes=270)
+    assert second.reopened_at == []
+    assert first.resolved_at is not None
+    assert second.resolved_at is not None  # after the sustained recovery
     assert result.days == pytest.approx((traffic.timestamp[-1] - traffic.timestamp[0]) / 86_400, abs=1e-3)
 
 
@@ -244,6 +264,39 @@ def test_monitoring_rolls_back_only_the_optimization_the_evidence_names(live: tu
         rolled = next(r for r in severe if r.action_taken is RegressionAction.ROLLBACK_TRIGGERED)
         assert rolled.metadata_["rolled_back_optimization_id"] == str(moved)
         assert rolled.metadata_["attribution"]["by"] == f"metadata.{tag}"
+
+
+def test_the_worker_reopens_an_incident_that_recurs_soon_after_it_resolved(live: tuple[URL, Engine]) -> None:
+    _, engine = live
+    customer_id, _ = _world(engine)
+    with Session(engine) as session, session.begin():
+        customer = session.get(Customer, customer_id)
+        assert customer is not None
+        store_settings(customer, REOPENING)
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=9)
+    start = base + timedelta(hours=6, minutes=10)
+    effects = (
+        Effect("overall_factor", 0.8, start, end=start + timedelta(minutes=20)),
+        Effect("overall_factor", 0.8, start + timedelta(minutes=110)),
+    )
+    traffic = generate(TrafficModel(requests_per_day=12_000), base, 8.75 / 24, 4, effects)
+    _ingest(engine, customer_id, traffic.records("m", "v1"))
+
+    _run_monitoring(engine, start - timedelta(minutes=10), base + timedelta(hours=8, minutes=45))
+
+    with Session(engine) as session:
+        [incident] = session.scalars(
+            select(QualityRegression).where(QualityRegression.metric_name == "overall_quality_score")
+        ).all()
+        kinds = [e.event_type for e in session.scalars(select(Event).order_by(Event.created_at))]
+    assert incident.resolved_at is None
+    assert incident.metadata_["reopened"] == 1
+    [reopened_at] = incident.metadata_["reopened_at"]
+    assert datetime.fromisoformat(reopened_at) >= start + timedelta(minutes=110)
+    [resolved_before] = incident.metadata_["previously_resolved_at"]
+    assert datetime.fromisoformat(resolved_before) >= start + timedelta(minutes=20 + 30)
+    assert "quality.regression_reopened" in kinds
+    assert kinds.index("quality.regression_resolved") < kinds.index("quality.regression_reopened")
 
 
 def test_files_longer_than_one_batch_are_validated_whole_with_file_indexes() -> None:

@@ -120,6 +120,17 @@ def test_incident_rule_opens_once_updates_and_resolves_only_after_sustained_reco
     assert rule(False, None, False, now, SETTINGS) == "none"
 
 
+def test_a_recurrence_soon_after_resolution_reopens_the_incident_a_later_one_is_new() -> None:
+    resolved = start_of_day(1)
+    horizon = timedelta(minutes=SETTINGS.monitoring.reopen_minutes)
+    assert monitoring.reopens(resolved, resolved + timedelta(minutes=1), SETTINGS)
+    assert monitoring.reopens(resolved, resolved + horizon, SETTINGS)
+    assert not monitoring.reopens(resolved, resolved + horizon + timedelta(minutes=1), SETTINGS)
+    assert not monitoring.reopens(None, resolved, SETTINGS)  # resolved by a person, or never resolved
+    never = QualitySettings.model_validate({"monitoring": {"reopen_minutes": 0}})
+    assert not monitoring.reopens(resolved, resolved + timedelta(minutes=1), never)
+
+
 def test_an_episode_is_one_incident_resolved_after_it_ends() -> None:
     base = start_of_day(10)
     start = base + timedelta(hours=HISTORY_HOURS + 10)

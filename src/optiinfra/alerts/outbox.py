@@ -465,6 +465,7 @@ _HANDLERS: dict[str, Callable[[Session, Event], None]] = {
     "quality.regression_detected": _incident,
     "quality.regression_updated": _incident,
     "quality.regression_resolved": _incident,
+    "quality.regression_reopened": _incident,  # the same incident back within the recurrence horizon
     "quality.rollback_triggered": _rollback,
     "workflow.paused": _paused,
     "optimization.completed": _optimization,

@@ -905,6 +905,13 @@ def incident_transition(
     return "none"
 
 
+def reopens(resolved_at: datetime | None, now: datetime, settings: QualitySettings) -> bool:
+    """The recurrence rule: a metric flagged again within `reopen_minutes` of its incident's automatic resolution
+    reopens that incident (the same episode, counted once) instead of opening a new one."""
+    horizon = timedelta(minutes=settings.monitoring.reopen_minutes)
+    return resolved_at is not None and horizon > timedelta(0) and now - resolved_at <= horizon
+
+
 def baseline_due(
     *,
     established_at: datetime | None,

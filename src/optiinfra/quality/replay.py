@@ -7,7 +7,7 @@ traffic through the database backtest and checks that both open and resolve the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -25,6 +25,7 @@ from optiinfra.quality.monitoring import (
     excluded_spans,
     incident_transition,
     judge_pass,
+    reopens,
     thresholds_numpy,
 )
 from optiinfra.quality.settings import QualitySettings
@@ -49,6 +50,7 @@ class Incident:
     resolved_at: datetime | None = None
     harm: float = 0.0
     detections: int = 1
+    reopened_at: list[datetime] = field(default_factory=list)
 
 
 def columns_of(traffic: Traffic) -> Columns:
@@ -149,6 +151,7 @@ def replay(
     aggregates: _MinuteAggregates | None = None
     incidents: list[Incident] = []
     open_by_metric: dict[str, Incident] = {}
+    last_by_metric: dict[str, Incident] = {}  # each metric's latest incident (reopened if it recurs soon)
     baselines: list[datetime] = []
     while moment <= stop:
         now_ts = moment.timestamp()
@@ -181,6 +184,15 @@ def replay(
                 transition = incident_transition(
                     existing is not None, existing.last_flagged_at if existing else None, flagged, moment, settings
                 )
+                previous = last_by_metric.get(verdict.metric)
+                if transition == "open" and previous is not None and reopens(previous.resolved_at, moment, settings):
+                    transition, existing = "reopen", previous
+                if transition == "reopen" and existing is not None:
+                    assert verdict.severity is not None
+                    existing.resolved_at = None
+                    existing.reopened_at.append(moment)
+                    open_by_metric[verdict.metric] = existing
+                    transition = "update"
                 if transition == "open":
                     assert verdict.severity is not None
                     incident = Incident(
@@ -194,6 +206,7 @@ def replay(
                     )
                     incidents.append(incident)
                     open_by_metric[verdict.metric] = incident
+                    last_by_metric[verdict.metric] = incident
                 elif transition == "update" and existing is not None:
                     assert verdict.severity is not None
                     existing.severity = worse(existing.severity, verdict.severity)

@@ -67,6 +67,12 @@ class MonitoringSettings(BaseModel):
     recovery_minutes: int = Field(
         default=60, ge=1, le=10_080, description="an incident resolves after this long without a flag"
     )
+    reopen_minutes: int = Field(
+        default=360,
+        ge=0,
+        le=10_080,
+        description="a flag this soon after the metric's incident auto-resolved reopens that incident (0: never)",
+    )
     auto_baseline: bool = Field(default=True, description="establish and move baselines forward automatically")
     baseline_min_hours: float = Field(default=24, ge=1, le=24 * 28, description="traffic span before the first")
     baseline_min_records: int = Field(default=2000, ge=50, description="records before the first baseline")

@@ -69,6 +69,7 @@ class PassReport:
     regressions: int = 0
     updated: int = 0
     resolved: int = 0
+    reopened: int = 0
     rollbacks: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
 
@@ -382,10 +383,17 @@ def monitor_version(
             existing is not None, last_flagged, verdict.verdict == "regression", now, settings
         )
         if transition == "open":
+            previous = _latest_resolved(session, customer_id, model_name, model_version, verdict.metric)
+            if previous is not None and monitoring.reopens(_auto_resolved_at(previous), now, settings):
+                transition, existing = "reopen", previous
+        if transition == "open":
             regression = incidents[verdict.metric] = _open(
                 session, customer_id, model_name, model_version, baseline, verdict, now
             )
             report.regressions += 1
+        elif transition == "reopen" and existing is not None:
+            regression = incidents[verdict.metric] = _reopen(session, existing, baseline, verdict, now)
+            report.reopened += 1
         elif transition == "update" and existing is not None:
             regression = _update(session, existing, baseline, verdict, now)
             report.updated += 1
@@ -413,6 +421,30 @@ def monitor_version(
         report.rollbacks += rolled_back is not None
     session.flush()
     return monitoring.overall(verdicts)
+
+
+def _latest_resolved(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, metric: str
+) -> QualityRegression | None:
+    """The metric's most recently resolved incident (asked only when the metric is flagged with none open)."""
+    return session.scalars(
+        select(QualityRegression)
+        .where(
+            QualityRegression.customer_id == customer_id,
+            QualityRegression.model_name == model_name,
+            QualityRegression.model_version == model_version,
+            QualityRegression.metric_name == metric,
+            QualityRegression.resolved_at.is_not(None),
+        )
+        .order_by(QualityRegression.resolved_at.desc())
+        .limit(1)
+        .with_for_update()
+    ).first()
+
+
+def _auto_resolved_at(regression: QualityRegression) -> datetime | None:
+    """When the incident rule resolved it (None if a person did: their judgement stands, a recurrence is new)."""
+    return regression.resolved_at if regression.metadata_.get("resolved_by") == "monitoring" else None
 
 
 def _last_flagged(regression: QualityRegression | None) -> datetime | None:
@@ -498,8 +530,36 @@ def _update(
     return regression
 
 
+def _reopen(
+    session: Session,
+    regression: QualityRegression,
+    baseline: QualityBaseline,
+    verdict: monitoring.MetricVerdict,
+    now: datetime,
+) -> QualityRegression:
+    """The recurrence rule: the same incident again, not a new one (`reopened` counts, `reopened_at` lists when)."""
+    assert regression.resolved_at is not None
+    regression.metadata_ = {
+        **regression.metadata_,
+        "reopened": int(regression.metadata_.get("reopened", 0)) + 1,
+        "reopened_at": [*regression.metadata_.get("reopened_at", []), now.isoformat()],
+        "previously_resolved_at": [
+            *regression.metadata_.get("previously_resolved_at", []),
+            regression.resolved_at.isoformat(),
+        ],
+        "resolved_by": None,
+    }
+    regression.resolved_at = None
+    regression.resolution_notes = None
+    session.flush()  # the partial unique index sees one open incident of the metric, this one
+    _update(session, regression, baseline, verdict, now)
+    _event(session, "quality.regression_reopened", regression, verdict)
+    return regression
+
+
 def _resolve(session: Session, regression: QualityRegression, now: datetime, settings: QualitySettings) -> None:
     regression.resolved_at = now
+    regression.metadata_ = {**regression.metadata_, "resolved_by": "monitoring"}
     regression.resolution_notes = (
         f"Auto-resolved: no window flagged {regression.metric_name} for "
         f"{settings.monitoring.recovery_minutes} minutes (sustained recovery)."
