@@ -60,6 +60,7 @@ COMMANDS: dict[str, LazyCommand] = {
     "alerts": LazyCommand(
         "optiinfra.cli.alerts:alerts_app", "Alert routes (webhook, Slack, Teams, e-mail) and the alerts sent."
     ),
+    "scorers": LazyCommand("optiinfra.cli.scorers:scorers_app", "The offline scorers: calibration on labeled data."),
 }
 
 

@@ -44,6 +44,7 @@ from optiinfra.models.core import (
 )
 from optiinfra.models.dashboard import DashboardSession
 from optiinfra.models.resource_schema import ResourceMetric, ResourceType, ScalingEvent, ScalingEventType
+from optiinfra.models.scoring import ScoringText
 from optiinfra.models.workflow_history import (
     ArtifactType,
     StepStatus,
@@ -96,6 +97,7 @@ __all__ = [
     "ResourceType",
     "ScalingEvent",
     "ScalingEventType",
+    "ScoringText",
     "StepStatus",
     "WorkflowArtifact",
     "WorkflowExecution",

@@ -244,22 +244,82 @@ def window_cells(
 
 
 def traffic_stats(
-    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, now: datetime, cap: int
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    now: datetime,
+    cap: int,
+    since: datetime | None = None,
 ) -> tuple[datetime | None, int]:
-    """The first record's time and the number of records of the version before `now`, counted up to `cap` (all the
-    baseline policy needs to know, and a cost bounded by `cap` on the version's index, whatever its size)."""
+    """The first record's time and the number of records of the version before `now` (and from `since`: a scorer
+    boundary), counted up to `cap` (all the baseline policy needs to know, and a cost bounded by `cap` on the
+    version's index, whatever its size)."""
+    params = {
+        **_key_params(customer_id, model_name, model_version),
+        "now": now,
+        "since": since or datetime.fromtimestamp(0).astimezone(),
+    }
     first = session.execute(
-        text(f"SELECT min(m.timestamp) FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp < :now"),  # noqa: S608
-        {**_key_params(customer_id, model_name, model_version), "now": now},
+        text(
+            f"SELECT min(m.timestamp) FROM quality_metrics AS m WHERE {_KEY} "  # noqa: S608 (constant SQL)
+            "AND m.timestamp < :now AND m.timestamp >= :since"
+        ),
+        params,
     ).scalar_one()
     count = session.execute(
         text(
             f"SELECT count(*) FROM (SELECT 1 FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp < :now "  # noqa: S608
-            "LIMIT :cap) AS capped"
+            "AND m.timestamp >= :since LIMIT :cap) AS capped"
         ),
-        {**_key_params(customer_id, model_name, model_version), "now": now, "cap": cap},
+        {**params, "cap": cap},
     ).scalar_one()
     return first, int(count)
+
+
+# The scorers that scored a record (optiinfra.scoring.suite: metadata.scorer_set); None for scores sent by the
+# customer. Records still waiting for scores have none yet and are skipped.
+_SCORER_SET = "m.metadata->>'scorer_set'"
+
+
+def current_scorer_set(
+    session: Session, customer_id: uuid.UUID, model_name: str, model_version: str, now: datetime
+) -> tuple[bool, str | None]:
+    """(found, scorer set) of the version's newest scored record before `now`; found is False without one."""
+    row = session.execute(
+        text(
+            f"SELECT {_SCORER_SET} FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp < :now "  # noqa: S608
+            "AND NOT m.metadata ? 'scores_pending' ORDER BY m.timestamp DESC LIMIT 1"
+        ),
+        {**_key_params(customer_id, model_name, model_version), "now": now},
+    ).first()
+    return (False, None) if row is None else (True, row[0])
+
+
+def first_scored_by(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    scorer_set: str | None,
+    since: datetime,
+    now: datetime,
+) -> datetime | None:
+    """When the version's records from `since` were first scored by `scorer_set` (None: by the customer)."""
+    first: datetime | None = session.scalar(
+        text(
+            f"SELECT min(m.timestamp) FROM quality_metrics AS m WHERE {_KEY} AND m.timestamp >= :since "  # noqa: S608
+            f"AND m.timestamp < :now AND NOT m.metadata ? 'scores_pending' "
+            f"AND {_SCORER_SET} IS NOT DISTINCT FROM :scorer_set"
+        ),
+        {
+            **_key_params(customer_id, model_name, model_version),
+            "since": since,
+            "now": now,
+            "scorer_set": scorer_set,
+        },
+    )
+    return first
 
 
 def reference_from_db(

@@ -12,6 +12,11 @@ from optiinfra.models import BaselineType, RegressionAction, RegressionSeverity,
 from optiinfra.validation import BatchItem, BoundedJson, SaneInstant
 
 MAX_BATCH = 10_000
+# metadata key of a record stored before its scores (OTLP evaluations, or the scorers' worker) arrived
+SCORES_PENDING_KEY = "scores_pending"
+MAX_PROMPT_CHARS = 16_000
+MAX_RESPONSE_CHARS = 16_000
+MAX_CONTEXT_CHARS = 32_000
 
 Score = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
 Count = Annotated[int, Field(ge=0, le=2_147_483_647)]
@@ -36,6 +41,24 @@ class QualityRecord(BaseModel):
     toxicity_score: Score | None = None
     overall_quality_score: Score | None = None
     metadata: BoundedJson = Field(default_factory=dict)
+    # Text for the application agent's scorers (docs/scorers.md): a record with a prompt and a response and no
+    # scores is stored waiting for them, scored by a worker, and its text dropped after (unless kept by setting).
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    response: str | None = Field(default=None, max_length=MAX_RESPONSE_CHARS)
+    context: str | None = Field(default=None, max_length=MAX_CONTEXT_CHARS)
+
+    @property
+    def has_scores(self) -> bool:
+        """Whether the record brings a score of its own. A record marked `metadata.scores_pending` (OTLP: stored
+        before its evaluations) carries a placeholder overall score, which does not count."""
+        overall = None if self.metadata.get(SCORES_PENDING_KEY) else self.overall_quality_score
+        components = (self.relevance_score, self.coherence_score, self.factuality_score, self.toxicity_score, overall)
+        return any(value is not None for value in components) or self.hallucination_detected
+
+    @property
+    def wants_scoring(self) -> bool:
+        """Sent with text to score and without scores of its own."""
+        return self.prompt is not None and self.response is not None and not self.has_scores
 
 
 class IngestRequest(BaseModel):

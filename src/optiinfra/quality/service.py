@@ -21,7 +21,11 @@ from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference
 from optiinfra.quality.scoring import overall_quality_score
 from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
+from optiinfra.scoring import service as scoring_service
 from optiinfra.timeseries import refuse_batch, validate_batch
+
+# Stored as the overall score of a record waiting for its scores; read as missing (metadata.scores_pending).
+PENDING_OVERALL = 1.0
 
 
 def _now() -> datetime:
@@ -95,11 +99,19 @@ def ingest(
     weights = settings_of(customer).weights
     # Records already stored, or repeated inside the batch, count as duplicates and are not sent again.
     seen = repository.stored_request_ids(session, customer.id, [record.request_id for record in records])
+    settings = settings_of(customer)
     rows = []
+    texts: list[tuple[str, str, str, str | None]] = []
     unscorable: dict[int, list[dict[str, str]]] = {}
     for index, record in enumerate(records):
         overall = record.overall_quality_score
-        if overall is None:
+        metadata = record.metadata
+        to_score = settings.scoring.enabled and record.wants_scoring and record.request_id not in seen
+        if to_score:
+            # Stored waiting for the scorers' worker: the placeholder overall score is never read as a score.
+            overall = PENDING_OVERALL
+            metadata = {**metadata, quality_schemas.SCORES_PENDING_KEY: True}
+        elif overall is None:
             try:
                 overall = overall_quality_score(
                     relevance=record.relevance_score,
@@ -120,6 +132,10 @@ def ingest(
         if record.request_id in seen:
             continue
         seen.add(record.request_id)
+        if to_score:
+            assert record.prompt is not None
+            assert record.response is not None
+            texts.append((record.request_id, record.prompt, record.response, record.context))
         rows.append(
             (
                 agent_id,
@@ -137,12 +153,13 @@ def ingest(
                 record.toxicity_score,
                 overall,
                 record.timestamp,
-                record.metadata,
+                metadata,
             )
         )
     if unscorable:
         refuse_batch(unscorable, len(records), "records")
     inserted = repository.bulk_insert_metrics(session, rows)
+    scoring_service.queue_for_scoring(session, customer.id, settings, texts)
     return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
 
 
@@ -214,6 +231,13 @@ def establish_baseline(
         },
         reference=reference,
     )
+    # The scorers of the window's newest scored record: a later change of scorers ends this baseline (worker.py).
+    baseline.metadata_ = {
+        **baseline.metadata_,
+        "scorer_set": monitoring_store.current_scorer_set(
+            session, customer.id, request.model_name, request.model_version, end
+        )[1],
+    }
     session.add(baseline)
     session.flush()
     events.record(

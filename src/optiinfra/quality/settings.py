@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from optiinfra.models import Customer, RegressionAction, RegressionSeverity
 from optiinfra.quality.scoring import DEFAULT_WEIGHTS
+from optiinfra.scoring.settings import ScoringSettings
 
 SETTINGS_KEY = "quality_settings"
 
@@ -121,6 +122,7 @@ class QualitySettings(BaseModel):
     )
     policy: dict[RegressionSeverity, RegressionAction] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
     monitoring: MonitoringSettings = Field(default_factory=lambda: MonitoringSettings())
+    scoring: ScoringSettings = Field(default_factory=lambda: ScoringSettings())
 
     @field_validator("weights")
     @classmethod

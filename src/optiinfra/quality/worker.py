@@ -43,6 +43,8 @@ from optiinfra.quality.settings import QualitySettings, settings_of
 
 logger = logging.getLogger("optiinfra.worker")
 MONITORING_KEY = "monitoring"
+SCORER_SET_KEY = "scorer_set"  # the scorers behind a baseline's records (optiinfra.scoring.suite)
+BOUNDARY_KEY = "scorer_boundary_at"  # on a baseline ended by a change of scorers: when the new scorers began
 _RECENT_VERSIONS = text(
     "WITH RECURSIVE versions AS ("
     " (SELECT customer_id, model_name, model_version FROM quality_metrics"
@@ -240,10 +242,14 @@ def _establish(
     now: datetime,
     settings: QualitySettings,
     kind: str,
+    boundary: datetime | None = None,
 ) -> QualityBaseline | None:
-    """An automatic baseline at `now` by the documented policy (None if the healthy records are too few)."""
+    """An automatic baseline at `now` by the documented policy (None if the healthy records are too few); with a
+    scorer boundary, only records from it on (scored by the current scorers) make the baseline."""
     config = settings.monitoring
     since = now - timedelta(days=config.reference_days)
+    if boundary is not None:
+        since = max(since, boundary)
     spans = monitoring.excluded_spans(
         _incident_spans(session, customer_id, model_name, model_version, since), now, settings
     )
@@ -262,7 +268,9 @@ def _establish(
     if reference is None:
         return None
     # The whole-window summary the per-window judge (detect, quality gate) compares with: the last 5,000 records.
-    rows = repository.read_window(session, customer_id, model_name, model_version=model_version, end=now, last_n=5000)
+    rows = repository.read_window(
+        session, customer_id, model_name, model_version=model_version, start=boundary, end=now, last_n=5000
+    )
     if all(overall is None for overall in rows.overall):
         return None  # only records whose evaluations have not arrived (OTLP): no score to summarise yet
     latest = repository.latest_baseline(session, customer_id, model_name, model_version)
@@ -286,7 +294,11 @@ def _establish(
         reference=reference,
         policy="automatic",
     )
-    baseline.metadata_ = {**baseline.metadata_, "excluded_spans": [[a.isoformat(), b.isoformat()] for a, b in spans]}
+    baseline.metadata_ = {
+        **baseline.metadata_,
+        "excluded_spans": [[a.isoformat(), b.isoformat()] for a, b in spans],
+        SCORER_SET_KEY: monitoring_store.current_scorer_set(session, customer_id, model_name, model_version, now)[1],
+    }
     session.add(baseline)
     session.flush()
     events.record(
@@ -304,6 +316,51 @@ def _establish(
         },
     )
     return baseline
+
+
+def _scorer_boundary(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    baseline: QualityBaseline | None,
+    now: datetime,
+    settings: QualitySettings,
+) -> tuple[QualityBaseline | None, datetime | None]:
+    """A change of scorers is a baseline boundary: (the baseline still in force, the boundary if one is open).
+
+    When the version's newest scored records were scored by other scorers (another version, or the customer's own
+    scores against ours) than the active baseline summarises, that baseline ends now, with the time the new scorers'
+    first record was seen as the boundary; no verdict is given until the policy establishes a new baseline from
+    records after the boundary only (`baseline_min_hours` and `baseline_min_records` of them). So a scorer upgrade
+    never reads as a model regression, nor hides one behind a shifted scale."""
+    if baseline is None:
+        latest = repository.latest_baseline(session, customer_id, model_name, model_version)
+        if latest is not None and BOUNDARY_KEY in latest.metadata_:
+            return None, datetime.fromisoformat(latest.metadata_[BOUNDARY_KEY])
+        return None, None
+    found, current = monitoring_store.current_scorer_set(session, customer_id, model_name, model_version, now)
+    summarised = baseline.metadata_.get(SCORER_SET_KEY)
+    if not found or current == summarised:
+        return baseline, None
+    since = baseline.established_at - timedelta(days=settings.monitoring.reference_days)
+    boundary = (
+        monitoring_store.first_scored_by(session, customer_id, model_name, model_version, current, since, now) or now
+    )
+    baseline.valid_until = now
+    baseline.metadata_ = {**baseline.metadata_, BOUNDARY_KEY: boundary.isoformat(), "next_scorer_set": current}
+    events.record(
+        session,
+        event_type="quality.baseline_ended",
+        actor=SYSTEM,
+        customer_id=customer_id,
+        agent_id=baseline.agent_id,
+        subject={"baseline_id": str(baseline.id), "model_name": model_name, "model_version": model_version},
+        before={SCORER_SET_KEY: summarised},
+        after={SCORER_SET_KEY: current, "boundary": boundary.isoformat()},
+        extra={"reason": "the scorers changed: a new baseline is established from records after the boundary"},
+    )
+    return None, boundary
 
 
 def monitor_version(
@@ -335,12 +392,22 @@ def monitor_version(
     if memo.incidents is None:
         memo.incidents = _open_incidents(session, customer_id, model_name, model_version)
     incidents = memo.incidents
+    ended, boundary = _scorer_boundary(session, customer_id, model_name, model_version, baseline, now, settings)
+    if baseline is not None and ended is None:
+        baseline = memo.baseline = None
+        facts = None
     # A baseline without the monitoring's reference (made before it existed, or by the demo data) counts as none.
     usable = baseline if facts is not None and facts.reference is not None else None
     first, count = (None, 0)
     if usable is None:
         first, count = monitoring_store.traffic_stats(
-            session, customer_id, model_name, model_version, now, cap=settings.monitoring.baseline_min_records
+            session,
+            customer_id,
+            model_name,
+            model_version,
+            now,
+            cap=settings.monitoring.baseline_min_records,
+            since=boundary,
         )
     due = monitoring.baseline_due(
         established_at=usable.established_at if usable else None,
@@ -352,7 +419,7 @@ def monitor_version(
         settings=settings,
     )
     if due is not None:
-        established = _establish(session, customer_id, model_name, model_version, now, settings, due)
+        established = _establish(session, customer_id, model_name, model_version, now, settings, due, boundary)
         if established is not None:
             baseline = memo.baseline = established
             facts = cache.of(baseline) if cache is not None else _BaselineFacts.of(baseline)

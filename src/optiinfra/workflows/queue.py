@@ -22,6 +22,7 @@ import functools
 import logging
 import os
 import threading
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -41,16 +42,22 @@ from optiinfra.alerts.settings import delivery_settings
 from optiinfra.auth.principal import Principal
 from optiinfra.db.engine import unit_of_work
 from optiinfra.models import WorkflowExecution, WorkflowStatus
+from optiinfra.scoring import service as scoring_service
+from optiinfra.scoring.base import ScorerUnavailableError
 from optiinfra.workflows.states import ACTIVE
 
 logger = logging.getLogger("optiinfra.workflows.queue")
 
 QUEUE = "workflows"
 TASK_NAME = "optiinfra.advance_workflow"
+# Offline scoring (issue 14): jobs that score records sent with text and without scores (optiinfra.scoring.service).
+SCORING_QUEUE = "scoring"
+SCORING_TASK_NAME = "optiinfra.score_pending"
 RECOVERY_INTERVAL_SECONDS = 30.0
 # A worker whose heartbeat is older than this is considered dead; its running jobs are given to another worker.
 STALLED_WORKER_SECONDS = float(os.environ.get("OPTIINFRA_STALLED_WORKER_SECONDS", "30"))
 HEARTBEAT_SECONDS = 5.0
+SCORERS_UNAVAILABLE_PAUSE_SECONDS = 600.0  # a worker without the scorers extra looks again this much later
 
 # Used only with the caller's connection (never opens a pool of its own).
 _manager = JobManager(SyncPsycopgConnector())
@@ -84,6 +91,51 @@ def enqueue(session: Session, execution_id: uuid.UUID, at: datetime | None = Non
         scheduled_at=at,
     )
     _manager.defer_job(job, connection=connection)
+
+
+def enqueue_scoring(session: Session) -> None:
+    """Defer a scoring job in the session's transaction, unless one already waits (two deferred at once by
+    concurrent ingests are harmless: workers claim texts with SKIP LOCKED, and a job that finds none ends)."""
+    waiting = session.scalar(
+        text("SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name = :queue AND status = 'todo')"),
+        {"queue": SCORING_QUEUE},
+    )
+    if waiting:
+        return
+    connection = session.connection().connection.driver_connection
+    job = procrastinate_jobs.Job(
+        id=None,
+        queue=SCORING_QUEUE,
+        lock=None,
+        queueing_lock=None,
+        task_name=SCORING_TASK_NAME,
+        task_kwargs={},
+    )
+    _manager.defer_job(job, connection=connection)
+
+
+def has_scoring_job(session: Session) -> bool:
+    return bool(
+        session.scalar(
+            text(
+                "SELECT EXISTS (SELECT 1 FROM procrastinate_jobs WHERE queue_name = :queue "
+                "AND status IN ('todo', 'doing'))"
+            ),
+            {"queue": SCORING_QUEUE},
+        )
+    )
+
+
+def enqueue_scoring_if_waiting(factory: sessionmaker[Session]) -> bool:
+    """Recovery: delete expired scoring text, and defer a scoring job if texts wait and no job is queued or running
+    (a job lost, or texts whose claim expired with a dead worker)."""
+    if not scoring_service.housekeeping(factory):
+        return False
+    with unit_of_work(factory) as session:
+        if has_scoring_job(session):
+            return False
+        enqueue_scoring(session)
+    return True
 
 
 def has_job(session: Session, execution_id: uuid.UUID) -> bool:
@@ -158,6 +210,7 @@ class Worker:
         concurrency: int = 4,
         periodic: list[tuple[float, Callable[[], Any]]] | None = None,
         name: str = "optiinfra-worker",
+        scoring: bool = True,
     ) -> None:
         self.factory = factory
         self.periodic = list(periodic or [])
@@ -170,6 +223,29 @@ class Worker:
             advance(uuid.UUID(execution_id))
 
         self.advance_task = advance_workflow
+        self.scoring = scoring
+        self.queues = [*QUEUES, SCORING_QUEUE] if scoring else list(QUEUES)
+
+        self.scoring_unavailable_until = 0.0
+
+        @self.app.task(name=SCORING_TASK_NAME, queue=SCORING_QUEUE)
+        def score_pending() -> None:
+            try:
+                report = scoring_service.score_pending(factory)
+            except ScorerUnavailableError as error:
+                # Texts stay queued (and expire by their retention); looked at again in a while, not every round.
+                self.scoring_unavailable_until = time.monotonic() + SCORERS_UNAVAILABLE_PAUSE_SECONDS
+                logger.error(
+                    "records wait for scores, but the scorers cannot run here: %s %s", error.message, error.fix
+                )
+                return
+            if report.scored:
+                logger.info("scored %d record(s), %d written", report.scored, report.written)
+            if report.more_waiting:
+                with unit_of_work(factory) as session:
+                    enqueue_scoring(session)
+
+        self.scoring_task = score_pending
 
         # The alert outbox's delivery (optiinfra.alerts.delivery): retries are the outbox row's own, not the job's.
         @self.app.task(name=alert_outbox.DELIVER_TASK, queue=alert_outbox.ALERT_QUEUE)
@@ -180,8 +256,9 @@ class Worker:
 
     async def _recover_stalled(self) -> None:
         manager = self.app.job_manager
-        for queue_name in QUEUES:
-            for job in await manager.get_stalled_jobs(queue=queue_name, seconds_since_heartbeat=STALLED_WORKER_SECONDS):
+        for queue_name in self.queues:
+            stalled = await manager.get_stalled_jobs(queue=queue_name, seconds_since_heartbeat=STALLED_WORKER_SECONDS)
+            for job in stalled:
                 logger.warning("job %s of a dead worker goes back to the queue", job.id)
                 await manager.retry_job(job)
         await manager.prune_stalled_workers(STALLED_WORKER_SECONDS * 4)
@@ -201,6 +278,11 @@ class Worker:
         except Exception:
             logger.exception("stalled-job recovery failed")
         await asyncio.to_thread(enqueue_orphans, self.factory)
+        if self.scoring and time.monotonic() >= self.scoring_unavailable_until:
+            try:
+                await asyncio.to_thread(enqueue_scoring_if_waiting, self.factory)
+            except Exception:
+                logger.exception("scoring recovery failed")
 
     async def _alert_recovery(self) -> None:
         await asyncio.to_thread(alert_delivery.recover, self.factory)
@@ -215,7 +297,7 @@ class Worker:
                 for _, func in self.periodic:
                     await asyncio.to_thread(func)
                 await self.app.run_worker_async(
-                    queues=QUEUES, wait=False, concurrency=self.concurrency, install_signal_handlers=False
+                    queues=self.queues, wait=False, concurrency=self.concurrency, install_signal_handlers=False
                 )
                 return
 
@@ -229,7 +311,7 @@ class Worker:
             ]
             try:
                 await self.app.run_worker_async(
-                    queues=QUEUES,
+                    queues=self.queues,
                     name=self.name,
                     concurrency=self.concurrency,
                     install_signal_handlers=False,
