@@ -254,11 +254,20 @@ def main() -> None:
                 print(f"  {result['scorer']}: AUC {result['auc']:.3f} TPR {result['tpr']:.3f} FPR {result['fpr']:.3f}")
         print(f"  answer length: AUC {entry['full']['length_baseline']['auc']:.3f}", flush=True)
     threshold, tpr, fpr = youden_threshold(*pooled_hallucination)
+    values, bad = np.array(pooled_hallucination[0]), np.array(pooled_hallucination[1])
     report["hallucination_threshold"] = {
         "youden_best_threshold": threshold,
         "tpr_at_best": tpr,
         "fpr_at_best": fpr,
-        "pooled_items": len(pooled_hallucination[0]),
+        "pooled_items": len(values),
+        "pooled_auc": auc(values.tolist(), bad.tolist()),
+        "sweep": {
+            f"{cut:.2f}": {
+                "tpr": float(((values >= cut) & bad).sum() / bad.sum()),
+                "fpr": float(((values >= cut) & ~bad).sum() / (~bad).sum()),
+            }
+            for cut in (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5)
+        },
     }
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["providers"] = embedder.providers

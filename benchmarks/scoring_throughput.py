@@ -1,6 +1,6 @@
 """Offline scoring throughput: chat-sized requests scored per second by a worker, on this machine's 2 cores.
 
-Chat-sized: a prompt of about 40 word pieces, an answer of about 120 (five sentences) and a context of about 150,
+Chat-sized: a prompt of about 30 word pieces, an answer of about 120 (eight sentences) and a context of about 90,
 built from a fixed-seed bank of sentences. 600 records are ingested through the real ingest (text queued) into a
 fresh database, then drained by the scoring job's own loop (`score_pending`: claim, score all five scorers, write
 back, drop text), batches of 64. Reported: wall-clock requests/s, and CPU seconds per request of this process, with
@@ -46,9 +46,16 @@ QUESTIONS = [
 
 def chat_request(rng: random.Random) -> tuple[str, str, str]:
     subject = rng.choice(SUBJECTS)
-    facts = [fact.format(s=subject.capitalize(), n=rng.randint(2, 400)) for fact in rng.sample(FACTS, 5)]
+    facts = [fact.format(s=subject.capitalize(), n=rng.randint(2, 400)) for fact in rng.sample(FACTS, 6)]
     prompt = rng.choice(QUESTIONS).format(s=subject)
-    answer = " ".join(facts[:4]) + f" Overall, {subject} looks healthy and no customer impact is expected."
+    answer = " ".join(
+        [
+            *facts[:5],
+            f"Overall, {subject} looks healthy and no customer impact is expected this week.",
+            "If latency rises after the next deploy, the on-call engineer will roll it back and tell you.",
+            "I can send the dashboards behind these numbers if your manager wants more detail.",
+        ]
+    )
     return prompt, answer, " ".join(facts)
 
 

@@ -73,7 +73,7 @@ def _text_records(count: int, now: datetime, hours: float = 3.0) -> list[dict[st
                 "timestamp": (now - timedelta(hours=hours) + timedelta(hours=hours) * index / count).isoformat(),
                 "latency_ms": 400 + index % 50,
                 "prompt": prompt,
-                "response": response + f" (#{index})",
+                "response": response,
                 "context": CONTEXT,
             }
         )
@@ -254,3 +254,45 @@ def test_a_new_scorer_version_ends_the_baseline_and_the_next_one_starts_at_the_b
             session.scalar(text("SELECT count(*) FROM quality_regressions WHERE customer_id = :c"), {"c": customer_id})
             == 0
         )
+
+
+def test_an_otlp_span_carrying_its_messages_is_scored_like_a_json_record(factory: sessionmaker[Session]) -> None:
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    from optiinfra.otlp import service as otlp_service
+
+    customer_id = _customer(factory)
+    end = int(datetime.now(UTC).timestamp() * 1e9)
+    attrs = {
+        "gen_ai.operation.name": "chat",
+        "gen_ai.request.model": "gpt-test",
+        "optiinfra.model_version": "v1",
+        "gen_ai.prompt.0.role": "user",
+        "gen_ai.prompt.0.content": MADE_UP[0],
+        "gen_ai.completion.0.role": "assistant",
+        "gen_ai.completion.0.content": MADE_UP[1],
+    }
+    request = ExportTraceServiceRequest()
+    resource_spans = request.resource_spans.add()
+    resource_spans.resource.attributes.append(
+        KeyValue(key="optiinfra.customer_id", value=AnyValue(string_value=str(customer_id)))
+    )
+    span = resource_spans.scope_spans.add().spans.add()
+    span.trace_id, span.span_id, span.name = bytes(range(1, 17)), bytes(range(1, 9)), "chat gpt-test"
+    span.start_time_unix_nano, span.end_time_unix_nano = end - 500_000_000, end
+    for key, value in attrs.items():
+        span.attributes.append(KeyValue(key=key, value=AnyValue(string_value=value)))
+    with factory() as session, session.begin():
+        outcome = otlp_service.export_traces(session, Principal.operator(), request)
+    assert outcome.stored == 1
+    with factory() as session:
+        assert session.scalars(select(ScoringText).where(ScoringText.customer_id == customer_id)).one()
+    scoring.score_pending(factory)
+    with factory() as session:
+        (row,) = session.scalars(select(QualityMetric).where(QualityMetric.customer_id == customer_id)).all()
+        assert "scores_pending" not in row.metadata_
+        assert row.metadata_["scorer_set"] == scorer_set(default_scorers())
+        assert row.relevance_score is not None
+        assert row.factuality_score is None  # no context in the span: groundedness has nothing to check against
+        assert not session.scalars(select(ScoringText).where(ScoringText.customer_id == customer_id)).all()

@@ -15,6 +15,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from optiinfra.otlp.settings import Component, OtlpSettings
+from optiinfra.scoring.messages import texts_of
 
 EVALUATION_EVENT = "gen_ai.evaluation.result"
 CUSTOMER_ATTRIBUTE = "optiinfra.customer_id"
@@ -60,7 +61,8 @@ MAPPED_ATTRIBUTES = frozenset(name for names in ATTRIBUTE_SOURCES.values() for n
 # Namespaces whose attributes should all be understood; one that is neither mapped nor known to carry nothing a
 # quality record holds is reported as not understood (with a count and an example), never dropped silently.
 WATCHED_PREFIXES = ("gen_ai.", "llm.", "openinference.", "traceloop.")
-# Known, and deliberately not stored: request parameters, message contents, provider names, tool definitions.
+# Known, and deliberately not stored: request parameters, message contents (read for the offline scorers, then
+# dropped: optiinfra.scoring.messages), provider names, tool definitions.
 KNOWN_UNUSED_PREFIXES = (
     "gen_ai.request.",
     "gen_ai.prompt",
@@ -459,6 +461,11 @@ def map_span(
     output_tokens = _first(span_attrs, ATTRIBUTE_SOURCES["output_tokens"])
     if output_tokens is not None:
         record["completion_tokens"] = _tokens(output_tokens)
+    # Message content, when the application captures it, feeds the offline scorers (docs/scorers.md); the text is
+    # kept only until the record is scored.
+    texts = texts_of(span_attrs)
+    if texts is not None:
+        record["prompt"], record["response"] = texts
     keys = (request_id, key) if request_id != key else (key,)
     return MappedSpan(record=record, match_keys=keys)
 

@@ -96,10 +96,10 @@ def ingest(
                 "No application agent serves this customer to attribute these metrics to; assign one "
                 "(POST /api/v1/agents/{agent_id}/customers) or pass agent_id."
             )
-    weights = settings_of(customer).weights
+    settings = settings_of(customer)
+    weights = settings.weights
     # Records already stored, or repeated inside the batch, count as duplicates and are not sent again.
     seen = repository.stored_request_ids(session, customer.id, [record.request_id for record in records])
-    settings = settings_of(customer)
     rows = []
     texts: list[tuple[str, str, str, str | None]] = []
     unscorable: dict[int, list[dict[str, str]]] = {}

