@@ -116,6 +116,12 @@ def stored_request_ids(session: Session, customer_id: uuid.UUID, request_ids: Se
     return {row[0] for row in rows}
 
 
+def get_record(session: Session, customer_id: uuid.UUID, request_id: str) -> QualityMetric | None:
+    return session.scalar(
+        select(QualityMetric).where(QualityMetric.customer_id == customer_id, QualityMetric.request_id == request_id)
+    )
+
+
 def _json_text(value: Any) -> str:
     return orjson.dumps(value).decode()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Path
 
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
@@ -38,6 +38,18 @@ def ingest_metrics(
     return service.ingest(
         session, principal, payload.records, customer_id=payload.customer_id, agent_id=payload.agent_id
     )
+
+
+@router.get("/metrics/{request_id}", response_model=quality_schemas.RecordDetail)
+def get_record(
+    request_id: Annotated[str, Path(min_length=1, max_length=255)],
+    session: SessionDep,
+    principal: PrincipalDep,
+    customer_id: uuid.UUID | None = None,
+) -> quality_schemas.RecordDetail:
+    """One record: its scores, the scorers' versions and raw scores in its metadata, and its text while it waits for
+    scoring or is kept for drill-down (`scoring.keep_text`)."""
+    return service.record_detail(session, principal, customer_id, request_id)
 
 
 @router.post("/baselines", status_code=201, response_model=quality_schemas.Baseline)

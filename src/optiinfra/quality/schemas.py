@@ -71,6 +71,35 @@ class IngestRequest(BaseModel):
     records: list[BatchItem] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class RecordText(BaseModel):
+    """A record's text, while it waits for scoring or is kept for drill-down (`scoring.keep_text`)."""
+
+    prompt: str
+    response: str
+    context: str | None
+    scored_at: datetime | None
+    expires_at: datetime
+
+
+class RecordDetail(BaseModel):
+    """One stored record with its scores, metadata (scorer versions, raw scores, judge verdict) and kept text."""
+
+    request_id: str
+    model_name: str
+    model_version: str
+    timestamp: datetime
+    latency_ms: float | None
+    relevance_score: float | None
+    coherence_score: float | None
+    factuality_score: float | None
+    toxicity_score: float | None
+    hallucination_detected: bool
+    overall_quality_score: float | None
+    scores_pending: bool
+    metadata: dict[str, Any]
+    text: RecordText | None
+
+
 class QualityIngestResult(BaseModel):
     received: int
     inserted: int

@@ -13,9 +13,9 @@ from optiinfra.agents import repository as agent_repository
 from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
-from optiinfra.errors import ConflictError, InvalidInputError
+from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
-from optiinfra.models import BaselineType, Customer, QualityBaseline
+from optiinfra.models import BaselineType, Customer, QualityBaseline, ScoringText
 from optiinfra.quality import monitoring_store, repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference
@@ -161,6 +161,42 @@ def ingest(
     inserted = repository.bulk_insert_metrics(session, rows)
     scoring_service.queue_for_scoring(session, customer.id, settings, texts)
     return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
+
+
+def record_detail(
+    session: Session, principal: Principal, customer_id: uuid.UUID | None, request_id: str
+) -> quality_schemas.RecordDetail:
+    """One of the customer's records, with its text while it is kept (404 for another tenant's or a missing one)."""
+    customer = resolve_customer(session, principal, customer_id)
+    record = repository.get_record(session, customer.id, request_id)
+    if record is None:
+        raise NotFoundError("No such quality record.", details={"request_id": request_id})
+    stored_text = session.get(ScoringText, record.id)
+    pending = quality_schemas.SCORES_PENDING_KEY in record.metadata_
+    return quality_schemas.RecordDetail(
+        request_id=record.request_id,
+        model_name=record.model_name,
+        model_version=record.model_version,
+        timestamp=record.timestamp,
+        latency_ms=record.latency_ms,
+        relevance_score=record.relevance_score,
+        coherence_score=record.coherence_score,
+        factuality_score=record.factuality_score,
+        toxicity_score=record.toxicity_score,
+        hallucination_detected=record.hallucination_detected,
+        overall_quality_score=None if pending else record.overall_quality_score,
+        scores_pending=pending,
+        metadata=record.metadata_,
+        text=None
+        if stored_text is None
+        else quality_schemas.RecordText(
+            prompt=stored_text.prompt,
+            response=stored_text.response,
+            context=stored_text.context,
+            scored_at=stored_text.scored_at,
+            expires_at=stored_text.expires_at,
+        ),
+    )
 
 
 # --- baselines -------------------------------------------------------------------------------------------------
