@@ -11,7 +11,12 @@ from rich.table import Table
 
 from optiinfra.cli.context import console, reports_errors
 
-scorers_app = typer.Typer(help="The offline scorers: calibration on labeled data.", no_args_is_help=True)
+scorers_app = typer.Typer(no_args_is_help=True)
+
+
+@scorers_app.callback()
+def _group() -> None:
+    """The offline scorers: calibration on labeled data."""
 
 
 def _figure(value: float | None) -> str:
