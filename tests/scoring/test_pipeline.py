@@ -249,11 +249,25 @@ def test_a_new_scorer_version_ends_the_baseline_and_the_next_one_starts_at_the_b
         assert second.metadata_["scorer_set"] == "relevance@2.0"
         assert datetime.fromisoformat(second.metadata_["monitoring"]["start"]) == upgrade_at
         assert second.avg_relevance_score == pytest.approx(0.50)
+        assert datetime.fromisoformat(second.metadata_["scorer_since"]) == upgrade_at
         # No regression was opened by the scorer change.
         assert (
             session.scalar(text("SELECT count(*) FROM quality_regressions WHERE customer_id = :c"), {"c": customer_id})
             == 0
         )
+
+    # A day later the policy moves the baseline forward: its reference still starts at the boundary, not 7 days back.
+    judge(upgrade_at + timedelta(hours=27, minutes=1))
+    with factory() as session:
+        latest = session.scalars(
+            select(QualityBaseline)
+            .where(QualityBaseline.customer_id == customer_id)
+            .order_by(QualityBaseline.established_at.desc())
+            .limit(1)
+        ).one()
+        assert latest.id != second.id
+        assert latest.avg_relevance_score == pytest.approx(0.50)
+        assert datetime.fromisoformat(latest.metadata_["monitoring"]["start"]) == upgrade_at
 
 
 def test_an_otlp_span_carrying_its_messages_is_scored_like_a_json_record(factory: sessionmaker[Session]) -> None:

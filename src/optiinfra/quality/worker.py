@@ -45,6 +45,7 @@ logger = logging.getLogger("optiinfra.worker")
 MONITORING_KEY = "monitoring"
 SCORER_SET_KEY = "scorer_set"  # the scorers behind a baseline's records (optiinfra.scoring.suite)
 BOUNDARY_KEY = "scorer_boundary_at"  # on a baseline ended by a change of scorers: when the new scorers began
+SCORER_SINCE_KEY = "scorer_since"  # on a baseline made after such a boundary: the boundary (its refreshes keep it)
 _RECENT_VERSIONS = text(
     "WITH RECURSIVE versions AS ("
     " (SELECT customer_id, model_name, model_version FROM quality_metrics"
@@ -298,6 +299,7 @@ def _establish(
         **baseline.metadata_,
         "excluded_spans": [[a.isoformat(), b.isoformat()] for a, b in spans],
         SCORER_SET_KEY: monitoring_store.current_scorer_set(session, customer_id, model_name, model_version, now)[1],
+        **({SCORER_SINCE_KEY: boundary.isoformat()} if boundary is not None else {}),
     }
     session.add(baseline)
     session.flush()
@@ -342,7 +344,9 @@ def _scorer_boundary(
     found, current = monitoring_store.current_scorer_set(session, customer_id, model_name, model_version, now)
     summarised = baseline.metadata_.get(SCORER_SET_KEY)
     if not found or current == summarised:
-        return baseline, None
+        # A baseline made after a boundary keeps it, so its refreshes never reach back before the boundary.
+        since = baseline.metadata_.get(SCORER_SINCE_KEY)
+        return baseline, datetime.fromisoformat(since) if since else None
     since = baseline.established_at - timedelta(days=settings.monitoring.reference_days)
     boundary = (
         monitoring_store.first_scored_by(session, customer_id, model_name, model_version, current, since, now) or now

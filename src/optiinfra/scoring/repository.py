@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from optiinfra.quality.schemas import SCORES_PENDING_KEY
 
 CLAIM_SECONDS = 300  # a worker holds the texts it scores this long; a dead worker's texts return to the queue then
-MAX_ATTEMPTS = 5  # a text whose scoring failed this often is left for its expiry (and counted as failed)
+MAX_ATTEMPTS = 5  # a text whose scoring failed this often is no longer claimed; it is deleted at its expiry
 
 _QUEUE_TEXTS = text(
     "INSERT INTO scoring_texts (quality_metric_id, customer_id, prompt, response, context, expires_at) "
