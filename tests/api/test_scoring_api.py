@@ -62,3 +62,9 @@ def test_text_over_its_size_limit_is_refused_whole(tenant: Tenant) -> None:
     with pytest.raises(ApiError) as refused:
         tenant.client.request("POST", "/quality/metrics", json=record)
     assert refused.value.status_code == 422
+
+
+def test_a_request_id_with_a_nul_character_is_refused_not_a_server_error(tenant: Tenant) -> None:
+    with pytest.raises(ApiError) as refused:
+        tenant.client.request("GET", "/quality/metrics/bad%00id")
+    assert refused.value.status_code == 422

@@ -42,7 +42,7 @@ def ingest_metrics(
 
 @router.get("/metrics/{request_id}", response_model=quality_schemas.RecordDetail)
 def get_record(
-    request_id: Annotated[str, Path(min_length=1, max_length=255)],
+    request_id: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00]+$")],
     session: SessionDep,
     principal: PrincipalDep,
     customer_id: uuid.UUID | None = None,
