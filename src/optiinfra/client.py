@@ -14,6 +14,7 @@ import time
 import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -502,6 +503,13 @@ class OptiInfraClient:
         )
         return self._one(quality_schemas.ABTestResult, "POST", "/quality/abtest", json=self._body(body))
 
+    def quality_record(self, request_id: str, customer_id: uuid.UUID | None = None) -> quality_schemas.RecordDetail:
+        """One stored record: its scores, metadata (scorer versions) and its text while kept."""
+        return self._one(
+            quality_schemas.RecordDetail, "GET", f"/quality/metrics/{quote(request_id, safe='')}",
+            params={"customer_id": customer_id},
+        )  # fmt: skip
+
     def quality_settings(self, customer_id: uuid.UUID | None = None) -> QualitySettings:
         return self._one(QualitySettings, "GET", "/quality/settings", params={"customer_id": customer_id})
 
@@ -620,6 +628,7 @@ class OptiInfraClient:
 # operation has none). The OTLP export endpoints are left to the OpenTelemetry SDKs, which are their clients.
 OPERATIONS: dict[str, str] = {
     "customers_create_customer": "create_customer",
+    "quality_get_record": "quality_record",
     "customers_list_customers": "list_customers",
     "customers_get_me": "me",
     "customers_get_customer": "get_customer",

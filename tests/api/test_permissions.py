@@ -229,6 +229,16 @@ def quality_window(world: World) -> Ids:
     return ids
 
 
+def quality_record(world: World) -> Ids:
+    """One of A's records (reported by agent X)."""
+    ids = {"customer_id": str(world.customer_a.id), "model_name": f"model-{uuid.uuid4().hex}"}
+    record = quality_records(ids, 0.85, hours_ago=1)[0]
+    world.client("agent_x").request(
+        "POST", "/quality/metrics", json={"customer_id": ids["customer_id"], "records": [record]}
+    )
+    return {"customer_id": ids["customer_id"], "request_id": record["request_id"]}
+
+
 def quality_baseline(world: World) -> Ids:
     """quality_window, with a baseline established from it."""
     ids = quality_window(world)
@@ -620,6 +630,13 @@ OPERATIONS = [
             "control": {"model_version": QUALITY_VERSION},
             "candidate": {"model_version": "v2"},
         },
+    ),
+    Operation(
+        "GET",
+        "/api/v1/quality/metrics/{request_id}",
+        expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),
+        target=quality_record,
+        query=lambda ids: {"customer_id": ids["customer_id"]},
     ),
     Operation(
         "GET",

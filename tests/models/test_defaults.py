@@ -30,6 +30,7 @@ from tests.factories import (
     make_approval,
     make_customer,
     make_quality_baseline,
+    make_quality_metric,
     make_quality_regression,
     make_recommendation,
     make_scaling_event,
@@ -58,7 +59,9 @@ def _ids(session: Session) -> dict[str, Any]:
     recommendation = make_recommendation(session, customer=customer, agent=agent)
     execution = make_workflow_execution(session, customer=customer, agent=agent)
     baseline = make_quality_baseline(session, customer=customer, agent=agent)
+    metric = make_quality_metric(session, customer=customer, agent=agent)
     return {
+        "quality_metric_id": metric.id,
         "customer_id": customer.id,
         "agent_id": agent.id,
         "recommendation_id": recommendation.id,
@@ -225,6 +228,11 @@ MINIMAL_INSERTS: dict[str, MinimalInsert] = {
             sample_size=50,
         ),
         {"action_taken": "alert_only", "metadata": {}, "resolved_at": None},
+    ),
+    "scoring_texts": MinimalInsert(
+        _pick("quality_metric_id", "customer_id", prompt="q", response="a", expires_at=NOW),
+        {"context": None, "claimed_until": None, "attempts": 0, "last_error": None, "scored_at": None},
+        has_updated_at=False,
     ),
     "dashboard_sessions": MinimalInsert(
         _pick(

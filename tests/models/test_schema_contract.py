@@ -30,6 +30,7 @@ TABLES = {
     "quality_regressions",
     "dashboard_sessions",
     "agent_customers",
+    "scoring_texts",
 }
 
 CASCADE = "CASCADE"
@@ -71,6 +72,8 @@ FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
     ("dashboard_sessions", "customer_id", "customers", CASCADE),
     ("agent_customers", "agent_id", "agents", CASCADE),
     ("agent_customers", "customer_id", "customers", CASCADE),
+    ("scoring_texts", "quality_metric_id", "quality_metrics", CASCADE),
+    ("scoring_texts", "customer_id", "customers", CASCADE),
 ]
 
 ON_DELETE_RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": CASCADE, "n": SET_NULL, "d": "SET DEFAULT"}

@@ -14,10 +14,10 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, Integer, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from optiinfra.models.base import Base, CreatedAt
+from optiinfra.models.base import Base, CreatedAt, UUIDPrimaryKey
 
 
-class ScoringText(CreatedAt, Base):
+class ScoringText(UUIDPrimaryKey, CreatedAt, Base):
     """The text of one quality record, kept for scoring (and, if the customer opts in, for drill-down)."""
 
     __tablename__ = "scoring_texts"
@@ -27,7 +27,7 @@ class ScoringText(CreatedAt, Base):
     )
 
     quality_metric_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("quality_metrics.id", ondelete="CASCADE"), primary_key=True
+        ForeignKey("quality_metrics.id", ondelete="CASCADE"), unique=True
     )
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     prompt: Mapped[str] = mapped_column(Text)

@@ -7,6 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optiinfra.agents import repository as agent_repository
@@ -171,7 +172,7 @@ def record_detail(
     record = repository.get_record(session, customer.id, request_id)
     if record is None:
         raise NotFoundError("No such quality record.", details={"request_id": request_id})
-    stored_text = session.get(ScoringText, record.id)
+    stored_text = session.scalar(select(ScoringText).where(ScoringText.quality_metric_id == record.id))
     pending = quality_schemas.SCORES_PENDING_KEY in record.metadata_
     return quality_schemas.RecordDetail(
         request_id=record.request_id,

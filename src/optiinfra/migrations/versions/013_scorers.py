@@ -24,6 +24,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "scoring_texts",
+        sa.Column("id", sa.UUID(), server_default=sa.text("gen_random_uuid()"), nullable=False),
         sa.Column("quality_metric_id", sa.UUID(), nullable=False),
         sa.Column("customer_id", sa.UUID(), nullable=False),
         sa.Column("prompt", sa.Text(), nullable=False),
@@ -44,7 +45,8 @@ def upgrade() -> None:
             name=op.f("fk_scoring_texts_quality_metric_id_quality_metrics"),
             ondelete="CASCADE",
         ),
-        sa.PrimaryKeyConstraint("quality_metric_id", name=op.f("pk_scoring_texts")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_scoring_texts")),
+        sa.UniqueConstraint("quality_metric_id", name=op.f("uq_scoring_texts_quality_metric_id")),
     )
     op.create_index(op.f("ix_scoring_texts_customer_id"), "scoring_texts", ["customer_id"], unique=False)
     op.create_index(op.f("ix_scoring_texts_expires_at"), "scoring_texts", ["expires_at"], unique=False)
