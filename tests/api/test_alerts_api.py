@@ -12,8 +12,10 @@ import pytest
 from optiinfra.alerts import render
 from optiinfra.client import ApiError
 from optiinfra.config import ALLOW_PRIVATE_ENDPOINTS_ENV
+from optiinfra.dashboard.routes import COOKIE
 from tests.alerts.receiver import Receiver, running_receiver
-from tests.api.conftest import AgentHandle, Tenant
+from tests.api.conftest import AgentHandle, Server, Tenant
+from tests.api.test_dashboard_sessions import _session_cookie, _sign_in
 from tests.api.test_quality_api import Team, regressed_without_optimization, team  # noqa: F401 (fixture)
 
 
@@ -117,3 +119,39 @@ def test_test_alert_secrets_and_tenancy(
     )
     assert refused.status_code == 422
     assert "link-local" in refused.json()["error"]["message"]
+
+
+def test_the_dashboard_page_adds_a_route_shows_its_secret_once_and_sends_a_test_alert(
+    make_tenant: Callable[..., Tenant], receivers: tuple[Receiver, Receiver, Receiver], api_server: Server
+) -> None:
+    webhook = receivers[0]
+    tenant = make_tenant()
+    with httpx.Client(base_url=api_server.base_url, follow_redirects=False, timeout=30) as browser:
+        cookie = {"Cookie": f"{COOKIE}={_session_cookie(_sign_in(browser, tenant.customer.api_key))}"}
+        page = browser.get("/alerts", headers=cookie)
+        assert page.status_code == 200
+        csrf = page.text.split('name="csrf" value="', 1)[1].split('"', 1)[0]
+        form = {
+            "csrf": csrf,
+            "name": "pager",
+            "destination": "webhook",
+            "target": webhook.url,
+            "min_severity": "warning",
+            "kinds": ["incident.opened", "incident.resolved"],
+        }
+        created = browser.post("/alerts/routes", data=form, headers=cookie)
+        assert created.status_code == 200
+        secret = created.text.split('<code id="signing-secret">', 1)[1].split("<", 1)[0]
+        assert secret.startswith("whsec_")
+
+        shown = browser.get("/alerts", headers=cookie).text
+        assert secret not in shown
+        assert webhook.url not in shown  # only the masked form
+        [route] = tenant.client.request("GET", "/alert-routes")["items"]
+        assert (route["min_severity"], route["event_kinds"]) == ("warning", ["incident.opened", "incident.resolved"])
+
+        queued = browser.post(f"/alerts/routes/{route['id']}/test", data={"csrf": csrf}, headers=cookie)
+        assert queued.status_code == 303
+        assert "notice=test_alert_queued" in queued.headers["location"]
+    [request] = webhook.wait_for(1)
+    assert render.verify(secret, request.headers["OptiInfra-Signature"], request.body)

@@ -60,6 +60,7 @@ class World:
     regression_id: str
     scaling_event_id: str
     workflow_id: str
+    route_id: str
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -74,6 +75,7 @@ class World:
             "regression_id": self.regression_id,
             "scaling_event_id": self.scaling_event_id,
             "workflow_id": self.workflow_id,
+            "route_id": self.route_id,
             "config_key": "validation.limit",
             "resource": "validation-gpu-cluster",
             "capability_name": VALIDATION_CAPABILITY,
@@ -116,6 +118,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
     assert report["verdict"] == "regression", report
     scaling = as_agent.request("POST", "/resources/scaling-events", json=scaling_event(str(customer.id)))
     run = as_agent.request("POST", "/workflows/spot-migration/analyze", json={"customer_id": str(customer.id)})
+    route = as_customer.request("POST", "/alert-routes", json=ALERT_ROUTE)
     return World(
         keys={"operator": api_server.operator_key, "customer": customer.api_key, "agent": agent.api_key},
         customer_id=str(customer.id),
@@ -125,6 +128,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
         regression_id=report["regressions"][0]["id"],
         scaling_event_id=scaling["id"],
         workflow_id=run["id"],
+        route_id=route["id"],
     )
 
 
@@ -174,6 +178,8 @@ class BodyEndpoint:
 
 
 QUALITY_MODEL = "validation-model"
+# A host name that never resolves: alerts to it fail at once and nothing leaves the machine.
+ALERT_ROUTE = {"name": "validation", "destination": "slack", "url": "https://hooks.invalid/services/validation"}
 
 
 QUALITY_WINDOW = {"model_name": QUALITY_MODEL, "model_version": "v1", "window": {"last_n": 60}}
@@ -313,6 +319,10 @@ BODY_ENDPOINTS = {
     ),
     "resume workflow": BodyEndpoint(
         "POST", "/api/v1/workflows/{workflow_id}/resume", "operator", lambda w: {"note": "looks fine"}
+    ),
+    "create alert route": BodyEndpoint("POST", "/api/v1/alert-routes", "customer", lambda w: ALERT_ROUTE),
+    "update alert route": BodyEndpoint(
+        "PATCH", "/api/v1/alert-routes/{route_id}", "customer", lambda w: {"min_severity": "warning"}
     ),
 }
 

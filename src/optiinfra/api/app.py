@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,9 +17,7 @@ from anyio import to_thread
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import QueuePool
 
@@ -42,11 +40,12 @@ from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
 from optiinfra.errors import ConfigurationError
 from optiinfra.events.routes import router as events_router
-from optiinfra.models import Agent, Optimization, QualityRegression, Recommendation
+from optiinfra.metrics.collector import DatabaseCollector
 from optiinfra.otlp.routes import router as otlp_router
 from optiinfra.quality.routes import router as quality_router
 from optiinfra.recommendations.routes import router as recommendations_router
 from optiinfra.resources.routes import router as resources_router
+from optiinfra.workflows import queue
 from optiinfra.workflows.routes import router as workflows_router
 from optiinfra.workflows.service import build_runner
 
@@ -112,35 +111,6 @@ class AppConfig:
     secure_cookies: bool | None = None
     # How long a request's statement may wait for a row lock before it fails with 409 (retry).
     lock_timeout_ms: int = 5_000
-
-
-class DomainCollector(Collector):
-    """Domain gauges read from the database at scrape time: agents, recommendations, optimizations by status."""
-
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        families = [
-            ("optiinfra_agents", "Agents by status.", Agent.status),
-            ("optiinfra_recommendations", "Recommendations by status.", Recommendation.status),
-            ("optiinfra_optimizations", "Optimizations by status.", Optimization.status),
-        ]
-        try:
-            with self.engine.connect() as connection:
-                for name, documentation, column in families:
-                    gauge = GaugeMetricFamily(name, documentation, labels=["status"])
-                    for status, count in connection.execute(select(column, func.count()).group_by(column)):
-                        gauge.add_metric([str(status)], count)
-                    yield gauge
-                open_regressions = connection.execute(
-                    select(func.count()).select_from(QualityRegression).where(QualityRegression.resolved_at.is_(None))
-                ).scalar_one()
-                yield GaugeMetricFamily(
-                    "optiinfra_open_regressions", "Quality regressions not yet resolved.", value=open_regressions
-                )
-        except SQLAlchemyError:
-            logger.warning("metrics: database unavailable, domain gauges skipped")
 
 
 class HealthSweeper:
@@ -221,7 +191,7 @@ def create_app(config: AppConfig) -> FastAPI:
     data_dir = config.data_dir or load_settings().data_dir
     app.state.workflow_runner = build_runner(app.state.session_factory, data_dir)
     registry = CollectorRegistry()
-    registry.register(DomainCollector(config.engine))
+    registry.register(DatabaseCollector(config.engine, queue.STALLED_WORKER_SECONDS))
     app.state.metrics_registry = registry
     install_error_handlers(app)
 
@@ -266,7 +236,8 @@ def create_app(config: AppConfig) -> FastAPI:
 
     @app.get("/metrics", tags=["operations"], response_class=Response)
     def metrics() -> Response:
-        """Prometheus text format: request counts and latencies, and domain gauges."""
+        """Prometheus text format: OptiInfra's counters and gauges from the database (the same from every process),
+        and this process's request counts and latencies (docs/alerts.md)."""
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     install_dashboard(app)

@@ -23,6 +23,7 @@ from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, resolve_database_url, unit_of_work
 from optiinfra.errors import InvalidInputError, NotFoundError
+from optiinfra.metrics import counters
 from optiinfra.models import Customer
 from optiinfra.quality import abtest, detection, service
 from optiinfra.quality import schemas as quality_schemas
@@ -136,6 +137,9 @@ def import_file(
     try:
         service.validate_file_records(records, datetime.now().astimezone())
     except InvalidInputError as error:
+        with unit_of_work(factory) as session:
+            refused = int(error.details.get("invalid_count") or 0)
+            counters.add(session, "optiinfra_quality_records_rejected", {"source": "import"}, refused)
         for bad in error.details.get("records", [])[:20]:
             reasons = "; ".join(f"{p['field']}: {p['message']}" for p in bad["problems"])
             error_console.print(f"  line {lines[bad['index']]}: {reasons}", highlight=False)
@@ -150,7 +154,7 @@ def import_file(
         task = progress.add_task("storing", total=len(records))
         for offset in range(0, len(records), MAX_BATCH):
             batch = records[offset : offset + MAX_BATCH]
-            result = service.ingest(session, CLI, batch, customer_id=customer_id, agent_id=agent)
+            result = service.ingest(session, CLI, batch, customer_id=customer_id, agent_id=agent, source="import")
             inserted += result.inserted
             progress.advance(task, len(batch))
     elapsed = time.perf_counter() - started

@@ -24,6 +24,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optiinfra.agent_state import service as agent_state
 from optiinfra.agents import service as agent_service
+from optiinfra.alerts import schemas as alert_schemas
+from optiinfra.alerts import service as alert_service
+from optiinfra.alerts.outbox import KINDS as ALERT_KINDS
 from optiinfra.api.forwarded import TrustedProxies
 from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.limiter import AuthFailureLimiter, attempt_buckets
@@ -64,6 +67,10 @@ NOTICES = {
     "regression_resolved": "Regression resolved.",
     "rollout_resumed": "Rollout resumed: the paused phase counts as passed by your decision.",
     "rollout_aborted": "Rollout aborted: its applied phases are being undone and the optimization rolled back.",
+    "test_alert_queued": "Test alert queued: a worker delivers it; its outcome shows below in a moment.",
+    "alert_route_deleted": "Alert route deleted.",
+    "alert_route_changed": "Alert route changed.",
+    "alert_redelivered": "The alert is queued again.",
 }
 REFUSALS = {
     "invalid_transition": "That change is not allowed in the current state; the page shows the state now.",
@@ -527,6 +534,111 @@ def resolve(
         return "regression_resolved"
 
     return _act(request, csrf, "/regressions", run)
+
+
+# --- alerts ----------------------------------------------------------------------------------------------------
+
+
+def _alerts_page(request: Request, session: Session, principal: Principal, **extra: Any) -> HTMLResponse:
+    routes = alert_service.list_routes(session, principal, customer_id=None, cursor=None, limit=100)
+    alerts = alert_service.list_alerts(session, principal, route_id=None, status=None, cursor=None, limit=PAGE_SIZE)
+    names = {route.id: route.name for route in routes.items}
+    customers = {}
+    if principal.role is Role.OPERATOR:
+        customers = {
+            str(c.id): c.name
+            for c in customer_service.list_customers(session, principal, status=None, cursor=None, limit=100).items
+        }
+    return _page(
+        request,
+        "alerts.html",
+        principal,
+        routes=routes.items,
+        alerts=alerts.items,
+        route_names=names,
+        customers=customers,
+        kinds=ALERT_KINDS,
+        **extra,
+    )
+
+
+@router.get("/alerts", response_class=HTMLResponse)
+def alerts(request: Request) -> HTMLResponse:
+    with _caller(request) as (session, principal):
+        return _alerts_page(request, session, principal)
+
+
+@router.post("/alerts/routes", response_model=None)
+def create_alert_route(
+    request: Request,
+    name: Annotated[str, Form(min_length=1, max_length=255)],
+    destination: Annotated[str, Form(pattern="^(webhook|slack|teams|email)$")],
+    target: Annotated[str, Form(min_length=1, max_length=2048)],
+    min_severity: Annotated[str, Form(pattern="^(info|warning|error|critical)$")] = "info",
+    kinds: Annotated[list[str] | None, Form()] = None,
+    models: Annotated[str, Form(max_length=2000)] = "",
+    customer_id: Annotated[uuid.UUID | None, Form()] = None,
+    csrf: Annotated[str, Form()] = "",
+) -> Response:
+    """Create a route; the page answers directly (no redirect) so that a webhook's secret is shown this once."""
+    try:
+        with _caller(request, csrf) as (session, principal):
+            payload = alert_schemas.AlertRouteCreate.model_validate(
+                {
+                    "customer_id": customer_id,
+                    "name": name,
+                    "destination": destination,
+                    "url": None if destination == "email" else target,
+                    "email_to": target if destination == "email" else None,
+                    "min_severity": min_severity,
+                    "event_kinds": kinds or [],
+                    "model_names": [m.strip() for m in models.split(",") if m.strip()],
+                }
+            )
+            created = alert_service.create_route(session, principal, payload)
+            return _alerts_page(request, session, principal, created=created)
+    except OptiInfraError as error:
+        return _back("/alerts", refused=error.code)
+    except ValueError:
+        return _back("/alerts", refused="invalid_input")
+
+
+@router.post("/alerts/routes/{route_id}/test")
+def send_test_alert(request: Request, route_id: uuid.UUID, csrf: Annotated[str, Form()] = "") -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        alert_service.send_test(session, principal, route_id)
+        return "test_alert_queued"
+
+    return _act(request, csrf, "/alerts", run)
+
+
+@router.post("/alerts/routes/{route_id}/enabled")
+def toggle_alert_route(
+    request: Request, route_id: uuid.UUID, enabled: Annotated[bool, Form()], csrf: Annotated[str, Form()] = ""
+) -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        alert_service.update_route(session, principal, route_id, alert_schemas.AlertRouteUpdate(enabled=enabled))
+        return "alert_route_changed"
+
+    return _act(request, csrf, "/alerts", run)
+
+
+@router.post("/alerts/routes/{route_id}/delete")
+def delete_alert_route(request: Request, route_id: uuid.UUID, csrf: Annotated[str, Form()] = "") -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        alert_service.delete_route(session, principal, route_id)
+        return "alert_route_deleted"
+
+    return _act(request, csrf, "/alerts", run)
+
+
+@router.post("/alerts/{alert_id}/redeliver")
+def redeliver_alert(request: Request, alert_id: uuid.UUID, csrf: Annotated[str, Form()] = "") -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        alert_service.redeliver(session, principal, alert_id)
+        return "alert_redelivered"
+
+    return _act(request, csrf, "/alerts", run)
 
 
 # --- agents, workflows, events ------------------------------------------------------------------------------

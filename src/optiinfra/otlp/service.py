@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.errors import ForbiddenError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
+from optiinfra.metrics import counters
 from optiinfra.models import Customer
 from optiinfra.otlp import repository
 from optiinfra.otlp import schemas as otlp_schemas
@@ -146,6 +147,10 @@ def export_traces(session: Session, principal: Principal, request: ExportTraceSe
         customer = _resolve(session, principal, customer_id, len(items), outcome)
         if customer is not None:
             _ingest_spans(session, principal, customer, items, outcome)
+    labels = {"source": "otlp"}
+    counters.add(session, "optiinfra_quality_records_ingested", labels, outcome.stored)
+    counters.add(session, "optiinfra_quality_records_duplicate", labels, outcome.duplicates)
+    counters.add(session, "optiinfra_quality_records_rejected", labels, outcome.rejected)
     return outcome
 
 
@@ -286,7 +291,9 @@ def _store(
     remaining = records
     while remaining:
         try:
-            ingested = quality_service.ingest(session, principal, remaining, customer_id=customer.id, agent_id=None)
+            ingested = quality_service.ingest(
+                session, principal, remaining, customer_id=customer.id, agent_id=None, source=None
+            )
         except InvalidInputError as error:
             listed = error.details.get("records") or []
             if not listed:

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.errors import ConflictError
 from optiinfra.events import service as events
+from optiinfra.metrics import counters
 from optiinfra.models import (
     EventSeverity,
     QualityBaseline,
@@ -80,6 +81,9 @@ def detect(
         window=window_info,
         findings=findings,
     )
+    if not request.dry_run:
+        labels = {"source": "api", "verdict": verdict if baseline is not None else "no_baseline"}
+        counters.add(session, "optiinfra_detection_passes", labels, customer_id=customer.id)
     if request.dry_run or baseline is None or verdict == "insufficient_data":
         return report
     return _record_and_act(session, principal, customer.id, baseline, rows, findings, settings, report, now)

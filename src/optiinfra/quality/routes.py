@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.errors import error_response
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
+from optiinfra.auth.principal import Principal
+from optiinfra.errors import InvalidInputError
+from optiinfra.metrics import counters
 from optiinfra.quality import abtest, detection, service
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.settings import QualitySettings
@@ -24,20 +30,39 @@ class SingleRecord(quality_schemas.QualityRecord):
     agent_id: uuid.UUID | None = None
 
 
+def _ingest(
+    session: Session,
+    principal: Principal,
+    records: list[dict[str, Any]],
+    customer_id: uuid.UUID | None,
+    agent_id: uuid.UUID | None,
+) -> quality_schemas.IngestResult | JSONResponse:
+    """The ingest; a batch refused for invalid records is answered 422 while the refusal is counted (the request's
+    transaction then commits only the counter: the savepoint took back everything else)."""
+    try:
+        with session.begin_nested():
+            return service.ingest(session, principal, records, customer_id=customer_id, agent_id=agent_id)
+    except InvalidInputError as error:
+        refused = int(error.details.get("invalid_count") or 0)
+        if not refused:
+            raise
+        counters.add(session, "optiinfra_quality_records_rejected", {"source": "json"}, refused)
+        details = {**error.details, **({"fix": error.fix} if error.fix else {})}
+        return error_response(error.status_code, error.code, error.message, details)
+
+
 @router.post("/metrics", response_model=quality_schemas.IngestResult)
 def ingest_metrics(
     payload: Annotated[quality_schemas.IngestRequest | SingleRecord, Body()],
     session: SessionDep,
     principal: PrincipalDep,
-) -> quality_schemas.IngestResult:
+) -> quality_schemas.IngestResult | JSONResponse:
     """Store one record or a batch of up to 10,000. A batch with any invalid record is refused whole (422, with each
     bad record's index and reasons); records whose request_id is already stored are counted as duplicates."""
     if isinstance(payload, SingleRecord):
         record = payload.model_dump(mode="json", exclude={"customer_id", "agent_id"}, exclude_none=True)
-        return service.ingest(session, principal, [record], customer_id=payload.customer_id, agent_id=payload.agent_id)
-    return service.ingest(
-        session, principal, payload.records, customer_id=payload.customer_id, agent_id=payload.agent_id
-    )
+        return _ingest(session, principal, [record], payload.customer_id, payload.agent_id)
+    return _ingest(session, principal, payload.records, payload.customer_id, payload.agent_id)
 
 
 @router.get("/metrics/{request_id}", response_model=quality_schemas.RecordDetail)

@@ -16,6 +16,7 @@ from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
+from optiinfra.metrics import counters
 from optiinfra.models import BaselineType, Customer, QualityBaseline, ScoringText
 from optiinfra.quality import monitoring_store, repository
 from optiinfra.quality import schemas as quality_schemas
@@ -76,8 +77,10 @@ def ingest(
     *,
     customer_id: uuid.UUID | None,
     agent_id: uuid.UUID | None,
+    source: str | None = "json",
 ) -> quality_schemas.IngestResult:
-    """Store a batch of quality records atomically; records already stored (same request_id) are skipped."""
+    """Store a batch of quality records atomically; records already stored (same request_id) are skipped. `source`
+    (json, import) names the counters the batch adds to; None: the caller counts (OTLP)."""
     principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
     principal.require_writable()
     if len(raw_records) > quality_schemas.MAX_BATCH:
@@ -161,6 +164,10 @@ def ingest(
         refuse_batch(unscorable, len(records), "records")
     inserted = repository.bulk_insert_metrics(session, rows)
     scoring_service.queue_for_scoring(session, customer.id, settings, texts)
+    if source is not None:
+        labels = {"source": source}
+        counters.add(session, "optiinfra_quality_records_ingested", labels, inserted, customer_id=customer.id)
+        counters.add(session, "optiinfra_quality_records_duplicate", labels, len(records) - inserted, customer.id)
     return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
 
 

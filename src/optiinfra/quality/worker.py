@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.db.engine import unit_of_work
 from optiinfra.events import service as events
+from optiinfra.metrics import counters
 from optiinfra.models import (
     BaselineType,
     Customer,
@@ -152,6 +153,8 @@ def _judge_keys(
                 report.skipped_busy += 1
                 continue
             verdict = monitor_version(session, customer_id, model_name, model_version, moment, report, cache)
+            labels = {"source": "worker", "verdict": verdict}
+            counters.add(session, "optiinfra_detection_passes", labels, customer_id=customer_id)
         report.judged += 1
         report.verdicts[verdict] = report.verdicts.get(verdict, 0) + 1
         logger.info("%s %s %s: %s", customer_id, model_name, model_version, verdict)
