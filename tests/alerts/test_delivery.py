@@ -3,10 +3,12 @@ success, given up after the maximum attempts and redelivered by hand, refused fo
 
 from __future__ import annotations
 
+import socketserver
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from sqlalchemy import Engine, select
@@ -157,3 +159,55 @@ def test_redirects_are_not_followed_and_loopback_is_refused_unless_allowed(
     assert row.status == "failed"
     assert "loopback" in (row.last_error or "")
     assert len(receiver.received) == 1  # only the redirect's
+
+
+class _SmtpHandler(socketserver.StreamRequestHandler):
+    """Just enough SMTP for one message: what a real mail server says, and the message kept."""
+
+    received: ClassVar[list[bytes]] = []
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 test ESMTP\r\n")
+        while line := self.rfile.readline():
+            verb = line[:4].upper()
+            if verb in {b"EHLO", b"HELO"}:
+                self.wfile.write(b"250 test\r\n")
+            elif verb == b"DATA":
+                self.wfile.write(b"354 go ahead\r\n")
+                data = b""
+                while (chunk := self.rfile.readline()) != b".\r\n":
+                    data += chunk
+                self.received.append(data)
+                self.wfile.write(b"250 queued\r\n")
+            elif verb == b"QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"250 ok\r\n")
+
+
+def test_an_email_route_is_delivered_over_the_operators_smtp_server(
+    factory: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socketserver.ThreadingTCPServer(("127.0.0.1", 0), _SmtpHandler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        monkeypatch.setenv("OPTIINFRA_SMTP_HOST", "127.0.0.1")
+        monkeypatch.setenv("OPTIINFRA_SMTP_PORT", str(server.server_address[1]))
+        monkeypatch.setenv("OPTIINFRA_SMTP_SECURITY", "none")
+        monkeypatch.setenv("OPTIINFRA_SMTP_FROM", "alerts@optiinfra.example")
+        with unit_of_work(factory) as session:
+            customer = make_customer(session)
+            payload = alert_schemas.AlertRouteCreate(
+                customer_id=customer.id, name="ops", destination="email", email_to="oncall@tenant.example"
+            )
+            route = service.create_route(session, OPERATOR, payload)
+            alert_id = service.send_test(session, OPERATOR, route.id).id
+        assert route.signing_secret is None
+
+        assert deliver_until_settled(factory, alert_id).status == "delivered"
+        server.shutdown()
+
+    [message] = _SmtpHandler.received
+    assert b"To: oncall@tenant.example" in message
+    assert b"Subject: [OptiInfra] Test alert from OptiInfra to ops" in message
+    assert f"Message-ID: <{alert_id}@optiinfra>".encode() in message
