@@ -17,9 +17,12 @@ from sqlalchemy.orm import Session
 from optiinfra.models import (
     Agent,
     AgentType,
+    AlertOutbox,
+    AlertRoute,
     Base,
     Customer,
     CustomerPlan,
+    MetricCounter,
     RecommendationStatus,
 )
 from tests.factories import (
@@ -244,7 +247,62 @@ MINIMAL_INSERTS: dict[str, MinimalInsert] = {
         {"customer_id": None},
         has_updated_at=False,
     ),
+    "alert_routes": MinimalInsert(
+        _pick("customer_id", name="pager", destination="webhook", url="https://hooks.example.com/x"),
+        {"event_kinds": [], "model_names": [], "min_severity": "info", "throttle_seconds": 900, "enabled": True},
+    ),
+    "alert_outbox": MinimalInsert(
+        lambda session: {
+            "route_id": make_alert_route(session).id,
+            "customer_id": make_alert_route(session).customer_id,
+            "kind": "test",
+            "severity": "info",
+            "subject_key": "test:raw",
+            "group_key": "test:raw",
+        },
+        {"status": "pending", "attempts": 0, "max_attempts": 8, "payload": {}, "event_id": None},
+    ),
+    "alert_deliveries": MinimalInsert(
+        lambda session: {"outbox_id": make_alert(session).id, "attempt": 1, "outcome": "delivered", "duration_ms": 5},
+        {"status_code": None, "error": None},
+        has_updated_at=False,
+    ),
+    "metric_counters": MinimalInsert(
+        _pick(name="optiinfra_rollbacks", labels="{}", customer_key="", shard=1), {"value": 0}
+    ),
 }
+
+
+def make_alert_route(session: Session) -> AlertRoute:
+    route = AlertRoute(
+        customer_id=make_customer(session).id, name="pager", destination="slack", url="https://hooks.example.com/x"
+    )
+    session.add(route)
+    session.flush()
+    return route
+
+
+def make_alert(session: Session) -> AlertOutbox:
+    route = make_alert_route(session)
+    alert = AlertOutbox(
+        route_id=route.id,
+        customer_id=route.customer_id,
+        kind="test",
+        severity="info",
+        subject_key="test:factory",
+        group_key="test:factory",
+    )
+    session.add(alert)
+    session.flush()
+    return alert
+
+
+def make_metric_counter(session: Session) -> MetricCounter:
+    counter = MetricCounter(name="optiinfra_rollbacks", labels="{}", customer_key="", shard=2, value=1)
+    session.add(counter)
+    session.flush()
+    return counter
+
 
 JSONB_COLUMNS = {"before_state", "after_state"}
 
@@ -353,6 +411,9 @@ UPDATABLE: dict[str, tuple[Callable[[Session], Any], str, Any]] = {
     "workflow_artifacts": (make_workflow_artifact, "content_type", "application/json"),
     "scaling_events": (make_scaling_event, "success", True),
     "quality_regressions": (make_quality_regression, "resolution_notes", "rolled back"),
+    "alert_routes": (make_alert_route, "enabled", False),
+    "alert_outbox": (make_alert, "status", "delivered"),
+    "metric_counters": (make_metric_counter, "value", 2),
 }
 
 

@@ -73,7 +73,7 @@ def add(
     )
     session.execute(
         statement.on_conflict_do_update(
-            index_elements=["name", "labels", "customer_key", "shard"],
+            constraint="uq_metric_counters_series",
             set_={"value": MetricCounter.value + statement.excluded.value, "updated_at": func.now()},
         )
     )

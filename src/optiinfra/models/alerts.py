@@ -17,7 +17,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from optiinfra.models.base import EMPTY_ARRAY, EMPTY_OBJECT, NOW, Base, CreatedAt, Timestamps, UUIDPrimaryKey, pg_enum
@@ -100,14 +100,14 @@ class AlertDelivery(UUIDPrimaryKey, CreatedAt, Base):
     error: Mapped[str | None] = mapped_column(Text)
 
 
-class MetricCounter(Base):
+class MetricCounter(UUIDPrimaryKey, Timestamps, Base):
     """A slice of a Prometheus counter; the counter is the sum over shards (and customers, unless shown)."""
 
     __tablename__ = "metric_counters"
+    __table_args__ = (UniqueConstraint("name", "labels", "customer_key", "shard", name="uq_metric_counters_series"),)
 
-    name: Mapped[str] = mapped_column(String(100), primary_key=True)
-    labels: Mapped[str] = mapped_column(String(300), primary_key=True)
-    customer_key: Mapped[str] = mapped_column(String(36), primary_key=True)
-    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    labels: Mapped[str] = mapped_column(String(300))
+    customer_key: Mapped[str] = mapped_column(String(36))
+    shard: Mapped[int] = mapped_column(Integer)
     value: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    updated_at: Mapped[datetime] = mapped_column(server_default=NOW, onupdate=NOW)

@@ -142,13 +142,16 @@ def upgrade() -> None:
 
     op.create_table(
         "metric_counters",
+        _id(),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("labels", sa.String(length=300), nullable=False),
         sa.Column("customer_key", sa.String(length=36), nullable=False),
         sa.Column("shard", sa.Integer(), nullable=False),
         sa.Column("value", sa.BigInteger(), server_default="0", nullable=False),
+        _now("created_at"),
         _now("updated_at"),
-        sa.PrimaryKeyConstraint("name", "labels", "customer_key", "shard", name=op.f("pk_metric_counters")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_metric_counters")),
+        sa.UniqueConstraint("name", "labels", "customer_key", "shard", name="uq_metric_counters_series"),
     )
 
 
