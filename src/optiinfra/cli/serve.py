@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import uvicorn
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.api.app import RESERVED_CONNECTIONS, AppConfig, create_app, pool_capacity
 from optiinfra.api.logs import uvicorn_log_config
 from optiinfra.auth.operator_key import ADMIN_KEY_ENV, DIGEST_FILE, load_operator_key
-from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.config import load_settings
-from optiinfra.customers import service as customer_service
 from optiinfra.db import migrations
-from optiinfra.db.engine import make_engine, make_session_factory, resolve_database_url, unit_of_work
-from optiinfra.db.seed import demo_id, seed_demo_data
+from optiinfra.db.engine import make_engine, make_session_factory, resolve_database_url
+from optiinfra.demo import driver as demo_driver
+from optiinfra.demo.story import KEY_FILE
 from optiinfra.errors import ConfigurationError
 from optiinfra.otlp.grpc_receiver import DEFAULT_PORT as OTLP_GRPC_PORT
 from optiinfra.otlp.grpc_receiver import DEFAULT_WORKERS as OTLP_GRPC_WORKERS
@@ -31,7 +33,14 @@ from optiinfra.workflows.service import build_runner
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
-    demo: Annotated[bool, typer.Option("--demo", help="Also load the demo data (idempotent).")] = False,
+    demo: Annotated[
+        bool,
+        typer.Option(
+            "--demo",
+            help="Also run the living demo: demo customers whose agents, traffic, incidents and rollouts move "
+            "(idempotent; safe to restart).",
+        ),
+    ] = False,
     with_worker: Annotated[
         bool,
         typer.Option(
@@ -63,14 +72,8 @@ def serve(
         migrations.upgrade(engine)
     else:
         migrations.require_current_schema(engine)
-    demo_key: str | None = None
-    if demo:
-        report = seed_demo_data(engine)
-        console.print(f"Demo data: {sum(added for added, _ in report.values())} rows added.")
-        # The demo customers' keys are unknown on purpose; issue a fresh one for Acme so the dashboard can be walked
-        # as a customer too (approving a recommendation is the customer's decision).
-        with unit_of_work(make_session_factory(engine)) as session:
-            demo_key = customer_service.rotate_key(session, Principal.operator(), demo_id("customers:acme")).api_key
+    factory = make_session_factory(engine)
+    prepared = _prepare_demo(factory, settings.data_dir, with_worker) if demo else None
     operator_key = load_operator_key(settings.data_dir)
     if operator_key.new_key:
         console.print(
@@ -84,18 +87,19 @@ def serve(
             f"(delete that file and restart to get a new one, or set {ADMIN_KEY_ENV}).",
             soft_wrap=True,
         )
-    if demo_key:
+    if prepared is not None:
+        kept = settings.data_dir / KEY_FILE
         console.print(
-            f"[bold]Demo customer key[/bold] (Acme Analytics; a new one at every --demo start):\n"
-            f"  [bold green]{demo_key}[/bold green]",
+            f"[bold]Demo customer key[/bold] (Acme Analytics; {'new, ' if prepared.key_is_new else ''}kept in {kept} "
+            f"and the same at every start):\n  [bold green]{prepared.customer_key}[/bold green]",
             soft_wrap=True,
         )
     app = create_app(AppConfig(engine=engine, operator_key_digest=operator_key.digest))
     if with_worker:
-        factory = make_session_factory(engine)
         runner = build_runner(factory, settings.data_dir)
+        periodic = demo_driver.periodic_work(factory, settings.data_dir) if demo else []
         queue.Worker(
-            engine.url, runner.advance, factory, concurrency=2, name="optiinfra-serve-worker"
+            engine.url, runner.advance, factory, concurrency=2, periodic=periodic, name="optiinfra-serve-worker"
         ).start_in_thread()
         console.print(
             "[dim]A workflow worker runs in this process (--no-worker to leave runs to `optiinfra worker`).[/dim]"
@@ -107,6 +111,30 @@ def serve(
     finally:
         if receiver is not None:
             receiver.stop()
+
+
+def _prepare_demo(factory: sessionmaker[Session], data_dir: Path, with_worker: bool) -> demo_driver.Prepared:
+    """The demo's cast and its history up to now (optiinfra.demo); what the worker then keeps moving."""
+    with Progress(
+        TextColumn("Demo traffic"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("history", total=None)
+        prepared = demo_driver.Demo(factory, data_dir).prepare(
+            progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
+    created = f"created {', '.join(prepared.created_customers)}; " if prepared.created_customers else ""
+    console.print(
+        f"Demo: {created}{prepared.quality_records:,} quality records and {prepared.resource_samples:,} GPU samples "
+        f"sent, {prepared.monitoring_passes} monitoring passes replayed.",
+        soft_wrap=True,
+    )
+    if not with_worker:
+        console.print(
+            "[yellow]--no-worker: the demo's agents, traffic and rollouts stand still (they move in the server's "
+            "worker).[/yellow]",
+            soft_wrap=True,
+        )
+    return prepared
 
 
 def _start_otlp_grpc(state: Any, engine: Engine, host: str, port: int | None) -> OtlpGrpcReceiver | None:
