@@ -58,7 +58,7 @@ REAL = DemoPace(
     bake_seconds=90,
     min_samples=40,
     deadline_seconds=3600,
-    poll_seconds=15,
+    poll_seconds=20,
     approve_after_seconds=30,
     cycle_pause_seconds=300,
 )
