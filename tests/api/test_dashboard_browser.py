@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from optiinfra.db import migrations
-from optiinfra.db.seed import demo_id, seed_demo_data
+from optiinfra.db.seed import seed_demo_data
 from optiinfra.models import AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant, running_server
 from tests.conftest import DatabaseFactory
@@ -132,16 +132,16 @@ def test_quality_chart_shows_the_baseline_band_and_a_regression_marker(
     report = client.detect("chat-model", "v1", window={"last_n": 120})
     assert report.verdict == "regression"
     sign_in(page, api_server, tenant.customer.api_key)
-    page.click("text=Quality")
+    page.click("header nav >> text=Quality")
     chart = page.locator("#overall-chart svg")
     expect(chart).to_be_visible()
     expect(chart.locator("[data-role=baseline-band]")).to_have_count(1)
     expect(chart.locator("[data-role=regression-marker]").first).to_be_visible()
     assert chart.locator("path.series").count() == 1
-    page.click("text=Regressions")
-    expect(page.locator("#regressions")).to_contain_text("overall_quality_score")
+    page.click("header nav >> text=Incidents")
+    expect(page.locator("#incidents")).to_contain_text("overall_quality_score")
     # Changes read as words with a colour, not as a signed number whose sign means "worse".
-    expect(page.locator("#regressions .change.worse").first).to_contain_text("worse by")
+    expect(page.locator("#incidents .change.worse").first).to_contain_text("worse by")
 
 
 def test_a_customer_cannot_reach_another_customers_page(
@@ -192,31 +192,93 @@ def demo_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempP
     engine.dispose()
 
 
+def _shoot(page: Page, folder: Path, name: str) -> None:
+    expect(page.locator("main h1")).to_be_visible()
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+
+def _visit(page: Page, url: str) -> None:
+    response = page.goto(url)
+    assert response is not None
+    assert response.status == 200, url
+
+
 def test_every_page_renders_with_the_demo_data_and_is_screenshotted(
     page: Page, demo_server: Server, tmp_path: Path
 ) -> None:
-    api_server = demo_server
+    """A tour of every page of the demo, reached the way a person would (the navigation and the links), each
+    checked for what it must show and screenshotted."""
+    base = demo_server.base_url
     folder = Path(os.environ.get("OPTIINFRA_SCREENSHOTS_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
-    sign_in(page, api_server, api_server.operator_key)
-    acme = demo_id("customers:acme")
-    spot = demo_id("recommendations:acme-spot")
-    rollout = demo_id("workflow_executions:tuning-failed")
-    pages = {
-        "overview": "/",
-        "recommendations": "/recommendations",
-        "recommendation": f"/recommendations/{spot}",
-        "quality": f"/quality?customer={acme}&model=gpt-4o:2024-11-20&days=3",
-        "regressions": "/regressions?show=all",
-        "agents": "/agents",
-        "workflows": "/workflows",
-        "workflow": f"/workflows/{rollout}",
-        "events": "/events",
-    }
-    for name, path in pages.items():
-        response = page.goto(f"{api_server.base_url}{path}")
-        assert response is not None
-        assert response.status == 200, name
-        expect(page.locator("main h1")).to_be_visible()
-        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
-    assert len(list(folder.glob("*.png"))) >= len(pages)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    # Every request a page makes (its script and stylesheet included) succeeds; browsers ask for /favicon.ico.
+    page.on(
+        "response",
+        lambda response: (
+            errors.append(f"{response.status} {response.url}")
+            if response.status >= 400 and not response.url.endswith("/favicon.ico")
+            else None
+        ),
+    )
+    sign_in(page, demo_server, demo_server.operator_key)
+    _shoot(page, folder, "overview")
+    expect(page.locator("#recent-events a").first).to_be_visible()
+
+    page.click("header nav >> text=Recommendations")
+    _shoot(page, folder, "recommendations")
+    page.locator("#queue a").first.click()
+    expect(page.locator("#rec-status")).to_be_visible()
+    _shoot(page, folder, "recommendation")
+
+    page.click("header nav >> text=Quality")
+    chart = page.locator("#overall-chart svg.chart")
+    expect(chart).to_be_visible()
+    # The chart spans the page's width (not a fixed 640 px in a wide page).
+    main_width = page.locator("main").bounding_box()["width"]  # type: ignore[index]
+    assert chart.bounding_box()["width"] > 0.9 * (main_width - 48)  # type: ignore[index]
+    expect(page.locator("#latency-chart [data-role=value-axis]")).to_have_text("ms")
+    expect(chart.locator("[data-role=time-axis]")).to_contain_text("time (UTC)")
+    assert chart.locator("text.tick").count() >= 4
+    # Hover: our own script shows the value under the pointer.
+    box = chart.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5)
+    expect(page.locator("#overall-chart .chart-tip")).to_be_visible()
+    expect(page.locator("#overall-chart .chart-tip")).to_contain_text("UTC:")
+    _shoot(page, folder, "quality")
+    page.locator("#routes a").first.click()
+    expect(page.locator("#route-filter")).to_be_visible()
+    page.click("#ranges >> text=30d")
+    expect(page.locator("#ranges a.active")).to_have_text("30d")
+    expect(page.locator("#route-filter")).to_be_visible()  # the range keeps the route
+
+    page.click("header nav >> text=Changes")
+    expect(page.locator("#changes-lanes svg.chart")).to_be_visible()
+    _shoot(page, folder, "changes")
+
+    page.click("header nav >> text=Incidents")
+    page.goto(f"{base}/regressions?show=all")
+    expect(page.locator("#incidents tr.incident").first).to_be_visible()
+    _shoot(page, folder, "regressions")
+    page.locator("#incidents a.drill").first.click()
+    expect(page.locator("#regressions")).to_be_visible()
+    expect(page.locator("#records")).to_be_visible()
+    _shoot(page, folder, "incident")
+
+    page.click("header nav >> text=Agents")
+    _shoot(page, folder, "agents")
+    page.click("header nav >> text=Workflows")
+    _shoot(page, folder, "workflows")
+    page.locator("#workflows a").first.click()
+    expect(page.locator("#step-timeline svg.chart")).to_be_visible()
+    expect(page.locator("#steps")).not_to_contain_text("{}")
+    _shoot(page, folder, "workflow")
+    page.click("header nav >> text=Events")
+    expect(page.locator("#events")).not_to_contain_text("{'")
+    expect(page.locator("#events td.sentence a").first).to_be_visible()
+    _shoot(page, folder, "events")
+    page.click("header nav >> text=Alerts")
+    _shoot(page, folder, "alerts")
+    assert not errors, errors

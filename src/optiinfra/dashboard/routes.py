@@ -14,7 +14,7 @@ from importlib import resources
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, FastAPI, Form, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -33,8 +33,8 @@ from optiinfra.auth.limiter import AuthFailureLimiter, attempt_buckets
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.auth.service import authenticate
 from optiinfra.customers import service as customer_service
-from optiinfra.dashboard import sessions
-from optiinfra.dashboard.charts import LineChart, Marker, render
+from optiinfra.dashboard import sessions, wording
+from optiinfra.dashboard.charts import Lane, LineChart, Marker, Span, render, render_lanes
 from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import OptiInfraError
 from optiinfra.events import schemas as event_schemas
@@ -65,6 +65,7 @@ NOTICES = {
     "rolled_back": "Optimization rolled back.",
     "baseline_established": "Baseline established.",
     "regression_resolved": "Regression resolved.",
+    "incident_resolved": "Incident resolved: each of its open regressions, with your notes.",
     "rollout_resumed": "Rollout resumed: the paused phase counts as passed by your decision.",
     "rollout_aborted": "Rollout aborted: its applied phases are being undone and the optimization rolled back.",
     "test_alert_queued": "Test alert queued: a worker delivers it; its outcome shows below in a moment.",
@@ -88,16 +89,9 @@ templates = Jinja2Templates(directory=str(resources.files("optiinfra") / "dashbo
 router = APIRouter(include_in_schema=False, route_class=StrictRoute)
 
 
-def _actor_name(data: dict[str, Any]) -> str:
-    """Who an event names as its actor (a dict from the services, a plain string in older rows)."""
-    actor = data.get("actor")
-    if isinstance(actor, dict):
-        return str(actor.get("name", ""))
-    return str(actor or "")
-
-
-templates.env.filters["actor"] = _actor_name
 templates.env.filters["change"] = quality_schemas.change_words
+templates.env.filters["sentence"] = wording.describe
+templates.env.filters["readable"] = wording.output_lines
 
 
 def _about_recommendation(data: dict[str, Any], recommendation_id: str) -> bool:
@@ -366,84 +360,178 @@ def rollback(
 
 # --- quality -------------------------------------------------------------------------------------------------
 
+# The time ranges a chart can show, with the bucket each is drawn in (points stay between 36 and 168).
+RANGES = {
+    "6h": (timedelta(hours=6), timedelta(minutes=10)),
+    "24h": (timedelta(hours=24), timedelta(minutes=30)),
+    "7d": (timedelta(days=7), timedelta(hours=1)),
+    "30d": (timedelta(days=30), timedelta(hours=6)),
+}
+DEFAULT_RANGE = "7d"
 
-def _quality_charts(
-    session: Session, principal: Principal, customer_id: uuid.UUID, model: str, version: str, days: int
-) -> dict[str, str]:
-    since = datetime.now(UTC) - timedelta(days=days)
-    series = quality_repository.bucketed_series(session, customer_id, model, version, since, timedelta(hours=1))
-    baseline = quality_repository.active_baseline(session, customer_id, model, version, datetime.now(UTC))
+
+def _range_of(chosen: str | None) -> str:
+    return chosen if chosen in RANGES else DEFAULT_RANGE
+
+
+def _model_markers(
+    session: Session,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    model: str,
+    version: str,
+    since: datetime,
+) -> list[Marker]:
+    """The markers of one model version's charts: its regressions (each linking to its incident), and the rollbacks
+    of the optimizations that concerned it (attributed by a regression of this version, or by the recommendation's
+    target model). Another model's rollbacks are not drawn here."""
     regressions = quality_service.list_regressions(
         session, principal, customer_id=customer_id, model_name=model, is_open=None, cursor=None, limit=200
     ).items
+    mine = [r for r in regressions if r.model_version == version]
     markers = [
-        Marker(r.detected_at, f"{r.metric_name} ({r.severity})", "regression")
-        for r in regressions
-        if r.model_version == version and r.detected_at >= since
+        Marker(r.detected_at, f"{r.metric_name} ({r.severity})", "regression", f"/incidents/{r.id}")
+        for r in mine
+        if r.detected_at >= since
     ]
-    rollbacks = event_service.list_events(
-        session,
-        principal,
-        event_schemas.EventFilters(customer_id=customer_id, event_type="optimization.rolled_back", since=since),
-        cursor=None,
-        limit=50,
+    attributed = {
+        str(r.metadata["rolled_back_optimization_id"]) for r in mine if r.metadata.get("rolled_back_optimization_id")
+    }
+    for optimization, recommendation in _changes(session, principal, customer_id, since):
+        if optimization.rolled_back_at is None or optimization.rolled_back_at < since:
+            continue
+        target = recommendation.data.get("model") if isinstance(recommendation.data, dict) else None
+        if str(optimization.id) in attributed or target in {model, f"{model}:{version}"}:
+            markers.append(
+                Marker(
+                    optimization.rolled_back_at,
+                    f"rollback: {recommendation.type.replace('_', ' ')}",
+                    "rollback",
+                    f"/recommendations/{recommendation.id}",
+                )
+            )
+    return markers
+
+
+def _changes(
+    session: Session, principal: Principal, customer_id: uuid.UUID, since: datetime
+) -> list[tuple[rec_schemas.Optimization, rec_schemas.RecommendationDetail]]:
+    """The customer's optimizations active at or after `since`, each with its recommendation."""
+    optimizations = recommendations.list_optimizations(
+        session, principal, customer_id=customer_id, recommendation_id=None, status=None, cursor=None, limit=200
     ).items
-    markers += [Marker(e.created_at, "rollback", "rollback") for e in rollbacks]
+    found = []
+    for optimization in optimizations:
+        last = optimization.rolled_back_at or optimization.completed_at
+        if last is not None and last < since and optimization.status is not OptimizationStatus.EXECUTING:
+            continue
+        found.append(
+            (optimization, recommendations.get_recommendation(session, principal, optimization.recommendation_id))
+        )
+    return found
+
+
+def _quality_charts(
+    session: Session,
+    principal: Principal,
+    customer_id: uuid.UUID,
+    model: str,
+    version: str,
+    chosen_range: str,
+    route: str | None,
+) -> dict[str, str]:
+    span, bucket = RANGES[chosen_range]
+    now = datetime.now(UTC)
+    since = now - span
+    series = quality_repository.bucketed_series(session, customer_id, model, version, since, bucket, route)
+    baseline = quality_repository.active_baseline(session, customer_id, model, version, now)
+    markers = _model_markers(session, principal, customer_id, model, version, since)
     band = None
     mean = None
     if baseline is not None:
         overall = baseline.metadata_.get("components", {}).get("overall_quality_score", {})
         mean = overall.get("mean")
         if mean is not None and overall.get("std") is not None:
-            band = (mean - overall["std"], mean + overall["std"])
-    points = [(p.bucket, p.overall) for p in series if p.overall is not None]
+            band = (max(0.0, mean - overall["std"]), min(1.0, mean + overall["std"]))
+    per = {"6h": "10 min", "24h": "30 min", "7d": "hour", "30d": "6 h"}[chosen_range]
+    common = {"markers": markers, "start": since, "end": now, "bucket": bucket}
     return {
-        "overall": render(LineChart("Overall quality score per hour", "score", points, band, mean, markers)),
+        "overall": render(
+            LineChart(
+                f"Overall quality score (0 to 1), mean per {per}",
+                "score",
+                [(p.bucket, p.overall) for p in series if p.overall is not None],
+                band,
+                mean,
+                y_min=0.0,
+                y_max=1.0,
+                **common,  # type: ignore[arg-type]
+            )
+        ),
         "latency": render(
             LineChart(
-                "p95 latency per hour",
+                f"p95 latency per {per}, in ms",
                 "ms",
                 [(p.bucket, p.p95_latency_ms) for p in series if p.p95_latency_ms is not None],
                 baseline=baseline.p95_latency_ms if baseline else None,
-                markers=markers,
+                y_min=0.0,
+                **common,  # type: ignore[arg-type]
             )
         ),
         "hallucination": render(
             LineChart(
-                "Hallucination rate per hour",
+                f"Hallucination rate (0 to 1) per {per}",
                 "rate",
                 [(p.bucket, p.hallucination_rate) for p in series if p.hallucination_rate is not None],
-                markers=markers,
-                y_min=0,
+                y_min=0.0,
+                y_max=1.0,
+                **common,  # type: ignore[arg-type]
             )
         ),
     }
 
 
+def _chosen_customer(
+    session: Session, principal: Principal, customer: uuid.UUID | None
+) -> tuple[list[uuid.UUID], uuid.UUID | None]:
+    customers = _customer_ids(session, principal)
+    customer_id = principal.customer_id or customer or (customers[0] if customers else None)
+    if customer_id is not None and customer_id not in customers:
+        customer_id = None
+    return customers, customer_id
+
+
+def _chosen_model(versions: list[tuple[str, str]], model: str | None) -> str | None:
+    if model in {f"{m}:{v}" for m, v in versions}:
+        return model
+    return f"{versions[0][0]}:{versions[0][1]}" if versions else None
+
+
 @router.get("/quality", response_class=HTMLResponse)
 def quality(
-    request: Request, customer: uuid.UUID | None = None, model: str | None = None, days: int = 7
+    request: Request,
+    customer: uuid.UUID | None = None,
+    model: str | None = None,
+    time_range: Annotated[str | None, Query(alias="range", max_length=8)] = None,
+    route: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
+    chosen_range = _range_of(time_range)
     with _caller(request) as (session, principal):
-        customers = _customer_ids(session, principal)
-        customer_id = principal.customer_id or customer or (customers[0] if customers else None)
-        if customer_id is not None and customer_id not in customers:
-            customer_id = None
+        customers, customer_id = _chosen_customer(session, principal, customer)
         versions = quality_repository.model_versions_of(session, customer_id) if customer_id else []
-        chosen = (
-            model
-            if model in {f"{m}:{v}" for m, v in versions}
-            else (f"{versions[0][0]}:{versions[0][1]}" if versions else None)
-        )
+        chosen = _chosen_model(versions, model)
         charts: dict[str, str] = {}
         baselines: list[quality_schemas.Baseline] = []
+        routes: list[quality_repository.RouteSummary] = []
+        since = datetime.now(UTC) - RANGES[chosen_range][0]
         if customer_id is not None and chosen:
             name, version = chosen.split(":", 1)
+            routes = quality_repository.route_breakdown(session, customer_id, name, version, since)
+            if route is not None and route not in {r.route for r in routes}:
+                route = None
             charts = {
                 k: Markup(v)  # noqa: S704 (charts.render escapes every text it embeds)
-                for k, v in _quality_charts(
-                    session, principal, customer_id, name, version, max(1, min(days, 60))
-                ).items()
+                for k, v in _quality_charts(session, principal, customer_id, name, version, chosen_range, route).items()
             }
             baselines = quality_service.list_baselines(
                 session,
@@ -455,8 +543,9 @@ def quality(
                 limit=20,
             ).items
         names = {cid: customer_service.get_customer(session, principal, cid).name for cid in customers}
+        days = max(1, RANGES[chosen_range][0].days)
         not_understood = (
-            otlp_service.not_understood(session, principal, customer_id, max(1, min(days, 60)), 50).items
+            otlp_service.not_understood(session, principal, customer_id, days, 50).items
             if customer_id is not None
             else []
         )
@@ -472,6 +561,108 @@ def quality(
             baselines=baselines,
             not_understood=not_understood,
             days=days,
+            ranges=list(RANGES),
+            chosen_range=chosen_range,
+            routes=routes,
+            route=route,
+            link=lambda **changes: _with_query(
+                "/quality",
+                **{"customer": customer_id, "model": chosen, "range": chosen_range, "route": route, **changes},
+            ),
+        )
+
+
+@router.get("/changes", response_class=HTMLResponse)
+def changes(
+    request: Request,
+    customer: uuid.UUID | None = None,
+    model: str | None = None,
+    time_range: Annotated[str | None, Query(alias="range", max_length=8)] = None,
+) -> HTMLResponse:
+    """The customer's optimizations and rollouts on the same time axis as its quality."""
+    chosen_range = _range_of(time_range)
+    with _caller(request) as (session, principal):
+        customers, customer_id = _chosen_customer(session, principal, customer)
+        versions = quality_repository.model_versions_of(session, customer_id) if customer_id else []
+        chosen = _chosen_model(versions, model)
+        span, _ = RANGES[chosen_range]
+        now = datetime.now(UTC)
+        since = now - span
+        overall = Markup("")
+        lanes_svg = Markup("")
+        listed: list[dict[str, Any]] = []
+        if customer_id is not None:
+            if chosen:
+                name, version = chosen.split(":", 1)
+                overall = Markup(  # noqa: S704 (charts.render escapes every text it embeds)
+                    _quality_charts(session, principal, customer_id, name, version, chosen_range, None)["overall"]
+                )
+            lanes: list[Lane] = []
+            for optimization, recommendation in _changes(session, principal, customer_id, since):
+                begun = optimization.started_at or optimization.created_at
+                ended = optimization.rolled_back_at or optimization.completed_at
+                label = f"{recommendation.type.replace('_', ' ')}: {recommendation.title}"
+                href = f"/recommendations/{recommendation.id}"
+                lanes.append(
+                    Lane(
+                        recommendation.type.replace("_", " "),
+                        [Span(begun, ended, label, str(optimization.status), href)],
+                    )
+                )
+                listed.append(
+                    {
+                        "kind": "optimization",
+                        "label": label,
+                        "status": str(optimization.status),
+                        "start": begun,
+                        "end": ended,
+                        "href": href,
+                    }
+                )
+            runs = workflow_service.list_executions(
+                session, principal, customer_id=customer_id, workflow_type=None, status=None, cursor=None, limit=100
+            ).items
+            by_workflow: dict[str, list[Span]] = {}
+            for run in runs:
+                begun = run.started_at or run.created_at
+                if run.completed_at is not None and run.completed_at < since:
+                    continue
+                label = str(run.metadata.get("workflow", run.workflow_type))
+                href = f"/workflows/{run.id}"
+                by_workflow.setdefault(label, []).append(Span(begun, run.completed_at, label, str(run.status), href))
+                listed.append(
+                    {
+                        "kind": "workflow",
+                        "label": label,
+                        "status": str(run.status),
+                        "start": begun,
+                        "end": run.completed_at,
+                        "href": href,
+                    }
+                )
+            lanes += [Lane(name.replace("_", " "), spans) for name, spans in sorted(by_workflow.items())]
+            lanes_svg = Markup(  # noqa: S704 (render_lanes escapes every text it embeds)
+                render_lanes(
+                    "Optimizations and workflow runs",
+                    lanes,
+                    since,
+                    now,
+                )
+            )
+        names = {cid: customer_service.get_customer(session, principal, cid).name for cid in customers}
+        return _page(
+            request,
+            "changes.html",
+            principal,
+            customers=names,
+            customer_id=customer_id,
+            versions=versions,
+            chosen=chosen,
+            ranges=list(RANGES),
+            chosen_range=chosen_range,
+            overall=overall,
+            lanes=lanes_svg,
+            listed=sorted(listed, key=lambda c: c["start"], reverse=True),
         )
 
 
@@ -501,25 +692,81 @@ def establish_baseline(
     return _act(request, csrf, _with_query("/quality", customer=customer_id, model=model), run)
 
 
+INCIDENTS_PAGE = 25
+
+
+def _customer_names(session: Session, principal: Principal) -> dict[uuid.UUID, str]:
+    return {
+        cid: customer_service.get_customer(session, principal, cid).name for cid in _customer_ids(session, principal)
+    }
+
+
 @router.get("/regressions", response_class=HTMLResponse)
-def regressions(request: Request, show: str = "open", cursor: str | None = None) -> HTMLResponse:
+def regressions(request: Request, show: str = "open", page: Annotated[int, Query(ge=1, le=1000)] = 1) -> HTMLResponse:
+    """Incidents, one row each (its regressions grouped as the monitoring and its alerts group them)."""
     with _caller(request) as (session, principal):
-        page = quality_service.list_regressions(
-            session,
-            principal,
-            customer_id=None,
-            model_name=None,
-            is_open=True if show == "open" else None,
-            cursor=cursor,
-            limit=PAGE_SIZE,
+        incidents = quality_service.list_incidents(
+            session, principal, customer_id=None, is_open=True if show == "open" else None
         )
+        shown = incidents[(page - 1) * INCIDENTS_PAGE : page * INCIDENTS_PAGE]
         return _page(
             request,
             "regressions.html",
             principal,
-            page=page,
-            show=show,
+            incidents=shown,
+            names=_customer_names(session, principal),
+            show="open" if show == "open" else "all",
+            page_number=page,
+            has_next=len(incidents) > page * INCIDENTS_PAGE,
         )
+
+
+NO_FACET = "(none)"  # the filter value for records that name no route (or no instance)
+
+
+def _facet(chosen: str | None) -> str | None:
+    """A filter's value: None for all, "" for records naming none."""
+    if not chosen:
+        return None
+    return "" if chosen == NO_FACET else chosen
+
+
+@router.get("/incidents/{incident_id}", response_class=HTMLResponse)
+def incident_detail(
+    request: Request,
+    incident_id: uuid.UUID,
+    route: Annotated[str | None, Query(max_length=200)] = None,
+    instance: Annotated[str | None, Query(max_length=200)] = None,
+    after: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    """One incident: its regressions with their evidence, and the requests of its window (the drill-down),
+    filterable by route and instance, a page at a time."""
+    with _caller(request) as (session, principal):
+        found = quality_service.incident_records(
+            session, principal, incident_id, route=_facet(route), instance=_facet(instance), after=after or None
+        )
+        incident = found.incident
+        return _page(
+            request,
+            "incident.html",
+            principal,
+            found=found,
+            incident=incident,
+            customer_name=customer_service.get_customer(session, principal, incident.customer_id).name,
+            route=route or None,
+            instance=instance or None,
+            link=lambda **changes: _with_query(
+                f"/incidents/{incident.id}", **{"route": route, "instance": instance, **changes}
+            ),
+        )
+
+
+@router.get("/optimizations/{optimization_id}")
+def optimization_page(request: Request, optimization_id: uuid.UUID) -> Response:
+    """An optimization is shown on its recommendation's page."""
+    with _caller(request) as (session, principal):
+        optimization = recommendations.get_optimization(session, principal, optimization_id)
+    return RedirectResponse(f"/recommendations/{optimization.recommendation_id}", status_code=303)
 
 
 @router.post("/regressions/{regression_id}/resolve")
@@ -534,6 +781,21 @@ def resolve(
         return "regression_resolved"
 
     return _act(request, csrf, "/regressions", run)
+
+
+@router.post("/incidents/{incident_id}/resolve")
+def resolve_incident(
+    request: Request,
+    incident_id: uuid.UUID,
+    notes: Annotated[str, Form(min_length=1, max_length=5000)],
+    csrf: Annotated[str, Form()] = "",
+    back: Annotated[str, Form(pattern="^(list|incident)$")] = "list",
+) -> Response:
+    def run(session: Session, principal: Principal) -> str:
+        quality_service.resolve_incident(session, principal, incident_id, notes)
+        return "incident_resolved"
+
+    return _act(request, csrf, "/regressions" if back == "list" else f"/incidents/{incident_id}", run)
 
 
 # --- alerts ----------------------------------------------------------------------------------------------------
@@ -680,19 +942,26 @@ def workflow_detail(request: Request, workflow_id: uuid.UUID) -> HTMLResponse:
             # A running step lasts until now; a step that never finished (skipped, crashed) is drawn as a point.
             return step.completed_at or (now if step.status == "running" else step.started_at)
 
+        lanes = [
+            Lane(
+                f"{s.step_order}. {s.step_name}",
+                [Span(s.started_at, ended(s), s.step_name, str(s.status))] if s.started_at is not None else [],
+            )
+            for s in detail.steps
+        ]
         spans = [(s.started_at, ended(s)) for s in detail.steps if s.started_at is not None]
-        first = min((start for start, _ in spans), default=now)
+        first = min((start for start, _ in spans), default=detail.started_at or now)
         last = max((end for _, end in spans if end is not None), default=now)
-        total = (last - first).total_seconds() or 1.0
-        timeline = []
-        for step in detail.steps:
-            end = ended(step)
-            if step.started_at is None or end is None:
-                timeline.append({"step": step, "left": 0.0, "width": 0.0})
-                continue
-            left = (step.started_at - first).total_seconds() / total * 100
-            width = max(0.5, (end - step.started_at).total_seconds() / total * 100)
-            timeline.append({"step": step, "left": left, "width": min(width, 100 - left)})
+        timeline = Markup(  # noqa: S704 (render_lanes escapes every text it embeds)
+            render_lanes(
+                "Steps over time",
+                lanes,
+                first,
+                max(last, first + timedelta(seconds=1)),
+                left=220,
+                empty="No step has started yet",
+            )
+        )
         return _page(
             request,
             "workflow.html",

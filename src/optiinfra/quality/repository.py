@@ -27,6 +27,7 @@ from sqlalchemy import (
     null,
     select,
     text,
+    true,
     update,
 )
 from sqlalchemy.orm import Session, defer
@@ -499,9 +500,14 @@ def bucketed_series(
     model_version: str,
     since: datetime,
     bucket: timedelta,
+    route: str | None = None,
 ) -> list[SeriesPoint]:
-    """Per bucket: request count, mean overall score, p95 latency and hallucination rate (for charts)."""
+    """Per bucket: request count, mean overall score, p95 latency and hallucination rate (for charts); with
+    `route`, only the records whose metadata.route is that route ("": records naming none)."""
     start = func.date_bin(bindparam("bucket", bucket), QualityMetric.timestamp, bindparam("origin", since))
+    route_condition = (
+        func.coalesce(QualityMetric.metadata_["route"].astext, "") == route if route is not None else true()
+    )
     rows = session.execute(
         select(
             start,
@@ -515,6 +521,7 @@ def bucketed_series(
             QualityMetric.model_name == model_name,
             QualityMetric.model_version == model_version,
             QualityMetric.timestamp >= since,
+            route_condition,
         )
         .group_by(start)
         .order_by(start)
@@ -563,3 +570,122 @@ def fresh_model_versions(session: Session, since: datetime) -> list[tuple[uuid.U
         .distinct()
     )
     return [(row[0], row[1], row[2]) for row in rows]
+
+
+# --- dashboard breakdowns and drill-down ---------------------------------------------------------------------------
+
+record_route = func.coalesce(QualityMetric.metadata_["route"].astext, "")
+# Records name their instance as metadata.instance_id (agents, the simulator) or metadata.instance (OTLP).
+record_instance = func.coalesce(
+    QualityMetric.metadata_["instance_id"].astext, QualityMetric.metadata_["instance"].astext, ""
+)
+
+
+@dataclass(frozen=True)
+class RouteSummary:
+    route: str  # "" for records without metadata.route
+    count: int
+    overall: float | None
+    p95_latency_ms: float | None
+    hallucination_rate: float | None
+
+
+def route_breakdown(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    since: datetime,
+    limit: int = 50,
+) -> list[RouteSummary]:
+    """Per metadata.route since `since`: request count, mean overall score, p95 latency and hallucination rate,
+    busiest routes first (at most `limit`)."""
+    rows = session.execute(
+        select(
+            record_route,
+            func.count(),
+            func.avg(SCORED_OVERALL),
+            func.percentile_cont(0.95).within_group(QualityMetric.latency_ms),
+            func.avg(SCORED_HALLUCINATION),
+        )
+        .where(
+            QualityMetric.customer_id == customer_id,
+            QualityMetric.model_name == model_name,
+            QualityMetric.model_version == model_version,
+            QualityMetric.timestamp >= since,
+        )
+        .group_by(record_route)
+        .order_by(func.count().desc(), record_route)
+        .limit(limit)
+    ).all()
+    return [
+        RouteSummary(
+            str(row[0]),
+            int(row[1]),
+            float(row[2]) if row[2] is not None else None,
+            float(row[3]) if row[3] is not None else None,
+            float(row[4]) if row[4] is not None else None,
+        )
+        for row in rows
+    ]
+
+
+def window_facets(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    start: datetime,
+    end: datetime,
+    limit: int = 50,
+) -> tuple[list[tuple[str, int]], list[tuple[str, int]]]:
+    """The routes and the instances of a window's records, with their counts (busiest first, at most `limit`)."""
+    window = (
+        QualityMetric.customer_id == customer_id,
+        QualityMetric.model_name == model_name,
+        QualityMetric.model_version == model_version,
+        QualityMetric.timestamp >= start,
+        QualityMetric.timestamp < end,
+    )
+    facets = []
+    for column in (record_route, record_instance):
+        rows = session.execute(
+            select(column, func.count()).where(*window).group_by(column).order_by(func.count().desc()).limit(limit)
+        ).all()
+        facets.append([(str(row[0]), int(row[1])) for row in rows])
+    return facets[0], facets[1]
+
+
+def window_records(
+    session: Session,
+    customer_id: uuid.UUID,
+    model_name: str,
+    model_version: str,
+    start: datetime,
+    end: datetime,
+    *,
+    route: str | None,
+    instance: str | None,
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[QualityMetric]:
+    """A window's records in time order (keyset pagination after (timestamp, request_id)), optionally of one route
+    and one instance ("" meaning records that name none)."""
+    statement = select(QualityMetric).where(
+        QualityMetric.customer_id == customer_id,
+        QualityMetric.model_name == model_name,
+        QualityMetric.model_version == model_version,
+        QualityMetric.timestamp >= start,
+        QualityMetric.timestamp < end,
+    )
+    if route is not None:
+        statement = statement.where(record_route == route)
+    if instance is not None:
+        statement = statement.where(record_instance == instance)
+    if after is not None:
+        statement = statement.where(
+            (QualityMetric.timestamp > after[0])
+            | and_(QualityMetric.timestamp == after[0], QualityMetric.request_id > after[1])
+        )
+    statement = statement.order_by(QualityMetric.timestamp, QualityMetric.request_id).limit(limit)
+    return list(session.scalars(statement))

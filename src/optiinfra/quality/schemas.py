@@ -247,6 +247,53 @@ class Regression(BaseModel):
     updated_at: datetime
 
 
+class Incident(BaseModel):
+    """One incident: the regressions of one model version whose open periods overlap (as the monitoring and its
+    alerts group them: the first open regression of a version opens it, others join while it is open)."""
+
+    id: uuid.UUID = Field(description="the id of its first regression")
+    customer_id: uuid.UUID
+    model_name: str | None
+    model_version: str | None
+    severity: RegressionSeverity = Field(description="the worst of its regressions'")
+    started_at: datetime = Field(description="when its first regression was detected")
+    ended_at: datetime | None = Field(description="when its last regression was resolved; None while open")
+    window_start: datetime = Field(description="where the records behind it begin (the earliest window read)")
+    action_taken: RegressionAction = Field(description="the strongest action taken for any of its regressions")
+    rolled_back_optimization_ids: list[str]
+    regressions: list[Regression]
+
+    @property
+    def is_open(self) -> bool:
+        return self.ended_at is None
+
+
+class IncidentRecord(BaseModel):
+    """A record of an incident's window, for the drill-down."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    request_id: str
+    timestamp: datetime
+    latency_ms: float | None
+    overall_quality_score: float | None
+    hallucination_detected: bool | None
+    toxicity_score: float | None
+    metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
+
+
+class IncidentRecords(BaseModel):
+    """One page of an incident window's records, filterable by route and instance."""
+
+    incident: Incident
+    start: datetime
+    end: datetime
+    routes: list[tuple[str, int]]
+    instances: list[tuple[str, int]]
+    records: list[IncidentRecord]
+    next_after: str | None = Field(description="the cursor of the next page; None on the last")
+
+
 class DetectionReport(BaseModel):
     customer_id: uuid.UUID
     model_name: str

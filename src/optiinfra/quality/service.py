@@ -17,7 +17,14 @@ from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.metrics import counters
-from optiinfra.models import BaselineType, Customer, QualityBaseline, ScoringText
+from optiinfra.models import (
+    BaselineType,
+    Customer,
+    QualityBaseline,
+    RegressionAction,
+    RegressionSeverity,
+    ScoringText,
+)
 from optiinfra.quality import monitoring_store, repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference
@@ -445,3 +452,176 @@ def resolve_regression(
         extra={"notes": notes},
     )
     return quality_schemas.Regression.model_validate(regression)
+
+
+# --- incidents (the dashboard's view of regressions) ---------------------------------------------------------------
+
+SEVERITY_ORDER = list(RegressionSeverity)
+# The strongest action wins when an incident's regressions differ.
+ACTION_ORDER = [
+    RegressionAction.ALERT_ONLY,
+    RegressionAction.AUTO_FIXED,
+    RegressionAction.MANUAL_REVIEW,
+    RegressionAction.ROLLBACK_TRIGGERED,
+]
+INCIDENT_SCAN = 1000  # regressions read to group into incidents (the newest)
+RECORDS_PAGE = 50
+DEFAULT_WINDOW_MINUTES = 60
+
+
+def _window_start(regression: quality_schemas.Regression) -> datetime:
+    """Where the records behind a regression begin: the start of the window a detection read (metadata.window),
+    or, for the monitoring, its window's length before detection."""
+    window = regression.metadata.get("window")
+    if isinstance(window, dict) and isinstance(window.get("start"), str):
+        try:
+            return datetime.fromisoformat(window["start"])
+        except ValueError:
+            pass
+    evidence = regression.metadata.get("evidence") or {}
+    minutes = int(evidence.get("window_minutes") or DEFAULT_WINDOW_MINUTES)
+    return regression.detected_at - timedelta(minutes=minutes)
+
+
+def _incident(regressions: list[quality_schemas.Regression]) -> quality_schemas.Incident:
+    first = regressions[0]
+    is_open = any(r.resolved_at is None for r in regressions)
+    return quality_schemas.Incident(
+        id=first.id,
+        customer_id=first.customer_id,
+        model_name=first.model_name,
+        model_version=first.model_version,
+        severity=max((r.severity for r in regressions), key=SEVERITY_ORDER.index),
+        started_at=first.detected_at,
+        ended_at=None if is_open else max(r.resolved_at for r in regressions if r.resolved_at is not None),
+        window_start=min(_window_start(r) for r in regressions),
+        action_taken=max((r.action_taken for r in regressions), key=ACTION_ORDER.index),
+        rolled_back_optimization_ids=sorted(
+            {
+                str(r.metadata["rolled_back_optimization_id"])
+                for r in regressions
+                if r.metadata.get("rolled_back_optimization_id")
+            }
+        ),
+        regressions=regressions,
+    )
+
+
+def group_incidents(regressions: list[quality_schemas.Regression]) -> list[quality_schemas.Incident]:
+    """Regressions grouped into incidents, newest first: per (customer, model, version), a regression joins the
+    incident it was detected in (detected before every regression of it was resolved), else opens a new one."""
+    groups: dict[tuple[uuid.UUID, str | None, str | None], list[list[quality_schemas.Regression]]] = {}
+    for regression in sorted(regressions, key=lambda r: (r.detected_at, str(r.id))):
+        key = (regression.customer_id, regression.model_name, regression.model_version)
+        runs = groups.setdefault(key, [])
+        if runs:
+            current = runs[-1]
+            ends = [r.resolved_at for r in current]
+            if any(end is None for end in ends) or regression.detected_at <= max(e for e in ends if e is not None):
+                current.append(regression)
+                continue
+        runs.append([regression])
+    incidents = [_incident(run) for runs in groups.values() for run in runs]
+    return sorted(incidents, key=lambda i: (i.started_at, str(i.id)), reverse=True)
+
+
+def list_incidents(
+    session: Session, principal: Principal, *, customer_id: uuid.UUID | None, is_open: bool | None
+) -> list[quality_schemas.Incident]:
+    """The caller's incidents, newest first, grouped from its newest INCIDENT_SCAN regressions."""
+    rows = repository.list_regressions(
+        session, principal, customer_id=customer_id, model_name=None, is_open=None, cursor=None, limit=INCIDENT_SCAN
+    )
+    incidents = group_incidents([quality_schemas.Regression.model_validate(r) for r in rows])
+    if is_open is not None:
+        incidents = [i for i in incidents if i.is_open == is_open]
+    return incidents
+
+
+def get_incident(session: Session, principal: Principal, incident_id: uuid.UUID) -> quality_schemas.Incident:
+    """The incident that one of its regressions belongs to (404 if the caller may not see the regression)."""
+    regression = repository.get_regression(session, principal, incident_id)
+    rows = repository.list_regressions(
+        session,
+        principal,
+        customer_id=regression.customer_id,
+        model_name=regression.model_name,
+        is_open=None,
+        cursor=None,
+        limit=INCIDENT_SCAN,
+    )
+    same_version = [
+        quality_schemas.Regression.model_validate(r) for r in rows if r.model_version == regression.model_version
+    ]
+    if regression.id not in {r.id for r in same_version}:
+        same_version.append(quality_schemas.Regression.model_validate(regression))
+    return next(i for i in group_incidents(same_version) if regression.id in {r.id for r in i.regressions})
+
+
+def incident_records(
+    session: Session,
+    principal: Principal,
+    incident_id: uuid.UUID,
+    *,
+    route: str | None,
+    instance: str | None,
+    after: str | None,
+) -> quality_schemas.IncidentRecords:
+    """One page (RECORDS_PAGE) of the records of an incident's window, from the start of the longest window that
+    flagged it to its end (or now), optionally of one route and one instance. `after` is the previous page's
+    `next_after` cursor."""
+    incident = get_incident(session, principal, incident_id)
+    start, end = incident.window_start, incident.ended_at or _now()
+    cursor: tuple[datetime, str] | None = None
+    if after:
+        stamp, _, request_id = after.partition("|")
+        try:
+            cursor = (datetime.fromisoformat(stamp), request_id)
+        except ValueError as error:
+            raise InvalidInputError("Not a page cursor.", details={"after": after[:100]}) from error
+    if incident.model_name is None or incident.model_version is None:
+        routes: list[tuple[str, int]] = []
+        instances: list[tuple[str, int]] = []
+        rows = []
+    else:
+        routes, instances = repository.window_facets(
+            session, incident.customer_id, incident.model_name, incident.model_version, start, end
+        )
+        rows = repository.window_records(
+            session,
+            incident.customer_id,
+            incident.model_name,
+            incident.model_version,
+            start,
+            end,
+            route=route,
+            instance=instance,
+            after=cursor,
+            limit=RECORDS_PAGE + 1,
+        )
+    page = rows[:RECORDS_PAGE]
+    next_after = (
+        f"{page[-1].timestamp.isoformat()}|{page[-1].request_id}" if len(rows) > RECORDS_PAGE and page else None
+    )
+    return quality_schemas.IncidentRecords(
+        incident=incident,
+        start=start,
+        end=end,
+        routes=routes,
+        instances=instances,
+        records=[quality_schemas.IncidentRecord.model_validate(r) for r in page],
+        next_after=next_after,
+    )
+
+
+def resolve_incident(
+    session: Session, principal: Principal, incident_id: uuid.UUID, notes: str
+) -> quality_schemas.Incident:
+    """A person resolves an incident: each of its regressions still open, with the same notes."""
+    incident = get_incident(session, principal, incident_id)
+    still_open = [r for r in incident.regressions if r.resolved_at is None]
+    if not still_open:
+        raise ConflictError("The incident is already resolved.", details={"incident_id": str(incident_id)})
+    for regression in still_open:
+        resolve_regression(session, principal, regression.id, notes)
+    return get_incident(session, principal, incident_id)
