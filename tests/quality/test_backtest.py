@@ -244,15 +244,23 @@ def test_monitoring_rolls_back_only_the_optimization_the_evidence_names(live: tu
             assert regression.action_taken is RegressionAction.MANUAL_REVIEW
             named = {entry["optimization_id"] for entry in regression.metadata_["active_optimizations"]}
             assert named == {str(unrelated), str(moved)}
-        # The dashboard's regressions page shows the incident with its evidence and the changes to review.
-        page = SimpleNamespace(items=[Regression.model_validate(r) for r in regressions], next_cursor=None)
-        html = templates.env.get_template("regressions.html").render(
-            page=page,
-            show="open",
+        # The dashboard's incident page shows the incident with its evidence and the changes to review.
+        incidents = service.group_incidents([Regression.model_validate(r) for r in regressions])
+        incident = next(i for i in incidents if severe[0].id in {r.id for r in i.regressions})
+        found = SimpleNamespace(
+            incident=incident, start=incident.window_start, end=datetime.now(UTC), routes=[], instances=[], records=[]
+        )
+        html = templates.env.get_template("incident.html").render(
+            found=found,
+            incident=incident,
+            customer_name="Acme",
+            route=None,
+            instance=None,
+            link=lambda **_: "",
             principal=Principal.operator(),
             csrf="x",
             now=datetime.now(UTC),
-            request=SimpleNamespace(url=SimpleNamespace(path="/regressions")),
+            request=SimpleNamespace(url=SimpleNamespace(path=f"/incidents/{incident.id}")),
         )
         assert "incident:" in html
         assert "for its mix of routes and hours" in html
