@@ -17,7 +17,7 @@ import httpx
 from _support import fresh_database, median, running_server, write_results
 
 from optiinfra.client import OptiInfraClient
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -23,12 +23,12 @@ from pydantic import BaseModel, TypeAdapter
 from optiinfra.agent_state import schemas as state_schemas
 from optiinfra.agents import schemas as agent_schemas
 from optiinfra.alerts import schemas as alert_schemas
-from optiinfra.api.pagination import Page
 from optiinfra.customers import schemas as customer_schemas
+from optiinfra.enums import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
 from optiinfra.events import schemas as event_schemas
-from optiinfra.models import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
 from optiinfra.otlp import schemas as otlp_schemas
 from optiinfra.otlp.settings import OtlpSettings
+from optiinfra.pagination import Page
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.settings import QualitySettings
 from optiinfra.recommendations import schemas as rec_schemas

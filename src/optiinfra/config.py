@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import platformdirs
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from optiinfra.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 DATABASE_URL_ENV = "OPTIINFRA_DATABASE_URL"
 DATA_DIR_ENV = "OPTIINFRA_DATA_DIR"
@@ -33,6 +35,9 @@ def parse_database_url(raw: str) -> URL:
 
     Accepts `postgresql://`, `postgres://` and `postgresql+psycopg://` URLs.
     """
+    from sqlalchemy.engine import make_url  # deferred: the Python client imports this module
+    from sqlalchemy.exc import ArgumentError
+
     try:
         url = make_url(raw.strip())
     except ArgumentError as error:

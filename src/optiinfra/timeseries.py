@@ -17,8 +17,8 @@ from sqlalchemy import ColumnElement, DateTime, Interval, bindparam, func
 from sqlalchemy.orm import InstrumentedAttribute
 
 from optiinfra.errors import InvalidInputError
+from optiinfra.validation import MAX_BATCH
 
-MAX_BATCH = 10_000
 # How far into the future a sample's timestamp may be (client clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
 

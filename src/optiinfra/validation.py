@@ -20,6 +20,9 @@ from typing import Annotated, Any
 import orjson
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, SkipValidation
 
+# The most items one batch request (samples, records) may carry.
+MAX_BATCH = 10_000
+
 JSON_FIELD_LIMIT_ENV = "OPTIINFRA_MAX_JSON_FIELD_BYTES"
 DEFAULT_JSON_FIELD_LIMIT = 64 * 1024
 

@@ -23,7 +23,7 @@ from optiinfra.auth.principal import Role
 from optiinfra.client import OptiInfraClient
 from optiinfra.customers.schemas import CustomerWithKey
 from optiinfra.db import migrations
-from optiinfra.models import AgentType, CustomerPlan
+from optiinfra.enums import AgentType, CustomerPlan
 from optiinfra.workflows import queue
 from tests.conftest import DatabaseFactory
 

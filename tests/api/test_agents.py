@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.agents import service as agent_service
 from optiinfra.client import ApiError, OptiInfraClient
-from optiinfra.models import AgentStatus, AgentType
+from optiinfra.enums import AgentStatus, AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant
 
 

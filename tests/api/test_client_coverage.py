@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from optiinfra.client import NOT_IN_CLIENT, OPERATIONS, ApiError, OptiInfraClient
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import create_engine
 
 from optiinfra.db import migrations
 from optiinfra.db.seed import seed_demo_data
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant, running_server
 from tests.conftest import DatabaseFactory
 

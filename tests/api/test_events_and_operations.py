@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from optiinfra.cli import app as cli_app
 from optiinfra.db import migrations
-from optiinfra.models import EventSeverity
+from optiinfra.enums import EventSeverity
 from tests.api.conftest import AgentHandle, Server, Tenant
 from tests.conftest import DatabaseFactory, url_for_env
 

@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant
 
 PACKAGE = "optiinfra_generated_client"

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from optiinfra.client import ApiError, OptiInfraClient
-from optiinfra.models import OptimizationStatus, RecommendationStatus
+from optiinfra.enums import OptimizationStatus, RecommendationStatus
 from optiinfra.recommendations.states import OPTIMIZATION_TRANSITIONS, RECOMMENDATION_TRANSITIONS
 from tests.api.conftest import AgentHandle, Server, Tenant
 

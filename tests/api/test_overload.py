@@ -16,7 +16,7 @@ from sqlalchemy import Engine, create_engine, text
 
 from optiinfra.api.admission import MAX_RETRY_AFTER_SECONDS, AdmissionControl
 from optiinfra.client import OptiInfraClient
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import Server, running_server
 
 

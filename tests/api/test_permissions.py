@@ -28,7 +28,7 @@ from sqlalchemy import text
 from optiinfra.agents.schemas import AgentRegistered
 from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.customers.schemas import CustomerWithKey
-from optiinfra.models import AgentType, CustomerStatus, OptimizationStatus, RecommendationStatus
+from optiinfra.enums import AgentType, CustomerStatus, OptimizationStatus, RecommendationStatus
 from tests.api.conftest import Server
 from tests.api.conftest import settled_event_count as event_count
 

@@ -29,7 +29,7 @@ from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Role
 from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.db import migrations
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from optiinfra.recommendations.schemas import Optimization
 from tests.api.conftest import AgentHandle, Server, Tenant, _free_port
 from tests.conftest import DatabaseFactory

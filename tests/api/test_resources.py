@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from optiinfra.client import OptiInfraClient
-from optiinfra.models import AgentType, ResourceType
+from optiinfra.enums import AgentType, ResourceType
 from tests.api.conftest import AgentHandle, Server, Tenant
 
 

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 import pytest
 
 from optiinfra.client import ApiError
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import AgentHandle, Tenant
 
 RECORD = {

@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from optiinfra.client import OptiInfraClient
-from optiinfra.models import AgentType, OptimizationStatus
+from optiinfra.enums import AgentType, OptimizationStatus
 from optiinfra.quality.scoring import DEFAULT_WEIGHTS
 from tests.api.conftest import Server
 from tests.api.conftest import settled_event_count as event_count

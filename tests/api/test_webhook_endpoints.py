@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from optiinfra.client import OptiInfraClient
 from optiinfra.config import ALLOW_PRIVATE_ENDPOINTS_ENV
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant
 
 REMOTE_SECRET = "remote-body-7c1e-do-not-leak"

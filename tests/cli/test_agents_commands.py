@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from optiinfra.cli import app
 from optiinfra.db import migrations
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.conftest import url_for_env
 from tests.factories import make_agent, make_customer
 

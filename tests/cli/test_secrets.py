@@ -18,7 +18,7 @@ from optiinfra.auth.keys import generate_key
 from optiinfra.auth.principal import Role
 from optiinfra.client import ApiError, OptiInfraClient
 from optiinfra.db import migrations
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.conftest import url_for_env
 
 

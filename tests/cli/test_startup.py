@@ -36,6 +36,12 @@ def test_db_help_lists_its_commands_without_the_database_layer() -> None:
     assert not {name for name in loaded if name.split(".")[0] in HEAVY}
 
 
+def test_the_python_client_imports_no_database_or_server_layer() -> None:
+    # The client is what applications embed: it must not drag SQLAlchemy, FastAPI or SciPy into them (issue 17).
+    loaded = _modules_after("import optiinfra.client\nimport optiinfra.enums")
+    assert not {name for name in loaded if name.split(".")[0] in HEAVY}
+
+
 def test_the_top_help_lists_every_command_with_its_own_help_line() -> None:
     result = CliRunner().invoke(app, ["--help"], terminal_width=200)
     assert result.exit_code == 0, result.output

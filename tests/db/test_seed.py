@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from optiinfra.db import migrations
 from optiinfra.db.migrations import QUEUE_PREFIX
 from optiinfra.db.seed import seed_demo_data
-from optiinfra.models import RecommendationStatus
+from optiinfra.enums import RecommendationStatus
 from tests.conftest import DatabaseFactory
 
 NOW = datetime(2026, 11, 20, 9, 30, tzinfo=UTC)

@@ -10,7 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.factories import (
     make_agent,
     make_agent_capability,

@@ -24,7 +24,7 @@ from optiinfra.auth.keys import generate_key
 from optiinfra.auth.principal import Role
 from optiinfra.client import OptiInfraClient
 from optiinfra.db import migrations
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from tests.api.conftest import _free_port
 from tests.conftest import DatabaseFactory, url_for_env
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from optiinfra.models import RegressionSeverity, RegressionType
+from optiinfra.enums import RegressionSeverity, RegressionType
 from optiinfra.quality.judge import judge, overall_verdict
 from optiinfra.quality.settings import QualitySettings
 from optiinfra.quality.simulation import Traffic, judge_simulated, regression_rate, simulate

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 from sqlalchemy.orm import Session
 
-from optiinfra.models import AgentType, RegressionSeverity
+from optiinfra.enums import AgentType, RegressionSeverity
 from optiinfra.quality import monitoring, monitoring_store
 from optiinfra.quality.monitoring import Cells, judge_pass, z_threshold
 from optiinfra.quality.replay import columns_of, reference_at, replay

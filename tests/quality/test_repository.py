@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from optiinfra.models import AgentType
+from optiinfra.enums import AgentType
 from optiinfra.quality import repository
 from tests.factories import assign, make_agent, make_customer, make_quality_baseline, make_quality_metric
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import create_engine
 
 from optiinfra.db.engine import make_session_factory
-from optiinfra.models import WorkflowType
+from optiinfra.enums import WorkflowType
 from optiinfra.workflows.engine import StepContext, StepDefinition, WorkflowDefinition, WorkflowRunner
 
 

@@ -8,9 +8,8 @@ from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
-from optiinfra.models import AgentStatus, AgentStatusDetail, ConfigType, MetricType
-from optiinfra.timeseries import MAX_BATCH
-from optiinfra.validation import BatchItem, BoundedJson, FiniteFloat, SaneInstant
+from optiinfra.enums import AgentStatus, AgentStatusDetail, ConfigType, MetricType
+from optiinfra.validation import MAX_BATCH, BatchItem, BoundedJson, FiniteFloat, SaneInstant
 
 # Config keys, lock resources and capability names travel in the path: letters, digits and _ . : -
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$"

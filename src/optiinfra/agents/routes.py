@@ -10,7 +10,7 @@ from optiinfra.agents import schemas, service
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.models import AgentStatus, AgentType
+from optiinfra.enums import AgentStatus, AgentType
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=StrictRoute)
 

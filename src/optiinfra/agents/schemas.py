@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from optiinfra.models import AgentStatus, AgentType
+from optiinfra.enums import AgentStatus, AgentType
 from optiinfra.validation import BoundedJson
 
 CAPABILITY_PATTERN = r"^[a-z][a-z0-9_.-]{0,254}$"

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from optiinfra.models import EventSeverity
+from optiinfra.enums import EventSeverity
 
 AlertKind = Literal[
     "incident.opened",

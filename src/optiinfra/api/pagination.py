@@ -1,28 +1,5 @@
-"""Pages on the wire: the Page schema and its limits. The query side (cursor, ordering) is in `optiinfra.db.queries`."""
+"""Pages on the wire. The definitions live in `optiinfra.pagination` (no HTTP dependency); kept here for the routes."""
 
-from __future__ import annotations
+from optiinfra.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page, page_of
 
-from typing import Any, Generic, TypeVar
-
-from pydantic import BaseModel
-
-from optiinfra.db.queries import encode_cursor
-
-T = TypeVar("T")
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 500
-
-
-class Page(BaseModel, Generic[T]):
-    """One page of a list, newest first; pass `next_cursor` back as `cursor` for the next page."""
-
-    items: list[T]
-    next_cursor: str | None
-
-
-def page_of(rows: list[Any], limit: int, to_item: Any) -> Page[Any]:
-    """Build a Page from up to limit + 1 rows fetched by `paginate`."""
-    items = rows[:limit]
-    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
-    return Page(items=[to_item(row) for row in items], next_cursor=next_cursor)
+__all__ = ["DEFAULT_LIMIT", "MAX_LIMIT", "Page", "page_of"]

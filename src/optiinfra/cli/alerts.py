@@ -15,8 +15,8 @@ from optiinfra.auth.principal import Principal
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.cli.quality import _customer_id, _session_factory
 from optiinfra.db.engine import unit_of_work
+from optiinfra.enums import EventSeverity
 from optiinfra.errors import InvalidInputError
-from optiinfra.models import EventSeverity
 
 alerts_app = typer.Typer(help="Alert routes (webhook, Slack, Teams, e-mail) and the alerts sent.", no_args_is_help=True)
 CLI = Principal.system("cli")

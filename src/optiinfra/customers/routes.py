@@ -10,7 +10,7 @@ from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, Princ
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
 from optiinfra.customers import schemas, service
-from optiinfra.models import CustomerStatus
+from optiinfra.enums import CustomerStatus
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=StrictRoute)
 

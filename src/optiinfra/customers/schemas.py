@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
 
-from optiinfra.models import CustomerPlan, CustomerStatus
+from optiinfra.enums import CustomerPlan, CustomerStatus
 from optiinfra.validation import BoundedJson
 
 

@@ -36,16 +36,10 @@ from optiinfra.customers import service as customer_service
 from optiinfra.dashboard import sessions, wording
 from optiinfra.dashboard.charts import Lane, LineChart, Marker, Span, render, render_lanes
 from optiinfra.db.engine import unit_of_work
+from optiinfra.enums import EventSeverity, OptimizationStatus, RecommendationStatus, RegressionSeverity, WorkflowStatus
 from optiinfra.errors import OptiInfraError
 from optiinfra.events import schemas as event_schemas
 from optiinfra.events import service as event_service
-from optiinfra.models import (
-    EventSeverity,
-    OptimizationStatus,
-    RecommendationStatus,
-    RegressionSeverity,
-    WorkflowStatus,
-)
 from optiinfra.otlp import service as otlp_service
 from optiinfra.quality import repository as quality_repository
 from optiinfra.quality import schemas as quality_schemas

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import uuid
-from datetime import datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, String, and_, case, cast, func, or_
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql.elements import ColumnElement
 
-from optiinfra.errors import InvalidInputError
+from optiinfra.pagination import decode_cursor
 
 S = TypeVar("S", bound=Select[Any])
 
@@ -37,23 +33,6 @@ def where_given(statement: S, *filters: tuple[InstrumentedAttribute[Any], object
         if value is not None:
             statement = statement.where(column == value)
     return statement
-
-
-def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        created_at, row_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split("|")
-        moment = datetime.fromisoformat(created_at)
-        if moment.tzinfo is None:
-            raise ValueError("naive time in cursor")
-        return moment, uuid.UUID(row_id)
-    except (ValueError, UnicodeError, binascii.Error) as error:
-        raise InvalidInputError("The cursor is not one this API issued.", details={"cursor": cursor}) from error
 
 
 def paginate(

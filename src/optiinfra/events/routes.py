@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
+from optiinfra.enums import EventSeverity
 from optiinfra.events import schemas, service
-from optiinfra.models import EventSeverity
 from optiinfra.validation import SaneInstant
 
 router = APIRouter(prefix="/events", tags=["events"], route_class=StrictRoute)

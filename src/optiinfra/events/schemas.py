@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from optiinfra.models import EventSeverity
+from optiinfra.enums import EventSeverity
 from optiinfra.validation import BoundedJson, SaneInstant
 
 

@@ -4,55 +4,73 @@ Alembic and the application import this package only, so every model is register
 relationships across foundation steps resolve without import cycles.
 """
 
+from optiinfra.enums import (
+    AgentStatus,
+    AgentStatusDetail,
+    AgentType,
+    ApprovalStatus,
+    ArtifactType,
+    BaselineType,
+    ConfigType,
+    CustomerPlan,
+    CustomerStatus,
+    EventSeverity,
+    MetricType,
+    OptimizationStatus,
+    RecommendationPriority,
+    RecommendationStatus,
+    RegressionAction,
+    RegressionSeverity,
+    RegressionType,
+    ResourceType,
+    ScalingEventType,
+    StepStatus,
+    WorkflowStatus,
+    WorkflowType,
+)
 from optiinfra.models.agent_state import (
     AgentCapability,
     AgentConfig,
     AgentMetric,
     AgentState,
-    AgentStatusDetail,
-    ConfigType,
-    MetricType,
 )
-from optiinfra.models.alerts import AlertDelivery, AlertOutbox, AlertRoute, MetricCounter
+from optiinfra.models.alerts import (
+    AlertDelivery,
+    AlertOutbox,
+    AlertRoute,
+    MetricCounter,
+)
 from optiinfra.models.application_schema import (
-    BaselineType,
     QualityBaseline,
     QualityMetric,
     QualityRegression,
-    RegressionAction,
-    RegressionSeverity,
-    RegressionType,
 )
-from optiinfra.models.base import Base
+from optiinfra.models.base import (
+    Base,
+)
 from optiinfra.models.core import (
     Agent,
     AgentCustomer,
-    AgentStatus,
-    AgentType,
     Approval,
-    ApprovalStatus,
     Customer,
-    CustomerPlan,
-    CustomerStatus,
     Event,
-    EventSeverity,
     Optimization,
-    OptimizationStatus,
     Recommendation,
-    RecommendationPriority,
-    RecommendationStatus,
 )
-from optiinfra.models.dashboard import DashboardSession
-from optiinfra.models.resource_schema import ResourceMetric, ResourceType, ScalingEvent, ScalingEventType
-from optiinfra.models.scoring import ScoringText
+from optiinfra.models.dashboard import (
+    DashboardSession,
+)
+from optiinfra.models.resource_schema import (
+    ResourceMetric,
+    ScalingEvent,
+)
+from optiinfra.models.scoring import (
+    ScoringText,
+)
 from optiinfra.models.workflow_history import (
-    ArtifactType,
-    StepStatus,
     WorkflowArtifact,
     WorkflowExecution,
-    WorkflowStatus,
     WorkflowStep,
-    WorkflowType,
 )
 
 __all__ = [

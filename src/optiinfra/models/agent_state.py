@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from optiinfra.enums import AgentStatusDetail, ConfigType, MetricType
 from optiinfra.models.base import (
     EMPTY_ARRAY,
     EMPTY_OBJECT,
@@ -23,28 +23,6 @@ from optiinfra.models.base import (
 if TYPE_CHECKING:
     from optiinfra.models.core import Agent
     from optiinfra.models.workflow_history import WorkflowExecution
-
-
-class ConfigType(enum.StrEnum):
-    STRING = "string"
-    INTEGER = "integer"
-    FLOAT = "float"
-    BOOLEAN = "boolean"
-    JSON = "json"
-
-
-class AgentStatusDetail(enum.StrEnum):
-    IDLE = "idle"
-    BUSY = "busy"
-    PROCESSING = "processing"
-    WAITING = "waiting"
-    ERROR = "error"
-
-
-class MetricType(enum.StrEnum):
-    COUNTER = "counter"
-    GAUGE = "gauge"
-    HISTOGRAM = "histogram"
 
 
 class AgentConfig(UUIDPrimaryKey, Timestamps, Base):

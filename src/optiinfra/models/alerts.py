@@ -20,8 +20,8 @@ from typing import Any
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
+from optiinfra.enums import EventSeverity
 from optiinfra.models.base import EMPTY_ARRAY, EMPTY_OBJECT, NOW, Base, CreatedAt, Timestamps, UUIDPrimaryKey, pg_enum
-from optiinfra.models.core import EventSeverity
 
 ALERT_DESTINATIONS = ("webhook", "slack", "teams", "email")
 OUTBOX_STATUSES = ("pending", "sending", "delivered", "failed", "superseded")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,38 +9,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from optiinfra.enums import BaselineType, RegressionAction, RegressionSeverity, RegressionType
 from optiinfra.models.base import EMPTY_OBJECT, Base, CreatedAt, Timestamps, UUIDPrimaryKey, pg_enum
 
 if TYPE_CHECKING:
     from optiinfra.models.core import Agent, Customer
     from optiinfra.models.workflow_history import WorkflowExecution
-
-
-class BaselineType(enum.StrEnum):
-    INITIAL = "initial"
-    UPDATED = "updated"
-    ROLLBACK = "rollback"
-
-
-class RegressionType(enum.StrEnum):
-    QUALITY_DROP = "quality_drop"
-    LATENCY_INCREASE = "latency_increase"
-    HALLUCINATION_SPIKE = "hallucination_spike"
-    TOXICITY_INCREASE = "toxicity_increase"
-
-
-class RegressionSeverity(enum.StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-class RegressionAction(enum.StrEnum):
-    ALERT_ONLY = "alert_only"
-    ROLLBACK_TRIGGERED = "rollback_triggered"
-    MANUAL_REVIEW = "manual_review"
-    AUTO_FIXED = "auto_fixed"
 
 
 def _unit_interval(column: str) -> CheckConstraint:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import datetime
 from decimal import Decimal
@@ -12,6 +11,17 @@ from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueC
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 from sqlalchemy.sql.elements import conv
 
+from optiinfra.enums import (
+    AgentStatus,
+    AgentType,
+    ApprovalStatus,
+    CustomerPlan,
+    CustomerStatus,
+    EventSeverity,
+    OptimizationStatus,
+    RecommendationPriority,
+    RecommendationStatus,
+)
 from optiinfra.models.base import (
     EMPTY_ARRAY,
     EMPTY_OBJECT,
@@ -28,72 +38,6 @@ if TYPE_CHECKING:
     from optiinfra.models.application_schema import QualityBaseline, QualityMetric, QualityRegression
     from optiinfra.models.resource_schema import ResourceMetric, ScalingEvent
     from optiinfra.models.workflow_history import WorkflowExecution
-
-
-class CustomerPlan(enum.StrEnum):
-    FREE = "free"
-    STARTUP = "startup"
-    ENTERPRISE = "enterprise"
-
-
-class CustomerStatus(enum.StrEnum):
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    CHURNED = "churned"
-
-
-class AgentType(enum.StrEnum):
-    ORCHESTRATOR = "orchestrator"
-    COST = "cost"
-    PERFORMANCE = "performance"
-    RESOURCE = "resource"
-    APPLICATION = "application"
-
-
-class AgentStatus(enum.StrEnum):
-    STARTING = "starting"
-    HEALTHY = "healthy"
-    DEGRADED = "degraded"
-    FAILED = "failed"
-    STOPPED = "stopped"
-
-
-class EventSeverity(enum.StrEnum):
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-    CRITICAL = "critical"
-
-
-class RecommendationPriority(enum.StrEnum):
-    LOW = "low"
-    MEDIUM = "medium"
-    HIGH = "high"
-    CRITICAL = "critical"
-
-
-class RecommendationStatus(enum.StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-    EXECUTING = "executing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
-
-
-class ApprovalStatus(enum.StrEnum):
-    PENDING = "pending"
-    APPROVED = "approved"
-    REJECTED = "rejected"
-
-
-class OptimizationStatus(enum.StrEnum):
-    QUEUED = "queued"
-    EXECUTING = "executing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    ROLLED_BACK = "rolled_back"
 
 
 # Relationship options for a parent whose children the database deletes (ON DELETE CASCADE): the ORM

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,27 +9,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from optiinfra.enums import ResourceType, ScalingEventType
 from optiinfra.models.base import EMPTY_OBJECT, Base, CreatedAt, Timestamps, UUIDPrimaryKey, pg_enum
 
 if TYPE_CHECKING:
     from optiinfra.models.core import Agent, Customer
     from optiinfra.models.workflow_history import WorkflowExecution
-
-
-class ResourceType(enum.StrEnum):
-    GPU = "gpu"
-    CPU = "cpu"
-    MEMORY = "memory"
-    DISK = "disk"
-    NETWORK = "network"
-
-
-class ScalingEventType(enum.StrEnum):
-    SCALE_UP = "scale_up"
-    SCALE_DOWN = "scale_down"
-    AUTO_SCALE_TRIGGERED = "auto_scale_triggered"
-    MANUAL_SCALE = "manual_scale"
-    SCALE_CANCELLED = "scale_cancelled"
 
 
 class ResourceMetric(UUIDPrimaryKey, CreatedAt, Base):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -10,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from optiinfra.enums import ArtifactType, StepStatus, WorkflowStatus, WorkflowType
 from optiinfra.models.base import EMPTY_OBJECT, Base, Timestamps, UUIDPrimaryKey, pg_enum
 
 if TYPE_CHECKING:
@@ -17,51 +17,6 @@ if TYPE_CHECKING:
     from optiinfra.models.application_schema import QualityRegression
     from optiinfra.models.core import Agent, Customer
     from optiinfra.models.resource_schema import ScalingEvent
-
-
-class WorkflowType(enum.StrEnum):
-    COST_ANALYSIS = "cost_analysis"
-    PERFORMANCE_TUNING = "performance_tuning"
-    RESOURCE_OPTIMIZATION = "resource_optimization"
-    QUALITY_CHECK = "quality_check"
-    SCALING_DECISION = "scaling_decision"
-    CONFIGURATION_UPDATE = "configuration_update"
-    HEALTH_CHECK = "health_check"
-    ANOMALY_DETECTION = "anomaly_detection"
-
-
-class WorkflowStatus(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    WAITING = "waiting"  # a step waits for time or evidence; no worker holds it
-    PAUSED = "paused"  # a step asks a human: resume or abort
-    CANCELLING = "cancelling"  # a cancel was requested; honoured at the next safe point
-
-
-class StepStatus(enum.StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-    RETRYING = "retrying"
-    WAITING = "waiting"
-    PAUSED = "paused"
-
-
-class ArtifactType(enum.StrEnum):
-    REPORT = "report"
-    CONFIG = "config"
-    LOG = "log"
-    RECOMMENDATION = "recommendation"
-    CHART = "chart"
-    METRICS = "metrics"
-    ALERT = "alert"
-    DIAGNOSTIC = "diagnostic"
 
 
 class WorkflowExecution(UUIDPrimaryKey, Timestamps, Base):

@@ -5,11 +5,13 @@ Kept in `customers.metadata["otlp_settings"]`, like the quality settings; anythi
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from optiinfra.models import Customer
+if TYPE_CHECKING:
+    from optiinfra.models import Customer
+
 
 SETTINGS_KEY = "otlp_settings"
 

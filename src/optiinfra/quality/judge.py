@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from optiinfra.models import RegressionType
+from optiinfra.enums import RegressionType
 from optiinfra.quality.schemas import Finding
 from optiinfra.quality.settings import QualitySettings
 from optiinfra.quality.statistics import (

@@ -37,7 +37,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import special
 
-from optiinfra.models import RegressionSeverity, RegressionType
+from optiinfra.enums import RegressionSeverity, RegressionType
 from optiinfra.quality.settings import QualitySettings
 
 # The sufficient statistics of a group of requests (a cell of a window, or of a reference day).

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from numpy.typing import NDArray
 
-from optiinfra.models import RegressionAction, RegressionSeverity, RegressionType
+from optiinfra.enums import RegressionAction, RegressionSeverity, RegressionType
 from optiinfra.quality.monitoring import (
     AGG_FIELDS,
     Cells,

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, model_validator
 
-from optiinfra.models import BaselineType, RegressionAction, RegressionSeverity, RegressionType
+from optiinfra.enums import BaselineType, RegressionAction, RegressionSeverity, RegressionType
 from optiinfra.validation import BatchItem, BoundedJson, SaneInstant
 
 MAX_BATCH = 10_000

@@ -5,15 +5,18 @@ Kept in `customers.metadata["quality_settings"]`; anything not set there takes t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from optiinfra.models import Customer, RegressionAction, RegressionSeverity
+from optiinfra.enums import RegressionAction, RegressionSeverity
 from optiinfra.quality.scoring import DEFAULT_WEIGHTS
 from optiinfra.scoring.settings import ScoringSettings
 
 SETTINGS_KEY = "quality_settings"
+
+if TYPE_CHECKING:
+    from optiinfra.models import Customer
 
 
 class Floors(BaseModel):

@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.models import OptimizationStatus, RecommendationPriority, RecommendationStatus
+from optiinfra.enums import OptimizationStatus, RecommendationPriority, RecommendationStatus
 from optiinfra.recommendations import schemas, service
 
 router = APIRouter(tags=["recommendations"], route_class=StrictRoute)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from optiinfra.models import ApprovalStatus, OptimizationStatus, RecommendationPriority, RecommendationStatus
+from optiinfra.enums import ApprovalStatus, OptimizationStatus, RecommendationPriority, RecommendationStatus
 from optiinfra.validation import BoundedJson
 
 Money = Decimal  # numeric(10, 2) in the database

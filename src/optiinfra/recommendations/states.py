@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from enum import StrEnum
 from typing import TypeVar
 
+from optiinfra.enums import OptimizationStatus, RecommendationStatus
 from optiinfra.errors import InvalidTransitionError
-from optiinfra.models import OptimizationStatus, RecommendationStatus
 
 R = RecommendationStatus
 O = OptimizationStatus  # noqa: E741

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.models import ResourceType, ScalingEventType
+from optiinfra.enums import ResourceType, ScalingEventType
 from optiinfra.resources import schemas, service
 from optiinfra.timeseries import DEFAULT_BUCKET
 from optiinfra.validation import SaneInstant

@@ -8,9 +8,8 @@ from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
-from optiinfra.models import ResourceType, ScalingEventType
-from optiinfra.timeseries import MAX_BATCH
-from optiinfra.validation import BatchItem, BoundedJson, FiniteFloat, SaneInstant
+from optiinfra.enums import ResourceType, ScalingEventType
+from optiinfra.validation import MAX_BATCH, BatchItem, BoundedJson, FiniteFloat, SaneInstant
 
 
 class ResourceMetricSample(BaseModel):

@@ -10,7 +10,7 @@ from fastapi.responses import FileResponse
 from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.models import WorkflowStatus, WorkflowType
+from optiinfra.enums import WorkflowStatus, WorkflowType
 from optiinfra.workflows import schemas, service
 from optiinfra.workflows.engine import WorkflowRunner
 

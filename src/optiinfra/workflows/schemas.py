@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
-from optiinfra.models import ArtifactType, StepStatus, WorkflowStatus, WorkflowType
+from optiinfra.enums import ArtifactType, StepStatus, WorkflowStatus, WorkflowType
 
 
 class Artifact(BaseModel):

@@ -16,7 +16,7 @@ the runner, at its next safe point, undoes what the run did (the workflow's `on_
 
 from __future__ import annotations
 
-from optiinfra.models import WorkflowStatus
+from optiinfra.enums import WorkflowStatus
 from optiinfra.recommendations.states import check_transition
 
 S = WorkflowStatus

@@ -1,0 +1,53 @@
+"""Pages: the `Page` schema, its limits and its opaque cursor, with no database or HTTP dependency.
+
+Services return pages, the API serialises them and the Python client reads them, so this module sits below all
+three. The query side (ordering and applying a cursor) is `optiinfra.db.queries.paginate`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel
+
+from optiinfra.errors import InvalidInputError
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, newest first; pass `next_cursor` back as `cursor` for the next page."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created_at, row_id = base64.urlsafe_b64decode(padded.encode("ascii")).decode().split("|")
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("naive time in cursor")
+        return moment, uuid.UUID(row_id)
+    except (ValueError, UnicodeError, binascii.Error) as error:
+        raise InvalidInputError("The cursor is not one this API issued.", details={"cursor": cursor}) from error
+
+
+def page_of(rows: list[Any], limit: int, to_item: Any) -> Page[Any]:
+    """Build a Page from up to limit + 1 rows fetched by `paginate`."""
+    items = rows[:limit]
+    next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
+    return Page(items=[to_item(row) for row in items], next_cursor=next_cursor)
