@@ -90,7 +90,19 @@ def test_check_fails_when_the_database_drifts_from_the_models(database_url: URL)
 
 def test_downgrade_base_leaves_only_the_version_table(database_url: URL) -> None:
     run(database_url, "upgrade")
-    result = run(database_url, "downgrade", "base")
+    result = run(database_url, "downgrade", "base", "--yes")
+    assert result.exit_code == 0, result.output
+    assert tables(database_url) == {"alembic_version"}
+
+
+def test_downgrade_asks_first_and_a_no_changes_nothing(database_url: URL) -> None:
+    run(database_url, "upgrade")
+    result = run(database_url, "downgrade", "base", input="n\n")
+    assert result.exit_code == 1
+    assert "removes every OptiInfra table" in result.output
+    assert "Nothing changed" in result.output
+    assert tables(database_url) == set(Base.metadata.tables) | {"alembic_version"}
+    result = run(database_url, "downgrade", "base", input="y\n")
     assert result.exit_code == 0, result.output
     assert tables(database_url) == {"alembic_version"}
 

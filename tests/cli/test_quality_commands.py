@@ -138,7 +138,60 @@ def test_import_reports_malformed_json_with_its_line(world: World, tmp_path: Pat
     path.write_text('{"request_id": "a"}\n{not json\n')
     result = world.cli("quality", "import", str(path), "--customer", world.customer_email)
     assert result.exit_code == 1
-    assert "broken.jsonl:2" in result.output
+    assert "line 2: not valid JSON" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_import_reports_up_to_50_bad_lines_in_one_pass_syntax_errors_included(world: World, tmp_path: Path) -> None:
+    # 70 bad lines of three kinds spread over the file: the first 50 by line number are listed in one run, syntax
+    # errors in their place among the others, and the count covers all 70. Nothing is stored.
+    rows = records(200, Traffic(), datetime.now(UTC) - timedelta(hours=1), 9)
+    lines = [json.dumps(row) for row in rows]
+    bad_lines: set[int] = set()
+    for i in range(0, 200, 3)[:70]:
+        if i % 2 == 0:
+            lines[i] = lines[i][:-5]  # truncated: not JSON
+        elif i % 5 == 0:
+            lines[i] = "[1, 2]"  # JSON, not an object
+        else:
+            rows[i]["relevance_score"] = 2.5
+            lines[i] = json.dumps(rows[i])
+        bad_lines.add(i + 1)
+    path = tmp_path / "many.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    result = world.cli("quality", "import", str(path), "--customer", world.customer_email)
+    assert result.exit_code == 1
+    listed = {int(line.split()[1].rstrip(":")) for line in result.output.splitlines() if line.startswith("  line ")}
+    assert listed == set(sorted(bad_lines)[:50])
+    assert "not valid JSON" in result.output
+    assert "must be a JSON object" in result.output
+    assert "relevance_score" in result.output
+    assert f"... and {len(bad_lines) - 50} more bad lines" in result.output
+    assert f"{len(bad_lines)} of 200 lines" in result.output
+    assert "nothing was imported" in result.output
+    assert count(world) == 0
+
+
+def test_detect_without_a_baseline_says_how_to_make_one_and_exits_1(world: World, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", records(120, Traffic(), datetime.now(UTC) - timedelta(hours=1), 10))
+    world.cli("quality", "import", str(path), "-c", world.customer_email)
+    result = world.cli("quality", "detect", "-c", world.customer_email, "-m", "gpt-4o", "-v", "v1")
+    assert result.exit_code == 1
+    assert "has no active baseline" in result.output
+    assert f"optiinfra quality baseline -c {world.customer_email} -m gpt-4o -v v1" in result.output
+
+
+def test_abtest_on_a_version_without_records_is_an_error_naming_it(world: World, tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "a.jsonl", records(120, Traffic(), datetime.now(UTC) - timedelta(hours=1), 11))
+    world.cli("quality", "import", str(path), "-c", world.customer_email)
+    result = world.cli(
+        "quality", "abtest", "-c", world.customer_email, "-m", "gpt-4o",
+        "--control-version", "v1", "--candidate-version", "v9",
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "No records for" in result.output
+    assert "v9" in result.output
+    assert "more samples" not in result.output
 
 
 def test_baseline_detect_and_regressions_from_the_cli(world: World, tmp_path: Path) -> None:
@@ -159,6 +212,15 @@ def test_baseline_detect_and_regressions_from_the_cli(world: World, tmp_path: Pa
     listed = world.cli("quality", "regressions", "-c", world.customer_email, "--open")
     assert listed.exit_code == 0, listed.output
     assert "Regressions" in listed.output
+    with world.engine.connect() as connection:
+        some_id = str(connection.execute(text("SELECT id FROM quality_regressions LIMIT 1")).scalar_one())
+    assert some_id[:8] in listed.output
+    assert some_id not in listed.output
+    wide = world.cli("quality", "regressions", "-c", world.customer_email, "--open", "--wide")
+    assert some_id in wide.output
+    by_prefix = world.cli("quality", "regressions", "-c", str(world.customer_id)[:8], "--open")
+    assert by_prefix.exit_code == 0
+    assert some_id[:8] in by_prefix.output
     with world.engine.connect() as connection:
         metrics = set(connection.execute(text("SELECT metric_name FROM quality_regressions")).scalars())
     assert {"overall_quality_score", "hallucination_rate"} <= metrics

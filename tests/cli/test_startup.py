@@ -63,3 +63,22 @@ def test_an_unknown_command_is_refused_with_a_usage_error() -> None:
     result = CliRunner().invoke(app, ["no-such-command"])
     assert result.exit_code == 2
     assert "No such command" in result.output
+
+
+def test_the_readme_lists_every_command_and_sub_command() -> None:
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    rows = [line for line in readme.splitlines() if line.startswith("| `optiinfra ")]
+    missing = []
+    for name, spec in COMMANDS.items():
+        subs = sorted(getattr(spec.load(name), "commands", None) or {})
+        for sub in subs or [None]:
+            if sub is None:
+                pattern = rf"^\| `optiinfra {name}[ `]"
+            else:
+                pattern = rf"^\| `optiinfra {name} (?:[\w-]+\\\|)*{sub}(?:\\\||[ `])"
+            if not any(re.match(pattern, row) for row in rows):
+                missing.append(f"{name} {sub or ''}".strip())
+    assert not missing, f"README's command table lacks: {missing}"

@@ -24,6 +24,7 @@ from procrastinate.sync_psycopg_connector import SyncPsycopgConnector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from optiinfra.alerts.schemas import KINDS as KINDS  # re-exported: the kinds live with the route schema
 from optiinfra.alerts.settings import delivery_settings
 from optiinfra.models import (
     AgentCustomer,
@@ -35,16 +36,6 @@ from optiinfra.models import (
     RegressionSeverity,
 )
 
-KINDS = (
-    "incident.opened",
-    "incident.escalated",
-    "incident.resolved",
-    "rollback.triggered",
-    "rollout.paused",
-    "optimization.completed",
-    "optimization.failed",
-    "agent.failed",
-)
 TEST_KIND = "test"
 SEVERITY_RANK = {EventSeverity.INFO: 0, EventSeverity.WARNING: 1, EventSeverity.ERROR: 2, EventSeverity.CRITICAL: 3}
 REGRESSION_SEVERITY = {

@@ -11,6 +11,18 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from optiinfra.enums import EventSeverity
 
+# The kinds of alert a route can subscribe to (`optiinfra.alerts.outbox` turns events into them).
+KINDS = (
+    "incident.opened",
+    "incident.escalated",
+    "incident.resolved",
+    "rollback.triggered",
+    "rollout.paused",
+    "optimization.completed",
+    "optimization.failed",
+    "agent.failed",
+)
+
 AlertKind = Literal[
     "incident.opened",
     "incident.escalated",

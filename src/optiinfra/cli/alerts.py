@@ -4,22 +4,41 @@ from __future__ import annotations
 
 import time
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from optiinfra.alerts import outbox, service
 from optiinfra.alerts import schemas as alert_schemas
-from optiinfra.auth.principal import Principal
+from optiinfra.cli.common import WideOption, customer_id, resolve_id, session_factory, short
 from optiinfra.cli.context import console, reports_errors
-from optiinfra.cli.quality import _customer_id, _session_factory
-from optiinfra.db.engine import unit_of_work
 from optiinfra.enums import EventSeverity
 from optiinfra.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from optiinfra.auth.principal import Principal
+
 alerts_app = typer.Typer(help="Alert routes (webhook, Slack, Teams, e-mail) and the alerts sent.", no_args_is_help=True)
-CLI = Principal.system("cli")
+
+
+def _cli() -> Principal:
+    from optiinfra.auth.principal import Principal
+
+    return Principal.system("cli")
+
+
+def _route_id(session: Session, value: str) -> uuid.UUID:
+    from optiinfra.models import AlertRoute
+
+    return resolve_id(session, AlertRoute.id, value, "alert route")
+
+
+def _alert_id(session: Session, value: str) -> uuid.UUID:
+    from optiinfra.models import AlertOutbox
+
+    return resolve_id(session, AlertOutbox.id, value, "alert")
 
 
 def _show_route(route: alert_schemas.AlertRoute) -> None:
@@ -43,7 +62,8 @@ def add(
     url: Annotated[str | None, typer.Option(help="webhook, slack, teams: where to POST.")] = None,
     email_to: Annotated[str | None, typer.Option(help="email: the recipient.")] = None,
     kind: Annotated[
-        list[str] | None, typer.Option("--kind", help=f"Only these kinds (repeatable): {', '.join(outbox.KINDS)}.")
+        list[str] | None,
+        typer.Option("--kind", help=f"Only these kinds (repeatable): {', '.join(alert_schemas.KINDS)}."),
     ] = None,
     min_severity: Annotated[EventSeverity, typer.Option(help="Only alerts at least this severe.")] = (
         EventSeverity.INFO
@@ -52,11 +72,14 @@ def add(
     throttle_seconds: Annotated[int, typer.Option(help="Least time between updates of one incident.")] = 900,
 ) -> None:
     """Add an alert route. A webhook's signing secret is printed once: keep it for the receiver's check."""
-    factory = _session_factory()
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         payload = alert_schemas.AlertRouteCreate.model_validate(
             {
-                "customer_id": _customer_id(session, customer),
+                "customer_id": customer_id(session, customer),
                 "name": name,
                 "destination": destination,
                 "url": url,
@@ -67,7 +90,7 @@ def add(
                 "throttle_seconds": throttle_seconds,
             }
         )
-        route = service.create_route(session, CLI, payload)
+        route = service.create_route(session, _cli(), payload)
     _show_route(route)
     if route.signing_secret:
         console.print(f"signing secret (shown once): {route.signing_secret}", soft_wrap=True)
@@ -79,31 +102,41 @@ def routes(
     customer: Annotated[str | None, typer.Option("--customer", "-c", help="Customer id or email.")] = None,
 ) -> None:
     """List alert routes (URLs masked; secrets are never shown again)."""
-    factory = _session_factory()
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        customer_id = _customer_id(session, customer) if customer else None
-        page = service.list_routes(session, CLI, customer_id=customer_id, cursor=None, limit=500)
-    for route in page.items:
-        _show_route(route)
+        owner = customer_id(session, customer) if customer else None
+        page = service.list_routes(session, _cli(), customer_id=owner, cursor=None, limit=500)
+    for found in page.items:
+        _show_route(found)
     if not page.items:
-        console.print("no alert routes")
+        console.print("No alert routes. Add one with: optiinfra alerts add NAME -c CUSTOMER --url URL")
 
 
 @alerts_app.command("remove")
 @reports_errors
-def remove(route_id: uuid.UUID) -> None:
+def remove(route: Annotated[str, typer.Argument(help="Route id (or its first characters).")]) -> None:
     """Delete a route and its alerts."""
-    with unit_of_work(_session_factory()) as session:
-        service.delete_route(session, CLI, route_id)
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    with unit_of_work(session_factory()) as session:
+        route_id = _route_id(session, route)
+        service.delete_route(session, _cli(), route_id)
     console.print(f"route {route_id} deleted")
 
 
 def _wait(alert_id: uuid.UUID, seconds: float) -> alert_schemas.AlertDetail:
-    factory = _session_factory()
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     deadline = time.monotonic() + seconds
     while True:
         with unit_of_work(factory) as session:
-            detail = service.get_alert(session, CLI, alert_id)
+            detail = service.get_alert(session, _cli(), alert_id)
         if detail.status in {"delivered", "failed"} or time.monotonic() > deadline:
             return detail
         time.sleep(0.5)
@@ -133,12 +166,15 @@ def _show_alert(detail: alert_schemas.AlertDetail) -> None:
 @alerts_app.command("test")
 @reports_errors
 def send_test(
-    route_id: uuid.UUID,
+    route: Annotated[str, typer.Argument(help="Route id (or its first characters).")],
     wait: Annotated[float, typer.Option(help="Seconds to follow the delivery (0: queue it and return).")] = 30,
 ) -> None:
     """Send a test alert to a route (a worker delivers it) and follow it."""
-    with unit_of_work(_session_factory()) as session:
-        alert = service.send_test(session, CLI, route_id)
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    with unit_of_work(session_factory()) as session:
+        alert = service.send_test(session, _cli(), _route_id(session, route))
     console.print(f"test alert {alert.id} queued")
     if wait > 0:
         detail = _wait(alert.id, wait)
@@ -150,22 +186,32 @@ def send_test(
 @alerts_app.command("list")
 @reports_errors
 def list_alerts(
-    route: Annotated[uuid.UUID | None, typer.Option(help="Only this route's alerts.")] = None,
+    route: Annotated[str | None, typer.Option(help="Only this route's alerts (id or its first characters).")] = None,
     status: Annotated[str | None, typer.Option(help="pending, sending, delivered, failed or superseded")] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    wide: WideOption = False,
 ) -> None:
     """Alerts, newest first."""
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
     if status is not None and status not in {"pending", "sending", "delivered", "failed", "superseded"}:
-        raise InvalidInputError(f"No alert status {status!r}.")
-    with unit_of_work(_session_factory()) as session:
-        page = service.list_alerts(session, CLI, route_id=route, status=status, cursor=None, limit=limit)
+        raise InvalidInputError(
+            f"No alert status {status!r}.", fix="Use one of: pending, sending, delivered, failed, superseded."
+        )
+    with unit_of_work(session_factory()) as session:
+        route_id = _route_id(session, route) if route else None
+        page = service.list_alerts(session, _cli(), route_id=route_id, status=status, cursor=None, limit=limit)
+    if not page.items:
+        console.print("No alerts." + ("" if route or status else " Send one with: optiinfra alerts test ROUTE"))
+        return
     table = Table()
     for column in ("created", "id", "kind", "severity", "status", "attempts", "title"):
         table.add_column(column, overflow="fold")
     for alert in page.items:
         table.add_row(
-            alert.created_at.strftime("%Y-%m-%d %H:%M:%S"),
-            str(alert.id),
+            alert.created_at.strftime("%m-%d %H:%M:%S"),
+            short(alert.id, wide),
             alert.kind,
             str(alert.severity),
             alert.status,
@@ -177,22 +223,29 @@ def list_alerts(
 
 @alerts_app.command("show")
 @reports_errors
-def show(alert_id: uuid.UUID) -> None:
+def show(alert: Annotated[str, typer.Argument(help="Alert id (or its first characters).")]) -> None:
     """An alert and its delivery log."""
-    with unit_of_work(_session_factory()) as session:
-        detail = service.get_alert(session, CLI, alert_id)
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    with unit_of_work(session_factory()) as session:
+        detail = service.get_alert(session, _cli(), _alert_id(session, alert))
     _show_alert(detail)
 
 
 @alerts_app.command("redeliver")
 @reports_errors
 def redeliver(
-    alert_id: uuid.UUID,
+    alert: Annotated[str, typer.Argument(help="Alert id (or its first characters).")],
     wait: Annotated[float, typer.Option(help="Seconds to follow the delivery (0: queue it and return).")] = 0,
 ) -> None:
     """Send a failed alert again (a delivered one is never sent again)."""
-    with unit_of_work(_session_factory()) as session:
-        detail = service.redeliver(session, CLI, alert_id)
+    from optiinfra.alerts import service
+    from optiinfra.db.engine import unit_of_work
+
+    with unit_of_work(session_factory()) as session:
+        alert_id = _alert_id(session, alert)
+        detail = service.redeliver(session, _cli(), alert_id)
     console.print(f"alert {alert_id} queued again")
     if wait > 0:
         detail = _wait(alert_id, wait)

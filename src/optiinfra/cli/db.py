@@ -51,13 +51,22 @@ def upgrade(
 @reports_errors
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision id, or 'base' to remove every table.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Downgrade the schema to REVISION ('base' removes every OptiInfra table and type)."""
+    """Downgrade the schema to REVISION ('base' removes every OptiInfra table and type). Data in what it removes is
+    lost: it asks first (--yes skips the question)."""
     from optiinfra.db import migrations
 
     _check_revision(revision, {"base"})
     engine = open_engine()
     before = migrations.current_revision(engine)
+    if before is None:
+        console.print("The database has no OptiInfra schema: nothing to downgrade.")
+        return
+    what = "every OptiInfra table and its data" if revision == "base" else f"the schema changes after {revision}"
+    if not yes and not typer.confirm(f"This removes {what} (now at {before}). Continue?", default=False):
+        console.print("Nothing changed.")
+        raise typer.Exit(1)
     migrations.downgrade(engine, revision)
     after = migrations.current_revision(engine)
     console.print(f"Schema downgraded from [bold]{before or 'empty'}[/bold] to [bold]{after or 'base'}[/bold].")

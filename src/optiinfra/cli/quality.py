@@ -4,35 +4,43 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from optiinfra.auth.principal import Principal
-from optiinfra.cli.context import console, error_console, open_engine, reports_errors
-from optiinfra.config import load_settings
-from optiinfra.db import migrations
-from optiinfra.db.engine import make_session_factory, resolve_database_url, unit_of_work
-from optiinfra.errors import InvalidInputError, NotFoundError
-from optiinfra.metrics import counters
-from optiinfra.models import Customer
-from optiinfra.quality import abtest, detection, service
-from optiinfra.quality import schemas as quality_schemas
-from optiinfra.quality.backtest import run_backtest
-from optiinfra.quality.schemas import MAX_BATCH
-from optiinfra.quality.settings import QualitySettings
+from optiinfra.cli.common import WideOption, customer_id, session_factory, short
+from optiinfra.cli.context import console, error_console, reports_errors
+from optiinfra.errors import InvalidInputError
+from optiinfra.validation import MAX_BATCH
 
-quality_app = typer.Typer(help="Ingest quality metrics, establish baselines, detect regressions, run A/B tests.")
-CLI = Principal.system("cli")
+if TYPE_CHECKING:
+    from optiinfra.auth.principal import Principal
+    from optiinfra.quality import schemas as quality_schemas
+
+# The statistics, the database layer and the services are imported by the commands that run them, so that
+# `optiinfra quality --help` starts at once.
+
+MAX_REPORTED_LINES = 50
+
+
+def _cli() -> Principal:
+    from optiinfra.auth.principal import Principal
+
+    return Principal.system("cli")
+
+
+quality_app = typer.Typer(
+    help="Ingest quality metrics, establish baselines, detect regressions, run A/B tests.", no_args_is_help=True
+)
 
 CustomerOption = Annotated[str, typer.Option("--customer", "-c", help="Customer id or email.")]
 ModelOption = Annotated[str, typer.Option("--model", "-m", help="Model name.")]
@@ -46,19 +54,11 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC) if moment is not None and moment.tzinfo is None else moment
 
 
-def _customer_id(session: Session, value: str) -> uuid.UUID:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        found = session.scalar(select(Customer.id).where(Customer.email == value.lower()))
-        if found is None:
-            raise NotFoundError(f"No customer with id or email {value!r}.") from None
-        return found
-
-
 def _window(
     last: int | None, since: datetime | None, until: datetime | None, default_last: int
 ) -> quality_schemas.BaselineWindow:
+    from optiinfra.quality import schemas as quality_schemas
+
     if last is None and since is None and until is None:
         return quality_schemas.BaselineWindow(last_n=default_last)
     try:
@@ -67,17 +67,27 @@ def _window(
         raise InvalidInputError(str(error).splitlines()[-1]) from None
 
 
-def _session_factory() -> sessionmaker[Session]:
-    engine = open_engine()
-    migrations.require_current_schema(engine)
-    return make_session_factory(engine)
+def _change_words(delta_percent: float | None) -> str:
+    from optiinfra.quality.schemas import change_words
+
+    return change_words(delta_percent)
 
 
 # --- import ------------------------------------------------------------------------------------------------------
 
 
-def _read_records(path: Path, file_format: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, raw record) from a JSON Lines or CSV file."""
+@dataclass
+class FileRecords:
+    """What a file holds: its records with their line numbers, and the lines that are not records at all."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    unreadable: dict[int, str] = field(default_factory=dict)  # line number -> why
+
+
+def _read_records(path: Path, file_format: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
+    """(line number, raw record) from a JSON Lines or CSV file, or (line number, why) for a line that is not one:
+    a syntax error does not stop the reading, so that one pass reports every bad line."""
     with path.open(encoding="utf-8", newline="") as handle:
         if file_format == "jsonl":
             for number, line in enumerate(handle, start=1):
@@ -86,19 +96,80 @@ def _read_records(path: Path, file_format: str) -> Iterator[tuple[int, dict[str,
                 try:
                     value = json.loads(line)
                 except json.JSONDecodeError as error:
-                    raise InvalidInputError(f"{path}:{number}: not valid JSON ({error.msg}).") from None
+                    yield number, f"not valid JSON ({error.msg} at column {error.colno})"
+                    continue
                 if not isinstance(value, dict):
-                    raise InvalidInputError(f"{path}:{number}: each line must be a JSON object.")
+                    yield number, "each line must be a JSON object"
+                    continue
                 yield number, value
         else:
             for number, row in enumerate(csv.DictReader(handle), start=2):
+                if None in row:
+                    yield number, "more values than the header has columns"
+                    continue
                 record: dict[str, Any] = {key: value for key, value in row.items() if key and value not in ("", None)}
                 if "metadata" in record:
                     try:
                         record["metadata"] = json.loads(record["metadata"])
-                    except json.JSONDecodeError:
-                        raise InvalidInputError(f"{path}:{number}: metadata is not valid JSON.") from None
+                    except json.JSONDecodeError as error:
+                        yield number, f"metadata is not valid JSON ({error.msg})"
+                        continue
                 yield number, record
+
+
+def _read_file(path: Path, file_format: str | None, progress: Progress | None = None) -> FileRecords:
+    chosen = (file_format or ("csv" if path.suffix.lower() == ".csv" else "jsonl")).lower()
+    if chosen not in {"jsonl", "csv"}:
+        raise InvalidInputError(f"Unknown format {chosen!r}.", fix="Use --format jsonl or --format csv.")
+    read = FileRecords()
+    task = progress.add_task("reading", total=None) if progress is not None else None
+    try:
+        for number, item in _read_records(path, chosen):
+            if isinstance(item, str):
+                read.unreadable[number] = item
+            else:
+                read.records.append(item)
+                read.lines.append(number)
+            if progress is not None and task is not None:
+                progress.advance(task)
+    except UnicodeDecodeError:
+        raise InvalidInputError(f"{path} is not UTF-8 text.", fix="Save the file as UTF-8 and try again.") from None
+    if progress is not None and task is not None:
+        progress.update(task, total=len(read.records) + len(read.unreadable))
+    if not read.records and not read.unreadable:
+        raise InvalidInputError(
+            f"{path} holds no records.", fix="Give a JSON Lines or CSV file with one record a line."
+        )
+    return read
+
+
+def _refuse(path: Path, read: FileRecords, now: datetime, verb: str) -> None:
+    """Validate every record; if any line is bad (syntax and values alike), list up to 50 of them and refuse the
+    whole file with an error whose details carry the count."""
+    from optiinfra.quality import service
+
+    bad: dict[int, str] = dict(read.unreadable)
+    if read.records:
+        try:
+            service.validate_file_records(read.records, now)
+        except InvalidInputError as error:
+            if "invalid_count" not in error.details:
+                raise
+            for item in error.details.get("records", []):
+                reasons = "; ".join(f"{p['field']}: {p['message']}" for p in item["problems"])
+                bad[read.lines[int(item["index"])]] = reasons
+    if not bad:
+        return
+    for number in sorted(bad)[:MAX_REPORTED_LINES]:
+        error_console.print(f"  line {number}: {bad[number]}", highlight=False, soft_wrap=True)
+    if len(bad) > MAX_REPORTED_LINES:
+        error_console.print(f"  ... and {len(bad) - MAX_REPORTED_LINES} more bad lines", highlight=False)
+    total = len(read.records) + len(read.unreadable)
+    raise InvalidInputError(
+        f"{len(bad)} of {total} lines in {path} are invalid; nothing was {verb}.",
+        fix="Correct the lines listed above and run the command again.",
+        details={"invalid_count": len(bad)},
+    )
 
 
 def _progress() -> Progress:
@@ -117,44 +188,30 @@ def import_file(
         str | None, typer.Option("--format", help="jsonl or csv (default: from the suffix).")
     ] = None,
 ) -> None:
-    """Import quality metrics. The whole file is validated first; any invalid record refuses it all."""
-    chosen = (file_format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")).lower()
-    if chosen not in {"jsonl", "csv"}:
-        raise InvalidInputError(f"Unknown format {chosen!r}: use jsonl or csv.")
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
+    """Import quality metrics. The whole file is checked first; any bad line refuses it all (up to 50 are listed)."""
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.metrics import counters
+    from optiinfra.quality import service
+
     with _progress() as progress:
-        task = progress.add_task("reading", total=None)
-        for number, record in _read_records(file, chosen):
-            records.append(record)
-            lines.append(number)
-            progress.advance(task)
-        progress.update(task, total=len(records))
-    if not records:
-        raise InvalidInputError(f"{file} holds no records.")
-    factory = _session_factory()
+        read = _read_file(file, file_format, progress)
+    factory = session_factory()
     started = time.perf_counter()
     try:
-        service.validate_file_records(records, datetime.now().astimezone())
+        _refuse(file, read, datetime.now().astimezone(), "imported")
     except InvalidInputError as error:
         with unit_of_work(factory) as session:
             refused = int(error.details.get("invalid_count") or 0)
             counters.add(session, "optiinfra_quality_records_rejected", {"source": "import"}, refused)
-        for bad in error.details.get("records", [])[:20]:
-            reasons = "; ".join(f"{p['field']}: {p['message']}" for p in bad["problems"])
-            error_console.print(f"  line {lines[bad['index']]}: {reasons}", highlight=False)
-        raise InvalidInputError(
-            f"{error.details.get('invalid_count')} of {len(records)} records in {file} are invalid; nothing was "
-            "imported.",
-            fix="Correct the lines listed above and import the file again.",
-        ) from None
+        raise
+    records = read.records
     inserted = 0
     with unit_of_work(factory) as session, _progress() as progress:
-        customer_id = _customer_id(session, customer)
+        owner = customer_id(session, customer)
         task = progress.add_task("storing", total=len(records))
         for offset in range(0, len(records), MAX_BATCH):
             batch = records[offset : offset + MAX_BATCH]
-            result = service.ingest(session, CLI, batch, customer_id=customer_id, agent_id=agent, source="import")
+            result = service.ingest(session, _cli(), batch, customer_id=owner, agent_id=agent, source="import")
             inserted += result.inserted
             progress.advance(task, len(batch))
     elapsed = time.perf_counter() - started
@@ -178,15 +235,19 @@ def baseline(
     until: UntilOption = None,
 ) -> None:
     """Establish a baseline for a model version (default window: the last 1,000 records)."""
-    factory = _session_factory()
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.quality import schemas as quality_schemas
+    from optiinfra.quality import service
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         request = quality_schemas.BaselineCreate(
-            customer_id=_customer_id(session, customer),
+            customer_id=customer_id(session, customer),
             model_name=model,
             model_version=version,
             window=_window(last, since, until, 1000),
         )
-        result = service.establish_baseline(session, CLI, request)
+        result = service.establish_baseline(session, _cli(), request)
     table = Table(title=f"Baseline {result.model_name} {result.model_version} ({result.baseline_type})")
     table.add_column("metric", overflow="fold")
     table.add_column("value", justify="right")
@@ -213,7 +274,7 @@ def _findings_table(report: quality_schemas.DetectionReport) -> Table:
             finding.verdict,
             f"{finding.baseline_value:.4g}" if finding.baseline_value is not None else "",
             f"{finding.current_value:.4g}" if finding.current_value is not None else "",
-            quality_schemas.change_words(finding.delta_percent),
+            _change_words(finding.delta_percent),
             f"{finding.p_value_adjusted:.2g}" if finding.p_value_adjusted is not None else (finding.note or ""),
             str(finding.severity or ""),
         )
@@ -230,26 +291,60 @@ def detect(
     since: SinceOption = None,
     until: UntilOption = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Judge only; record and do nothing.")] = False,
+    wide: WideOption = False,
 ) -> None:
-    """Judge a window (default: the last 500 records) against the active baseline, record and act."""
-    factory = _session_factory()
+    """Judge a window (default: the last 500 records) against the active baseline, record and act.
+
+    Exits 1 when there is nothing to judge against (no baseline) or too little to judge (insufficient_data)."""
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.quality import detection
+    from optiinfra.quality import schemas as quality_schemas
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         request = quality_schemas.DetectRequest(
-            customer_id=_customer_id(session, customer),
+            customer_id=customer_id(session, customer),
             model_name=model,
             model_version=version,
             window=_window(last, since, until, 500),
             dry_run=dry_run,
         )
-        report = detection.detect(session, CLI, request)
+        report = detection.detect(session, _cli(), request)
+    if report.baseline_id is None:
+        error_console.print(
+            f"[bold red]Error:[/bold red] {model} {version} has no active baseline, so there is nothing to judge "
+            "against.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        error_console.print(
+            f"[bold]Fix:[/bold] establish one from a healthy period: optiinfra quality baseline -c {customer} "
+            f"-m {model} -v {version} (or let the worker establish it once the version has enough traffic)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
     console.print(_findings_table(report))
     if report.rolled_back_optimization_id:
-        console.print(f"[bold red]Rolled back optimization {report.rolled_back_optimization_id}[/bold red]")
+        console.print(
+            f"[bold red]Rolled back optimization {short(report.rolled_back_optimization_id, wide)}[/bold red]"
+        )
     for regression in report.regressions:
         console.print(
-            f"Regression {regression.id}: {regression.metric_name} {regression.severity}, "
+            f"Regression {short(regression.id, wide)}: {regression.metric_name} {regression.severity}, "
             f"action {regression.action_taken}"
         )
+    if report.verdict == "insufficient_data":
+        error_console.print(
+            f"[bold yellow]Not judged:[/bold yellow] the window holds {report.window.get('sample_size', 0)} records, "
+            "fewer than the minimum (quality settings: min_samples). Not enough evidence is never a pass.",
+            highlight=False,
+            soft_wrap=True,
+        )
+        error_console.print(
+            "[bold]Fix:[/bold] wait for more traffic, or widen the window with --last N or --since", highlight=False
+        )
+        sys.exit(1)
 
 
 @quality_app.command()
@@ -258,33 +353,41 @@ def regressions(
     customer: CustomerOption,
     open_only: Annotated[bool, typer.Option("--open", help="Only unresolved regressions.")] = False,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 50,
+    wide: WideOption = False,
 ) -> None:
     """List a customer's regressions, newest first."""
-    factory = _session_factory()
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.quality import service
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         page = service.list_regressions(
             session,
-            CLI,
-            customer_id=_customer_id(session, customer),
+            _cli(),
+            customer_id=customer_id(session, customer),
             model_name=None,
             is_open=True if open_only else None,
             cursor=None,
             limit=limit,
         )
+    if not page.items:
+        console.print(
+            "No open regressions." if open_only else "No regressions: nothing has been flagged for this customer."
+        )
+        return
     table = Table(title="Regressions")
-    for column in ("detected", "model", "metric", "severity", "baseline", "current", "change", "action", "resolved"):
+    for column in ("id", "detected", "model", "metric", "severity", "change", "action", "resolved"):
         table.add_column(column, overflow="fold")
     for r in page.items:
         table.add_row(
-            r.detected_at.strftime("%Y-%m-%d %H:%M"),
+            short(r.id, wide),
+            r.detected_at.strftime("%m-%d %H:%M"),
             f"{r.model_name} {r.model_version}",
             r.metric_name,
             str(r.severity),
-            f"{r.baseline_value:.4g}",
-            f"{r.current_value:.4g}",
-            quality_schemas.change_words(r.delta_percent),
+            _change_words(r.delta_percent),
             str(r.action_taken),
-            r.resolved_at.strftime("%Y-%m-%d %H:%M") if r.resolved_at else "open",
+            r.resolved_at.strftime("%m-%d %H:%M") if r.resolved_at else "open",
         )
     console.print(table)
 
@@ -299,18 +402,32 @@ def ab_test(
     since: SinceOption = None,
     until: UntilOption = None,
 ) -> None:
-    """Compare two versions of a model: promote, reject or inconclusive."""
-    factory = _session_factory()
+    """Compare two versions of a model: promote, reject or inconclusive.
+
+    Exits 1 when an arm has no records at all (a wrong model or version name, or a period with no traffic)."""
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.quality import abtest
+    from optiinfra.quality import schemas as quality_schemas
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         request = quality_schemas.ABTestRequest(
-            customer_id=_customer_id(session, customer),
+            customer_id=customer_id(session, customer),
             model_name=model,
             control=quality_schemas.Arm(model_version=control_version),
             candidate=quality_schemas.Arm(model_version=candidate_version),
             start=_aware(since),
             end=_aware(until),
         )
-        result = abtest.run_ab_test(session, CLI, request)
+        result = abtest.run_ab_test(session, _cli(), request)
+    empty = [arm.label for arm in (result.control, result.candidate) if arm.count == 0]
+    if empty:
+        period = " in that period" if since or until else ""
+        raise InvalidInputError(
+            f"No records for {' or '.join(empty)} of {model}{period}: there is nothing to compare.",
+            fix="Check the model and version names (optiinfra quality regressions, or the dashboard's quality page "
+            "lists them) and the --since/--until period.",
+        )
     table = Table(title=f"A/B {model}: {result.verdict}")
     for column in ("arm", "n", "overall mean", "95 % CI", "p95 ms", "hallucination"):
         table.add_column(column, overflow="fold")
@@ -348,9 +465,11 @@ def backtest(
 ) -> None:
     """Replay recorded traffic through exactly the worker's monitoring, in a scratch database, and report every
     regression it would open and resolve, with the action it would take (docs/quality.md, "Backtest")."""
-    chosen = (file_format or ("csv" if file.suffix.lower() == ".csv" else "jsonl")).lower()
-    if chosen not in {"jsonl", "csv"}:
-        raise InvalidInputError(f"Unknown format {chosen!r}: use jsonl or csv.")
+    from optiinfra.config import load_settings
+    from optiinfra.db.engine import resolve_database_url
+    from optiinfra.quality.backtest import run_backtest
+    from optiinfra.quality.settings import QualitySettings
+
     settings = QualitySettings()
     if settings_file is not None:
         try:
@@ -360,24 +479,9 @@ def backtest(
                 f"{settings_file} is not valid quality settings: {str(error).splitlines()[-1]}",
                 fix="Write the settings as GET /api/v1/quality/settings returns them (unknown keys are refused).",
             ) from None
-    records: list[dict[str, Any]] = []
-    lines: list[int] = []
-    for number, record in _read_records(file, chosen):
-        records.append(record)
-        lines.append(number)
-    if not records:
-        raise InvalidInputError(f"{file} holds no records.")
-    try:
-        service.validate_file_records(records, datetime.now(UTC) + timedelta(days=36_500))
-    except InvalidInputError as error:
-        for bad in error.details.get("records", [])[:20]:
-            reasons = "; ".join(f"{p['field']}: {p['message']}" for p in bad["problems"])
-            error_console.print(f"  line {lines[bad['index']]}: {reasons}", highlight=False)
-        raise InvalidInputError(
-            f"{error.details.get('invalid_count')} of {len(records)} records in {file} are invalid; nothing was "
-            "replayed.",
-            fix="Correct the lines listed above and run the backtest again.",
-        ) from None
+    read = _read_file(file, file_format)
+    _refuse(file, read, datetime.now(UTC) + timedelta(days=36_500), "replayed")
+    records = read.records
     server = resolve_database_url(load_settings())
     if as_json:
         result = run_backtest(records, settings, server)

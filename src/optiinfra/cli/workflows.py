@@ -2,32 +2,46 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
 
-from optiinfra.agents import schemas as agent_schemas
-from optiinfra.agents import service as agent_service
-from optiinfra.auth.principal import Principal
+from optiinfra.cli.common import WideOption, customer_id, resolve_id, session_factory, short
 from optiinfra.cli.context import console, reports_errors
-from optiinfra.cli.quality import _customer_id, _session_factory
-from optiinfra.config import load_settings
-from optiinfra.db.engine import unit_of_work
+from optiinfra.enums import AgentStatus, AgentType, WorkflowStatus
 from optiinfra.errors import InvalidInputError, NotFoundError
-from optiinfra.models import Agent, AgentStatus, AgentType, Customer, WorkflowStatus
-from optiinfra.workflows import queue, service
-from optiinfra.workflows import schemas as wf_schemas
-from optiinfra.workflows.service import build_runner
-from optiinfra.workflows.states import TERMINAL
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from optiinfra.agents import schemas as agent_schemas
+    from optiinfra.auth.principal import Principal
+    from optiinfra.models import Agent
+    from optiinfra.workflows import schemas as wf_schemas
+
+# The database layer and the services are imported by the commands that run them: `--help` starts at once.
 
 workflow_app = typer.Typer(help="Run and inspect workflows (spot migration, scaling decision).", no_args_is_help=True)
 agents_app = typer.Typer(help="Inspect agents and assign them to the customers they serve.", no_args_is_help=True)
-CLI = Principal.system("cli")
+
+
+WorkflowArgument = Annotated[str, typer.Argument(help="Workflow run id (or its first characters).")]
+
+
+def _cli() -> Principal:
+    from optiinfra.auth.principal import Principal
+
+    return Principal.system("cli")
+
+
+def _workflow_id(session: Session, value: str) -> uuid.UUID:
+    from optiinfra.models import WorkflowExecution
+
+    return resolve_id(session, WorkflowExecution.id, value, "workflow")
 
 
 def _show(detail: wf_schemas.ExecutionDetail) -> None:
@@ -79,7 +93,13 @@ def run(
     wait: Annotated[bool, typer.Option("--wait", help="Follow the run until it ends or pauses.")] = False,
 ) -> None:
     """Start a workflow (a worker runs it) and show it; with --wait, follow it to its end."""
-    factory = _session_factory()
+    from optiinfra.config import load_settings
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.workflows import queue, service
+    from optiinfra.workflows import schemas as wf_schemas
+    from optiinfra.workflows.service import build_runner
+
+    factory = session_factory()
     runner = build_runner(factory, load_settings().data_dir)
     with unit_of_work(factory) as session:
         if workflow == "spot-rollout":
@@ -88,7 +108,7 @@ def run(
             execution_id = service.roll_out_spot(
                 session,
                 runner,
-                CLI,
+                _cli(),
                 wf_schemas.SpotRolloutRequest(
                     optimization_id=optimization,
                     bake_seconds=bake_seconds,
@@ -99,20 +119,20 @@ def run(
         elif workflow in {"spot-analysis", "scaling-decision"}:
             if customer is None:
                 raise InvalidInputError(f"{workflow} needs --customer.")
-            customer_id = _customer_id(session, customer)
+            owner = customer_id(session, customer)
             if workflow == "spot-analysis":
                 execution_id = service.analyze_spot(
                     session,
                     runner,
-                    CLI,
-                    wf_schemas.SpotAnalysisRequest(customer_id=customer_id, lookback_days=lookback_days),
+                    _cli(),
+                    wf_schemas.SpotAnalysisRequest(customer_id=owner, lookback_days=lookback_days),
                 )
             else:
                 execution_id = service.decide_scaling(
                     session,
                     runner,
-                    CLI,
-                    wf_schemas.ScalingRequest(customer_id=customer_id, window_minutes=window_minutes),
+                    _cli(),
+                    wf_schemas.ScalingRequest(customer_id=owner, window_minutes=window_minutes),
                 )
         else:
             raise InvalidInputError(
@@ -129,15 +149,19 @@ def run(
     if wait:
         _follow(factory, execution_id)
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, CLI, execution_id))
+        _show(service.get_execution(session, _cli(), execution_id))
 
 
 def _follow(factory: sessionmaker[Session], execution_id: uuid.UUID) -> None:
     """Poll the run until it ends or pauses, showing its status and what it waits for."""
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.workflows import service
+    from optiinfra.workflows.states import TERMINAL
+
     with console.status("starting") as status:
         while True:
             with unit_of_work(factory) as session:
-                detail = service.get_execution(session, CLI, execution_id)
+                detail = service.get_execution(session, _cli(), execution_id)
             if detail.status in TERMINAL or detail.status is WorkflowStatus.PAUSED:
                 return
             line = f"{detail.status}"
@@ -155,28 +179,40 @@ def _follow(factory: sessionmaker[Session], execution_id: uuid.UUID) -> None:
 @workflow_app.command("resume")
 @reports_errors
 def resume(
-    workflow_id: Annotated[uuid.UUID, typer.Argument()],
+    workflow: WorkflowArgument,
     note: Annotated[str | None, typer.Option(help="Why (kept with the decision).")] = None,
 ) -> None:
     """Continue a paused run (the paused phase counts as passed by your decision)."""
-    factory = _session_factory()
+    from optiinfra.config import load_settings
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.workflows import service
+    from optiinfra.workflows.service import build_runner
+
+    factory = session_factory()
     runner = build_runner(factory, load_settings().data_dir)
     with unit_of_work(factory) as session:
-        service.resume(session, runner, CLI, workflow_id, note)
+        workflow_id = _workflow_id(session, workflow)
+        service.resume(session, runner, _cli(), workflow_id, note)
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, CLI, workflow_id))
+        _show(service.get_execution(session, _cli(), workflow_id))
 
 
 @workflow_app.command("abort")
 @reports_errors
-def abort(workflow_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+def abort(workflow: WorkflowArgument) -> None:
     """Stop a paused run: its applied phases are undone and the optimization rolled back (by a worker)."""
-    factory = _session_factory()
+    from optiinfra.config import load_settings
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.workflows import service
+    from optiinfra.workflows.service import build_runner
+
+    factory = session_factory()
     runner = build_runner(factory, load_settings().data_dir)
     with unit_of_work(factory) as session:
-        service.abort(session, runner, CLI, workflow_id)
+        workflow_id = _workflow_id(session, workflow)
+        service.abort(session, runner, _cli(), workflow_id)
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, CLI, workflow_id))
+        _show(service.get_execution(session, _cli(), workflow_id))
 
 
 @workflow_app.command("list")
@@ -185,35 +221,45 @@ def list_workflows(
     customer: Annotated[str | None, typer.Option("--customer", "-c")] = None,
     status: Annotated[WorkflowStatus | None, typer.Option()] = None,
     limit: Annotated[int, typer.Option(min=1, max=500)] = 20,
+    wide: WideOption = False,
 ) -> None:
     """Workflow executions, newest first."""
-    factory = _session_factory()
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.workflows import service
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        customer_id = _customer_id(session, customer) if customer else None
+        owner = customer_id(session, customer) if customer else None
         page = service.list_executions(
-            session, CLI, customer_id=customer_id, workflow_type=None, status=status, cursor=None, limit=limit
+            session, _cli(), customer_id=owner, workflow_type=None, status=status, cursor=None, limit=limit
         )
+    if not page.items:
+        console.print("No workflow runs. Start one with: optiinfra workflow run spot-analysis -c CUSTOMER")
+        return
     table = Table(title="Workflows")
     for column in ("id", "workflow", "status", "started", "customer"):
         table.add_column(column, overflow="fold")
     for execution in page.items:
         table.add_row(
-            str(execution.id),
+            short(execution.id, wide),
             str(execution.metadata.get("workflow", execution.workflow_type)),
             str(execution.status),
-            execution.started_at.strftime("%Y-%m-%d %H:%M") if execution.started_at else "",
-            str(execution.customer_id),
+            execution.started_at.strftime("%m-%d %H:%M") if execution.started_at else "",
+            short(execution.customer_id, wide),
         )
     console.print(table)
 
 
 @workflow_app.command("show")
 @reports_errors
-def show(workflow_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
+def show(workflow: WorkflowArgument) -> None:
     """One execution with its steps and artifacts."""
-    factory = _session_factory()
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.workflows import service
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, CLI, workflow_id))
+        _show(service.get_execution(session, _cli(), _workflow_id(session, workflow)))
 
 
 @agents_app.command("list")
@@ -221,35 +267,51 @@ def show(workflow_id: Annotated[uuid.UUID, typer.Argument()]) -> None:
 def list_agents(
     agent_type: Annotated[AgentType | None, typer.Option("--type")] = None,
     status: Annotated[AgentStatus | None, typer.Option()] = None,
+    wide: WideOption = False,
 ) -> None:
     """Agents with their health."""
-    factory = _session_factory()
+    from optiinfra.agents import service as agent_service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        page = agent_service.list_agents(session, CLI, agent_type=agent_type, status=status, cursor=None, limit=500)
+        page = agent_service.list_agents(session, _cli(), agent_type=agent_type, status=status, cursor=None, limit=500)
+    if not page.items:
+        console.print("No agents. Agents register themselves: POST /api/v1/agents (README, 'Agents').")
+        return
     table = Table(title="Agents")
-    for column in ("id", "type", "name", "version", "status", "last heartbeat", "customers", "capabilities"):
+    columns = ("id", "type", "name", "version", "status", "last heartbeat", "customers")
+    for column in columns + (("capabilities",) if wide else ()):
         table.add_column(column, overflow="fold")
     for agent in page.items:
         table.add_row(
-            str(agent.id),
+            short(agent.id, wide),
             str(agent.type),
             agent.name,
             agent.version or "",
             str(agent.status),
-            agent.last_heartbeat.strftime("%Y-%m-%d %H:%M:%S") if agent.last_heartbeat else "never",
+            agent.last_heartbeat.strftime("%m-%d %H:%M:%S") if agent.last_heartbeat else "never",
             str(len(agent.customer_ids)),
-            ", ".join(agent.capabilities),
+            *((", ".join(agent.capabilities),) if wide else ()),
         )
     console.print(table)
 
 
 def _agent(session: Session, value: str) -> Agent:
-    try:
-        agent = session.get(Agent, uuid.UUID(value))
-    except ValueError:
-        agent = session.scalar(select(Agent).where(Agent.name == value))
+    from sqlalchemy import select
+
+    from optiinfra.models import Agent
+
+    agent = session.scalar(select(Agent).where(Agent.name == value))
     if agent is None:
-        raise NotFoundError(f"No agent with id or name {value!r}.")
+        try:
+            agent = session.get(Agent, resolve_id(session, Agent.id, value, "agent"))
+        except (InvalidInputError, NotFoundError):
+            raise NotFoundError(
+                f"No agent with id or name {value!r}.", fix="List them with: optiinfra agents list"
+            ) from None
+    if agent is None:
+        raise NotFoundError(f"No agent with id or name {value!r}.", fix="List them with: optiinfra agents list")
     return agent
 
 
@@ -257,14 +319,24 @@ def _agent(session: Session, value: str) -> Agent:
 @reports_errors
 def show_agent(agent: Annotated[str, typer.Argument(help="Agent id or name.")]) -> None:
     """One agent."""
-    factory = _session_factory()
+    from optiinfra.agents import service as agent_service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        found = agent_service.get_agent(session, CLI, _agent(session, agent).id)
-    for field, value in found.model_dump().items():
-        console.print(f"[bold]{field}[/bold]: {value}", highlight=False)
+        found = agent_service.get_agent(session, _cli(), _agent(session, agent).id)
+    for field, value in found.model_dump(mode="json").items():
+        shown = ", ".join(str(item) for item in value) if isinstance(value, list) else value
+        if isinstance(value, dict):
+            shown = json.dumps(value) if value else ""
+        console.print(f"[bold]{field}[/bold]: {'' if shown is None else shown}", highlight=False, soft_wrap=True)
 
 
 def _print_customers(session: Session, found: agent_schemas.Agent) -> None:
+    from sqlalchemy import select
+
+    from optiinfra.models import Customer
+
     emails = dict(session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(found.customer_ids))).all())
     served = ", ".join(f"{emails.get(customer_id, '?')} ({customer_id})" for customer_id in found.customer_ids)
     console.print(f"{found.type}/{found.name} serves: {served or 'no customer'}", highlight=False, soft_wrap=True)
@@ -277,10 +349,14 @@ def assign_customer(
     customer: Annotated[str, typer.Option("--customer", "-c", help="Customer id or email.")],
 ) -> None:
     """Assign the agent to a customer it serves: an agent acts only for its assigned customers."""
-    factory = _session_factory()
+    from optiinfra.agents import schemas as agent_schemas
+    from optiinfra.agents import service as agent_service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        assignment = agent_schemas.CustomerAssignment(customer_id=_customer_id(session, customer))
-        found = agent_service.assign_customer(session, CLI, _agent(session, agent).id, assignment)
+        assignment = agent_schemas.CustomerAssignment(customer_id=customer_id(session, customer))
+        found = agent_service.assign_customer(session, _cli(), _agent(session, agent).id, assignment)
         _print_customers(session, found)
 
 
@@ -291,9 +367,12 @@ def unassign_customer(
     customer: Annotated[str, typer.Option("--customer", "-c", help="Customer id or email.")],
 ) -> None:
     """Take a customer away from the agent: it can no longer act for the customer or read its rows."""
-    factory = _session_factory()
+    from optiinfra.agents import service as agent_service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         found = agent_service.unassign_customer(
-            session, CLI, _agent(session, agent).id, _customer_id(session, customer)
+            session, _cli(), _agent(session, agent).id, customer_id(session, customer)
         )
         _print_customers(session, found)
