@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,9 @@ import pytest
 from sqlalchemy import create_engine
 
 from optiinfra.db import migrations
-from optiinfra.db.seed import seed_demo_data
+from optiinfra.db.engine import make_session_factory
+from optiinfra.demo.driver import Demo
+from optiinfra.demo.story import PACE_ENV, QUICK, pace_from_env
 from optiinfra.enums import AgentType
 from tests.api.conftest import AgentHandle, Server, Tenant, running_server
 from tests.conftest import DatabaseFactory
@@ -181,14 +184,23 @@ def test_pages_send_security_headers(page: Page, api_server: Server, tenant: Ten
     assert headers["x-content-type-options"] == "nosniff"
 
 
+@dataclass
+class LivingDemo:
+    server: Server
+    demo: Demo
+
+
 @pytest.fixture(scope="module")
-def demo_server(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """A server holding exactly the demo data (`optiinfra serve --demo`), for the page tour and screenshots."""
+def living_demo(create_database: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LivingDemo]:
+    """The living demo of `optiinfra serve --demo` (docs/demo.md): prepared as serve prepares it, moved by its tick.
+    At the quick pace unless OPTIINFRA_DEMO_PACE names another (the screenshots are taken at the real pace)."""
     engine = create_engine(create_database(), pool_size=5)
     migrations.upgrade(engine)
-    seed_demo_data(engine)
-    with running_server(engine, tmp_path_factory.mktemp("demo-data")) as server:
-        yield server
+    data_dir = tmp_path_factory.mktemp("demo-data")
+    demo = Demo(make_session_factory(engine), data_dir, pace_from_env() if os.environ.get(PACE_ENV) else QUICK)
+    demo.prepare()
+    with running_server(engine, data_dir) as server:
+        yield LivingDemo(server, demo)
     engine.dispose()
 
 
@@ -197,17 +209,17 @@ def _shoot(page: Page, folder: Path, name: str) -> None:
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
-def _visit(page: Page, url: str) -> None:
-    response = page.goto(url)
-    assert response is not None
-    assert response.status == 200, url
+def _requests_shown(page: Page) -> int:
+    """The requests the quality page's route breakdown counts."""
+    return sum(int(cell) for cell in page.locator("#routes tr td:nth-child(2)").all_inner_texts())
 
 
 def test_every_page_renders_with_the_demo_data_and_is_screenshotted(
-    page: Page, demo_server: Server, tmp_path: Path
+    page: Page, living_demo: LivingDemo, tmp_path: Path
 ) -> None:
-    """A tour of every page of the demo, reached the way a person would (the navigation and the links), each
-    checked for what it must show and screenshotted."""
+    """A tour of every page of the living demo, reached the way a person would (the navigation and the links),
+    each checked for what it must show and screenshotted; the demo moves on between two looks at its traffic."""
+    demo_server = living_demo.server
     base = demo_server.base_url
     folder = Path(os.environ.get("OPTIINFRA_SCREENSHOTS_DIR") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
@@ -248,6 +260,10 @@ def test_every_page_renders_with_the_demo_data_and_is_screenshotted(
     expect(page.locator("#overall-chart .chart-tip")).to_be_visible()
     expect(page.locator("#overall-chart .chart-tip")).to_contain_text("UTC:")
     _shoot(page, folder, "quality")
+    requests_before = _requests_shown(page)
+    living_demo.demo.tick()  # the server's worker does this every few seconds
+    page.reload()
+    assert _requests_shown(page) > requests_before  # the traffic keeps arriving
     page.locator("#routes a").first.click()
     expect(page.locator("#route-filter")).to_be_visible()
     page.click("#ranges >> text=30d")

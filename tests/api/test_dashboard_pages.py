@@ -98,7 +98,7 @@ def test_quality_page_offers_time_ranges_and_a_per_route_breakdown(
     assert sum(p.count for p in every) == 240
     assert sum(p.count for p in search) == 80
     # An unknown range falls back to the default; a route the model never saw is ignored.
-    assert 'class="active">7d</a>' in _page(browser, "/quality?range=1y&route=nowhere")
+    assert 'class="active">24h</a>' in _page(browser, "/quality?range=1y&route=nowhere")
 
 
 def _rolled_back(tenant: Tenant, agent: AgentHandle, model: str) -> uuid.UUID:

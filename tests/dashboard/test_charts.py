@@ -65,6 +65,8 @@ def test_the_value_axis_stays_within_the_metrics_domain() -> None:
     assert _attribute(score, "data-high") == 1.0
     latency = render(LineChart("latency", "ms", _points([3.0, 2.0, 2.5]), y_min=0.0))
     assert _attribute(latency, "data-low") >= 0.0
+    small = render(LineChart("rate", "rate", _points([0.05, 0.08]), y_min=0.0, y_max=1.0, from_zero=True))
+    assert _attribute(small, "data-low") == 0.0
     flat = render(LineChart("rate", "rate", _points([0.0, 0.0]), y_min=0.0, y_max=1.0))
     assert _attribute(flat, "data-low") == 0.0
     assert _attribute(flat, "data-high") > 0.0

@@ -48,6 +48,7 @@ class LineChart:
     start: datetime | None = None  # the period shown (the chosen range); the data's extent when not given
     end: datetime | None = None
     bucket: timedelta | None = None  # the points' spacing: a longer gap breaks the line
+    from_zero: bool = False  # the value axis starts at 0 (rates: a small rate should look small)
 
 
 @dataclass
@@ -203,7 +204,12 @@ def render(chart: LineChart) -> str:
         return _empty(label)
     times = [t.timestamp() for t, _ in chart.points]
     values = [v for _, v in chart.points]
-    extra = [*values, *(chart.band or ()), *([chart.baseline] if chart.baseline is not None else [])]
+    extra = [
+        *values,
+        *(chart.band or ()),
+        *([chart.baseline] if chart.baseline is not None else []),
+        *([0.0] if chart.from_zero else []),
+    ]
     data_low, data_high = min(extra), max(extra)
     if data_high - data_low < 1e-9:
         data_low, data_high = data_low - max(abs(data_low) * 0.1, 0.05), data_high + max(abs(data_high) * 0.1, 0.05)

@@ -361,7 +361,7 @@ RANGES = {
     "7d": (timedelta(days=7), timedelta(hours=1)),
     "30d": (timedelta(days=30), timedelta(hours=6)),
 }
-DEFAULT_RANGE = "7d"
+DEFAULT_RANGE = "24h"
 
 
 def _range_of(chosen: str | None) -> str:
@@ -479,6 +479,7 @@ def _quality_charts(
                 [(p.bucket, p.hallucination_rate) for p in series if p.hallucination_rate is not None],
                 y_min=0.0,
                 y_max=1.0,
+                from_zero=True,
                 **common,  # type: ignore[arg-type]
             )
         ),

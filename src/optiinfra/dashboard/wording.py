@@ -149,7 +149,8 @@ def changes_of(data: dict[str, Any]) -> str:
             parts.append(f"{name} from {_value(old[key])} to {_value(value)}")
         elif key not in old:
             parts.append(f"{name} {_value(value)}")
-    return "; ".join(parts)
+    text = "; ".join(parts)
+    return text if len(text) <= 400 else text[:399] + "…"
 
 
 def describe(event: Any, customer_names: dict[str, str] | None = None) -> Markup:
