@@ -239,9 +239,7 @@ def overview(request: Request) -> HTMLResponse:
         names = {}
         for summary in summaries:
             names[summary.customer_id] = customer_service.get_customer(session, principal, summary.customer_id).name
-        open_regressions = quality_service.list_regressions(
-            session, principal, customer_id=None, model_name=None, is_open=True, cursor=None, limit=500
-        ).items
+        open_incidents = quality_service.list_incidents(session, principal, customer_id=None, is_open=True)
         agents = agent_service.list_agents(session, principal, agent_type=None, status=None, cursor=None, limit=500)
         recent = event_service.list_events(session, principal, event_schemas.EventFilters(), cursor=None, limit=12)
         return _page(
@@ -252,7 +250,7 @@ def overview(request: Request) -> HTMLResponse:
             names=names,
             pending=sum((s.estimated_savings_pending for s in summaries), start=0),
             realised=sum((s.actual_savings_realised for s in summaries), start=0),
-            regressions_by_severity=Counter(str(r.severity) for r in open_regressions),
+            incidents_by_severity=Counter(str(i.severity) for i in open_incidents),
             severities=[str(s) for s in RegressionSeverity],
             agents_by_status=Counter(str(a.status) for a in agents.items),
             events=recent.items,
