@@ -125,8 +125,9 @@ def test_serve_demo_is_alive_and_keeps_its_key_across_a_restart(tmp_path: Path) 
             return False
 
         wait_for("a rollout phase that passed its gate", phase_passed)
-        # Still healthy while it moves.
+        # Still healthy while it moves, and no run failed.
         assert {agent["status"] for agent in get("/agents")["items"]} == {"healthy"}
+        assert [r for r in get("/workflows", limit=100)["items"] if r["status"] == "failed"] == []
         records_before_restart = records_ingested(base)
         baselines = get("/quality/baselines", limit=100)["items"]
 
@@ -154,3 +155,9 @@ def test_serve_demo_is_alive_and_keeps_its_key_across_a_restart(tmp_path: Path) 
         assert sent < records_before_restart / 20
         after = httpx.get(f"{base}/api/v1/quality/baselines", headers=headers, params={"limit": 100}).json()["items"]
         assert len(after) == len(baselines)
+        # The worker picks the running rollout up again, and it does not fail on resume.
+        resumed = records_ingested(base)
+        wait_for("the worker's first tick", lambda: records_ingested(base) > resumed)
+        runs = httpx.get(f"{base}/api/v1/workflows", headers=headers, params={"limit": 100}).json()["items"]
+        assert [r for r in runs if r["status"] == "failed"] == []
+        assert {a["status"] for a in httpx.get(f"{base}/api/v1/agents", headers=headers).json()["items"]} == {"healthy"}

@@ -227,6 +227,9 @@ class Demo:
         since = self._oldest_cursor(moment)
         prepared.quality_records = self.send_traffic(moment, progress)
         prepared.monitoring_passes = self._replay_monitoring(since, moment)
+        with unit_of_work(self.factory) as session:
+            # Again after the backfill, which may have taken longer than the agents' health limits allow.
+            self._heartbeat(session, self._agents(session))
         self.move_story(moment)
         return prepared
 
