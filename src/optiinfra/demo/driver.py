@@ -242,6 +242,14 @@ class Demo:
         """The worker's passes over backfilled time (as `quality backtest` replays them): baselines set and
         incidents opened and resolved when they would have been."""
         step = timedelta(minutes=self.pace.replay_step_minutes)
+        with self.factory() as session:
+            customer_ids = [customer.id for customer in self._customers(session).values()]
+            first = session.scalar(
+                select(func.min(QualityMetric.timestamp)).where(QualityMetric.customer_id.in_(customer_ids))
+            )
+        if first is not None:
+            # Before a first baseline is due, a pass has nothing to judge: start where one can be.
+            since = max(since, first + timedelta(hours=self.pace.baseline_min_hours) - step)
         moment, passes = since + step, 0
         while moment < now:
             run_monitoring_pass(self.factory, moment, cache=self._cache)
