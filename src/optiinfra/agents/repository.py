@@ -31,6 +31,11 @@ def find_by_type_and_name(session: Session, agent_type: AgentType, name: str, *,
     return session.scalar(statement)
 
 
+def ids_named(session: Session, name: str) -> list[uuid.UUID]:
+    """Ids of the agents with this name (one per agent type at most), oldest first."""
+    return list(session.scalars(select(Agent.id).where(Agent.name == name).order_by(Agent.created_at, Agent.id)))
+
+
 def list_agents(
     session: Session,
     *,

@@ -10,7 +10,6 @@ from sqlalchemy.orm import Session
 
 from optiinfra.agents import health, repository
 from optiinfra.agents import schemas as agent_schemas
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
@@ -18,6 +17,7 @@ from optiinfra.errors import ForbiddenError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.models import Agent, AgentStatus, AgentType, EventSeverity
 from optiinfra.net import endpoints
+from optiinfra.pagination import Page, page_of
 
 STATUS_SEVERITY = {
     AgentStatus.STARTING: EventSeverity.INFO,
@@ -196,6 +196,12 @@ def sweep_health(session: Session, now: datetime | None = None) -> int:
 
 def get_agent(session: Session, principal: Principal, agent_id: uuid.UUID) -> agent_schemas.Agent:
     return _out(session, principal, [repository.get_agent(session, agent_id)])[0]
+
+
+def agent_ids_named(session: Session, principal: Principal, name: str) -> list[uuid.UUID]:
+    """Ids of the agents with this name (the command line names agents by name or id)."""
+    principal.require(Role.OPERATOR)
+    return repository.ids_named(session, name)
 
 
 def list_agents(

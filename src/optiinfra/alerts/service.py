@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 from optiinfra.alerts import outbox, render, repository
 from optiinfra.alerts import schemas as alert_schemas
 from optiinfra.alerts.settings import delivery_settings
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError
 from optiinfra.events import service as events
 from optiinfra.models import AlertOutbox, AlertRoute, EventSeverity
 from optiinfra.net import endpoints
+from optiinfra.pagination import Page, page_of
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 

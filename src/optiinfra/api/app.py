@@ -138,19 +138,6 @@ class HealthSweeper:
         self.stopped.set()
 
 
-async def _schema_revision(conninfo: str) -> str | None:
-    """The database's schema revision, on a connection of its own (not the pool's), within a few seconds."""
-    async with await psycopg.AsyncConnection.connect(
-        conninfo, connect_timeout=max(1, int(READY_TIMEOUT_SECONDS)), options="-c statement_timeout=2000"
-    ) as connection:
-        try:
-            cursor = await connection.execute("SELECT version_num FROM alembic_version")
-        except psycopg.errors.UndefinedTable:
-            return None
-        row = await cursor.fetchone()
-        return str(row[0]) if row else None
-
-
 def create_app(config: AppConfig) -> FastAPI:
     """Build the application around an engine whose schema is at head."""
     max_in_flight = admission_limit(config)
@@ -224,7 +211,9 @@ def create_app(config: AppConfig) -> FastAPI:
         """The database is reachable and its schema is at head; answered within about two seconds, on a connection
         of its own, so a busy pool cannot delay it."""
         try:
-            revision = await asyncio.wait_for(_schema_revision(conninfo), timeout=READY_TIMEOUT_SECONDS + 1)
+            revision = await asyncio.wait_for(
+                migrations.current_revision_quickly(conninfo, READY_TIMEOUT_SECONDS), timeout=READY_TIMEOUT_SECONDS + 1
+            )
         except (psycopg.Error, OSError, TimeoutError):
             return JSONResponse(status_code=503, content={"status": "unavailable", "reason": "database unreachable"})
         if revision != head:

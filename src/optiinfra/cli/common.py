@@ -46,7 +46,7 @@ def session_factory() -> sessionmaker[Session]:
 
 def resolve_id(session: Session, column: InstrumentedAttribute[Any], value: str, what: str) -> uuid.UUID:
     """A whole id, or the one id that starts with the given prefix (at least 4 characters)."""
-    from sqlalchemy import String, cast, select
+    from optiinfra.db.queries import ids_starting_with
 
     text = value.strip().lower()
     try:
@@ -58,27 +58,22 @@ def resolve_id(session: Session, column: InstrumentedAttribute[Any], value: str,
             f"{value!r} is not a {what} id.",
             fix=f"Give the whole id or its first {MIN_PREFIX} characters or more, as the tables print them.",
         )
-    found = list(session.scalars(select(column).where(cast(column, String).like(f"{text}%")).limit(2)))
+    found = ids_starting_with(session, column, text, limit=2)
     if not found:
         raise NotFoundError(f"No {what} id starts with {text!r}.")
     if len(found) > 1:
         raise InvalidInputError(
             f"More than one {what} id starts with {text!r}.", fix="Give more characters, or run the list with --wide."
         )
-    return uuid.UUID(str(found[0]))
+    return found[0]
 
 
 def customer_id(session: Session, value: str) -> uuid.UUID:
-    """A customer by id, id prefix or e-mail address."""
-    from sqlalchemy import select
-
+    """A customer by id, id prefix or e-mail address (the command line acts as the operator)."""
+    from optiinfra.auth.principal import Principal
+    from optiinfra.customers import service as customer_service
     from optiinfra.models import Customer
 
     if "@" in value:
-        found = session.scalar(select(Customer.id).where(Customer.email == value.strip().lower()))
-        if found is None:
-            raise NotFoundError(
-                f"No customer with e-mail {value!r}.", fix="Customers are created through the API (POST /customers)."
-            )
-        return found
+        return customer_service.customer_id_by_email(session, Principal.system("cli"), value)
     return resolve_id(session, Customer.id, value, "customer")

@@ -299,6 +299,7 @@ def detect(
     from optiinfra.db.engine import unit_of_work
     from optiinfra.quality import detection
     from optiinfra.quality import schemas as quality_schemas
+    from optiinfra.recommendations.service import rollback_for_quality
 
     factory = session_factory()
     with unit_of_work(factory) as session:
@@ -309,7 +310,7 @@ def detect(
             window=_window(last, since, until, 500),
             dry_run=dry_run,
         )
-        report = detection.detect(session, _cli(), request)
+        report = detection.detect(session, _cli(), request, rollback_for_quality)
     if report.baseline_id is None:
         error_console.print(
             f"[bold red]Error:[/bold red] {model} {version} has no active baseline, so there is nothing to judge "

@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 
     from optiinfra.agents import schemas as agent_schemas
     from optiinfra.auth.principal import Principal
-    from optiinfra.models import Agent
     from optiinfra.workflows import schemas as wf_schemas
 
 # The database layer and the services are imported by the commands that run them: `--help` starts at once.
@@ -297,22 +296,20 @@ def list_agents(
     console.print(table)
 
 
-def _agent(session: Session, value: str) -> Agent:
-    from sqlalchemy import select
-
+def _agent_id(session: Session, value: str) -> uuid.UUID:
+    """An agent by name, id or id prefix."""
+    from optiinfra.agents import service as agent_service
     from optiinfra.models import Agent
 
-    agent = session.scalar(select(Agent).where(Agent.name == value))
-    if agent is None:
-        try:
-            agent = session.get(Agent, resolve_id(session, Agent.id, value, "agent"))
-        except (InvalidInputError, NotFoundError):
-            raise NotFoundError(
-                f"No agent with id or name {value!r}.", fix="List them with: optiinfra agents list"
-            ) from None
-    if agent is None:
-        raise NotFoundError(f"No agent with id or name {value!r}.", fix="List them with: optiinfra agents list")
-    return agent
+    named = agent_service.agent_ids_named(session, _cli(), value)
+    if named:
+        return named[0]
+    try:
+        return resolve_id(session, Agent.id, value, "agent")
+    except (InvalidInputError, NotFoundError):
+        raise NotFoundError(
+            f"No agent with id or name {value!r}.", fix="List them with: optiinfra agents list"
+        ) from None
 
 
 @agents_app.command("show")
@@ -324,7 +321,7 @@ def show_agent(agent: Annotated[str, typer.Argument(help="Agent id or name.")]) 
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        found = agent_service.get_agent(session, _cli(), _agent(session, agent).id)
+        found = agent_service.get_agent(session, _cli(), _agent_id(session, agent))
     for field, value in found.model_dump(mode="json").items():
         shown = ", ".join(str(item) for item in value) if isinstance(value, list) else value
         if isinstance(value, dict):
@@ -333,11 +330,9 @@ def show_agent(agent: Annotated[str, typer.Argument(help="Agent id or name.")]) 
 
 
 def _print_customers(session: Session, found: agent_schemas.Agent) -> None:
-    from sqlalchemy import select
+    from optiinfra.customers import service as customer_service
 
-    from optiinfra.models import Customer
-
-    emails = dict(session.execute(select(Customer.id, Customer.email).where(Customer.id.in_(found.customer_ids))).all())
+    emails = customer_service.customer_emails(session, _cli(), found.customer_ids)
     served = ", ".join(f"{emails.get(customer_id, '?')} ({customer_id})" for customer_id in found.customer_ids)
     console.print(f"{found.type}/{found.name} serves: {served or 'no customer'}", highlight=False, soft_wrap=True)
 
@@ -356,7 +351,7 @@ def assign_customer(
     factory = session_factory()
     with unit_of_work(factory) as session:
         assignment = agent_schemas.CustomerAssignment(customer_id=customer_id(session, customer))
-        found = agent_service.assign_customer(session, _cli(), _agent(session, agent).id, assignment)
+        found = agent_service.assign_customer(session, _cli(), _agent_id(session, agent), assignment)
         _print_customers(session, found)
 
 
@@ -373,6 +368,6 @@ def unassign_customer(
     factory = session_factory()
     with unit_of_work(factory) as session:
         found = agent_service.unassign_customer(
-            session, _cli(), _agent(session, agent).id, customer_id(session, customer)
+            session, _cli(), _agent_id(session, agent), customer_id(session, customer)
         )
         _print_customers(session, found)

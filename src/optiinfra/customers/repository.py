@@ -53,6 +53,19 @@ def email_taken(session: Session, email: str) -> bool:
     return session.scalar(select(Customer.id).where(Customer.email == email)) is not None
 
 
+def id_by_email(session: Session, principal: Principal, email: str) -> uuid.UUID | None:
+    """The id of the customer with this e-mail address, if the caller may see it."""
+    statement = select(Customer.id).where(Customer.email == email)
+    return session.scalar(scope_to_caller(statement, principal, customer_column=Customer.id))
+
+
+def emails_of(session: Session, principal: Principal, customer_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """E-mail addresses by customer id, of the customers the caller may see."""
+    statement = select(Customer).where(Customer.id.in_(customer_ids))
+    customers = session.scalars(scope_to_caller(statement, principal, customer_column=Customer.id))
+    return {customer.id: customer.email for customer in customers}
+
+
 def list_customers(
     session: Session,
     principal: Principal,

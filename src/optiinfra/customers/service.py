@@ -6,14 +6,14 @@ import uuid
 
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository
 from optiinfra.customers import schemas as customer_schemas
-from optiinfra.errors import ConflictError
+from optiinfra.errors import ConflictError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.models import Customer, CustomerStatus, EventSeverity
+from optiinfra.pagination import Page, page_of
 
 
 def _snapshot(customer: Customer) -> dict[str, str]:
@@ -64,6 +64,23 @@ def list_customers(
     principal.require(Role.OPERATOR)
     rows = repository.list_customers(session, principal, status=status, cursor=cursor, limit=limit)
     return page_of(rows, limit, customer_schemas.Customer.model_validate)
+
+
+def customer_id_by_email(session: Session, principal: Principal, email: str) -> uuid.UUID:
+    """The customer with this e-mail address (404 when the caller may see none)."""
+    principal.require(Role.OPERATOR)
+    found = repository.id_by_email(session, principal, email.strip().lower())
+    if found is None:
+        raise NotFoundError(
+            f"No customer with e-mail {email!r}.", fix="Customers are created through the API (POST /customers)."
+        )
+    return found
+
+
+def customer_emails(session: Session, principal: Principal, customer_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """E-mail addresses by id, for the customers the caller may see."""
+    principal.require(Role.OPERATOR)
+    return repository.emails_of(session, principal, customer_ids)
 
 
 def update_customer(

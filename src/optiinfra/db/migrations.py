@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+import psycopg
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
@@ -62,6 +63,21 @@ def current_revision(engine: Engine) -> str | None:
     """The revision the database is at, or None for an empty (unmigrated) database."""
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+async def current_revision_quickly(conninfo: str, timeout_seconds: float) -> str | None:
+    """The schema revision, read on a connection of its own (never a pool's) that gives up within about
+    `timeout_seconds`: what a readiness probe asks. None when no migration has run."""
+    options = f"-c statement_timeout={int(timeout_seconds * 1000)}"
+    async with await psycopg.AsyncConnection.connect(
+        conninfo, connect_timeout=max(1, int(timeout_seconds)), options=options
+    ) as connection:
+        try:
+            cursor = await connection.execute(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608 (a constant)
+        except psycopg.errors.UndefinedTable:
+            return None
+        row = await cursor.fetchone()
+        return str(row[0]) if row else None
 
 
 def known_revisions() -> list[str]:

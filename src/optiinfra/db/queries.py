@@ -1,11 +1,13 @@
-"""Building list queries: optional equality filters and keyset pagination, newest first on (created_at, id)."""
+"""Building list queries: optional equality filters and keyset pagination, newest first on (created_at, id); ids
+by the prefix people type."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, String, and_, case, cast, func, or_
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy import Select, String, and_, case, cast, func, or_, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from optiinfra.pagination import decode_cursor
@@ -50,3 +52,10 @@ def paginate(
             or_(created_column < created_at, and_(created_column == created_at, id_column < row_id))
         )
     return statement.order_by(created_column.desc(), id_column.desc()).limit(limit + 1)
+
+
+def ids_starting_with(session: Session, column: InstrumentedAttribute[Any], prefix: str, limit: int) -> list[uuid.UUID]:
+    """Up to `limit` ids of `column` whose text starts with `prefix` (a bound parameter; the caller checks that it
+    holds only hex digits and dashes)."""
+    found = session.scalars(select(column).where(cast(column, String).like(f"{prefix}%")).limit(limit))
+    return [uuid.UUID(str(value)) for value in found]

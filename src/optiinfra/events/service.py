@@ -9,13 +9,13 @@ from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from optiinfra.alerts import outbox as alert_outbox
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.events import repository
 from optiinfra.events import schemas as event_schemas
 from optiinfra.metrics import counters
 from optiinfra.models import Event, EventSeverity
+from optiinfra.pagination import Page, page_of
 
 
 def record(

@@ -17,10 +17,8 @@ from typing import Any
 from sqlalchemy import ARRAY, BigInteger, String, any_, bindparam, select, text, update
 from sqlalchemy.orm import Session
 
-from optiinfra.auth.principal import Principal
-from optiinfra.events import service as events
 from optiinfra.models import Event, QualityMetric
-from optiinfra.otlp.mapping import Evaluation, Unmapped
+from optiinfra.otlp.mapping import Evaluation
 
 PENDING_EVENT = "otlp.evaluations_pending"
 REPORT_EVENT = "otlp.not_understood"
@@ -105,20 +103,6 @@ def update_records(session: Session, updates: Sequence[dict[str, Any]]) -> None:
         session.execute(update(QualityMetric), list(updates))
 
 
-def record_pending(
-    session: Session, principal: Principal, customer_id: uuid.UUID, evaluations: Sequence[Evaluation]
-) -> None:
-    keys = sorted({key for evaluation in evaluations for key in evaluation.match_keys})
-    events.record(
-        session,
-        event_type=PENDING_EVENT,
-        actor=principal,
-        customer_id=customer_id,
-        agent_id=principal.agent_id,
-        extra={"keys": keys, "evaluations": [evaluation.as_json() for evaluation in evaluations]},
-    )
-
-
 def pending_evaluations(
     session: Session, customer_id: uuid.UUID, keys: Sequence[str], since: datetime
 ) -> list[Evaluation]:
@@ -143,18 +127,6 @@ def pending_evaluations(
             if wanted.intersection(evaluation.match_keys):
                 found.append(evaluation)
     return found
-
-
-def record_report(session: Session, principal: Principal, customer_id: uuid.UUID, unmapped: Unmapped) -> None:
-    if unmapped.items:
-        events.record(
-            session,
-            event_type=REPORT_EVENT,
-            actor=principal,
-            customer_id=customer_id,
-            agent_id=principal.agent_id,
-            extra={"items": unmapped.as_json()},
-        )
 
 
 _REPORT_QUERY = text(

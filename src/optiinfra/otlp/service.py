@@ -208,7 +208,7 @@ def _ingest_spans(
     outcome.evaluations_applied += sum(1 for evaluation in usable if id(evaluation) in landed)
     later = [evaluation for evaluation in usable if id(evaluation) not in landed]
     _apply_evaluations(session, principal, customer, later, weights, outcome)
-    repository.record_report(session, principal, customer.id, unmapped)
+    _record_report(session, principal, customer.id, unmapped)
 
 
 def _unique(evaluations: Iterable[Evaluation]) -> list[Evaluation]:
@@ -362,11 +362,39 @@ def _apply_evaluations(
     repository.update_records(session, [u for u in updates if "overall_quality_score" in u])
     repository.update_records(session, [u for u in updates if "overall_quality_score" not in u])
     if waiting:
-        repository.record_pending(session, principal, customer.id, waiting)
+        _record_pending(session, principal, customer.id, waiting)
         outcome.evaluations_waiting += len(waiting)
 
 
 # --- logs ------------------------------------------------------------------------------------------------------
+
+
+def _record_pending(
+    session: Session, principal: Principal, customer_id: uuid.UUID, evaluations: Sequence[Evaluation]
+) -> None:
+    """Keep evaluations that came before their span in the event log, where a later span finds them."""
+    keys = sorted({key for evaluation in evaluations for key in evaluation.match_keys})
+    events.record(
+        session,
+        event_type=repository.PENDING_EVENT,
+        actor=principal,
+        customer_id=customer_id,
+        agent_id=principal.agent_id,
+        extra={"keys": keys, "evaluations": [evaluation.as_json() for evaluation in evaluations]},
+    )
+
+
+def _record_report(session: Session, principal: Principal, customer_id: uuid.UUID, unmapped: Unmapped) -> None:
+    """Count what was not understood, in the event log (read back by `not_understood`)."""
+    if unmapped.items:
+        events.record(
+            session,
+            event_type=repository.REPORT_EVENT,
+            actor=principal,
+            customer_id=customer_id,
+            agent_id=principal.agent_id,
+            extra={"items": unmapped.as_json()},
+        )
 
 
 def _hex_id(raw: bytes) -> str | None:
@@ -410,7 +438,7 @@ def export_logs(session: Session, principal: Principal, request: ExportLogsServi
             usable.append(evaluation)
         repository.lock_keys(session, customer.id, {key for evaluation in usable for key in evaluation.match_keys})
         _apply_evaluations(session, principal, customer, usable, settings_of(customer).weights, outcome)
-        repository.record_report(session, principal, customer.id, unmapped)
+        _record_report(session, principal, customer.id, unmapped)
     return outcome
 
 

@@ -1,12 +1,14 @@
 """Detection: run the judge on a window, record regressions (one open per metric), resolve recovered ones, and act
-by the customer's policy, rolling back (through the control plane's service) only an optimization the window's
-evidence names (`attribution`)."""
+by the customer's policy, rolling back only an optimization the window's evidence names (`attribution`).
+
+Quality sits below the optimization lifecycle: detection does not import it, it is given the rollback it may take
+(`Rollback`, provided by `optiinfra.recommendations.service.rollback_for_quality`) by its callers, the edges."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -27,8 +29,6 @@ from optiinfra.quality.attribution import attribute
 from optiinfra.quality.evaluation import evaluate
 from optiinfra.quality.service import resolve_customer
 from optiinfra.quality.settings import QualitySettings, settings_of
-from optiinfra.recommendations import schemas as rec_schemas
-from optiinfra.recommendations import service as recommendations
 
 SEVERITY_ORDER = [
     RegressionSeverity.LOW,
@@ -45,14 +45,21 @@ EVENT_SEVERITY = {
 SYSTEM = Principal.system("quality")
 
 
+class Rollback(Protocol):
+    """The rollback detection may take: roll back one optimization, as `actor`, for `reason` (same transaction)."""
+
+    def __call__(self, session: Session, actor: Principal, optimization_id: uuid.UUID, reason: str) -> None: ...
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
 
 def detect(
-    session: Session, principal: Principal, request: quality_schemas.DetectRequest
+    session: Session, principal: Principal, request: quality_schemas.DetectRequest, rollback: Rollback
 ) -> quality_schemas.DetectionReport:
-    """Run the judge for one model version and, unless dry_run, record and act on what it finds."""
+    """Run the judge for one model version and, unless dry_run, record and act on what it finds (`rollback` when the
+    policy says so and the evidence names the optimization)."""
     principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
     if not request.dry_run:
         principal.require_writable()
@@ -86,7 +93,7 @@ def detect(
         counters.add(session, "optiinfra_detection_passes", labels, customer_id=customer.id)
     if request.dry_run or baseline is None or verdict == "insufficient_data":
         return report
-    return _record_and_act(session, principal, customer.id, baseline, rows, findings, settings, report, now)
+    return _record_and_act(session, principal, customer.id, baseline, rows, findings, settings, report, now, rollback)
 
 
 def _record_and_act(
@@ -99,6 +106,7 @@ def _record_and_act(
     settings: QualitySettings,
     report: quality_schemas.DetectionReport,
     now: datetime,
+    rollback: Rollback,
 ) -> quality_schemas.DetectionReport:
     detected: list[QualityRegression] = []
     resolved: list[QualityRegression] = []
@@ -206,7 +214,7 @@ def _record_and_act(
                 "p_value_adjusted": finding.p_value_adjusted,
             },
         )
-    rolled_back = _act(session, customer_id, detected, rows, settings) if detected else None
+    rolled_back = _act(session, customer_id, detected, rows, settings, rollback) if detected else None
     session.flush()
     return report.model_copy(
         update={
@@ -223,6 +231,7 @@ def _act(
     regressions: list[QualityRegression],
     rows: repository.WindowRows,
     settings: QualitySettings,
+    rollback: Rollback,
 ) -> uuid.UUID | None:
     """Apply the policy per regression; at most one rollback per detection, of the change in effect."""
     wants_rollback = [
@@ -240,7 +249,7 @@ def _act(
     worst = max(wants_rollback, key=lambda r: SEVERITY_ORDER.index(r.severity))
     window_start = rows.timestamps[0] if rows.timestamps else _now()
     window_end = rows.timestamps[-1] + timedelta(microseconds=1) if rows.timestamps else _now()
-    return rollback_if_attributable(session, customer_id, wants_rollback, worst, window_start, window_end)
+    return rollback_if_attributable(session, customer_id, wants_rollback, worst, window_start, window_end, rollback)
 
 
 def rollback_if_attributable(
@@ -250,9 +259,10 @@ def rollback_if_attributable(
     worst: QualityRegression,
     window_start: datetime,
     window_end: datetime,
+    rollback: Rollback,
 ) -> uuid.UUID | None:
-    """Roll back the optimization the window's evidence names; with none, the regressions go to manual review and
-    list the optimizations active in the window (attribution before action)."""
+    """Roll back (with `rollback`) the optimization the window's evidence names; with none, the regressions go to
+    manual review and list the optimizations active in the window (attribution before action)."""
     assert worst.model_name is not None
     assert worst.model_version is not None
     found = attribute(session, customer_id, worst.model_name, worst.model_version, window_start, window_end)
@@ -274,7 +284,7 @@ def rollback_if_attributable(
         f"Quality regression: {worst.metric_name} of {worst.model_name} {worst.model_version} "
         f"{worst.current_value:.4g} against baseline {worst.baseline_value:.4g} ({worst.severity})."
     )
-    recommendations.rollback_optimization(session, SYSTEM, optimization.id, rec_schemas.Rollback(reason=reason))
+    rollback(session, SYSTEM, optimization.id, reason)
     for regression in wants_rollback:
         regression.action_taken = RegressionAction.ROLLBACK_TRIGGERED
         regression.metadata_ = {

@@ -19,6 +19,7 @@ from optiinfra.metrics import counters
 from optiinfra.quality import abtest, detection, service
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.settings import QualitySettings
+from optiinfra.recommendations.service import rollback_for_quality
 
 router = APIRouter(prefix="/quality", tags=["quality"], route_class=StrictRoute)
 
@@ -111,7 +112,7 @@ def detect(
     payload: quality_schemas.DetectRequest, session: SessionDep, principal: PrincipalDep
 ) -> quality_schemas.DetectionReport:
     """Judge a window of one model version against its active baseline; record regressions and act on them."""
-    return detection.detect(session, principal, payload)
+    return detection.detect(session, principal, payload, rollback_for_quality)
 
 
 @router.get("/regressions", response_model=Page[quality_schemas.Regression])

@@ -11,7 +11,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optiinfra.agents import repository as agent_repository
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
@@ -25,6 +24,7 @@ from optiinfra.models import (
     RegressionSeverity,
     ScoringText,
 )
+from optiinfra.pagination import Page, page_of
 from optiinfra.quality import monitoring_store, repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference

@@ -38,9 +38,10 @@ from optiinfra.models import (
     RegressionAction,
 )
 from optiinfra.quality import monitoring, monitoring_store, repository
-from optiinfra.quality.detection import EVENT_SEVERITY, SEVERITY_ORDER, SYSTEM, rollback_if_attributable
+from optiinfra.quality.detection import EVENT_SEVERITY, SEVERITY_ORDER, SYSTEM
 from optiinfra.quality.service import build_baseline
 from optiinfra.quality.settings import QualitySettings, settings_of
+from optiinfra.recommendations.service import rollback_if_attributable  # detection with the lifecycle's rollback
 
 logger = logging.getLogger("optiinfra.worker")
 MONITORING_KEY = "monitoring"

@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError
@@ -20,11 +19,14 @@ from optiinfra.models import (
     EventSeverity,
     Optimization,
     OptimizationStatus,
+    QualityRegression,
     Recommendation,
     RecommendationPriority,
     RecommendationStatus,
 )
-from optiinfra.quality import gate as quality_gate
+from optiinfra.pagination import Page, page_of
+from optiinfra.quality import detection
+from optiinfra.recommendations import gate as quality_gate
 from optiinfra.recommendations import repository
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations.states import (
@@ -353,6 +355,26 @@ def rollback_optimization(
     )
     session.flush()
     return rec_schemas.Optimization.model_validate(optimization)
+
+
+def rollback_for_quality(session: Session, actor: Principal, optimization_id: uuid.UUID, reason: str) -> None:
+    """Quality detection's rollback (`optiinfra.quality.detection.Rollback`): the lifecycle's own rollback."""
+    rollback_optimization(session, actor, optimization_id, rec_schemas.Rollback(reason=reason))
+
+
+def rollback_if_attributable(
+    session: Session,
+    customer_id: uuid.UUID,
+    wants_rollback: list[QualityRegression],
+    worst: QualityRegression,
+    window_start: datetime,
+    window_end: datetime,
+) -> uuid.UUID | None:
+    """`optiinfra.quality.detection.rollback_if_attributable` taking this lifecycle's rollback (for the monitoring
+    worker, which acts on its incidents the way detection does)."""
+    return detection.rollback_if_attributable(
+        session, customer_id, wants_rollback, worst, window_start, window_end, rollback_for_quality
+    )
 
 
 def get_optimization(session: Session, principal: Principal, optimization_id: uuid.UUID) -> rec_schemas.Optimization:

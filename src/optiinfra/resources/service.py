@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session
 
 from optiinfra.agents import repository as agent_repository
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.models import Customer, EventSeverity, ResourceType, ScalingEvent, ScalingEventType
+from optiinfra.pagination import Page, page_of
 from optiinfra.resources import repository
 from optiinfra.resources import schemas as resource_schemas
 from optiinfra.timeseries import CLOCK_SKEW, MAX_BUCKETS, bucketing, refuse_too_many_buckets, validate_batch

@@ -8,7 +8,6 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.agents import repository as agent_repository
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
@@ -19,6 +18,7 @@ from optiinfra.models import (
     WorkflowStatus,
     WorkflowType,
 )
+from optiinfra.pagination import Page, page_of
 from optiinfra.recommendations import repository as recommendation_repository
 from optiinfra.workflows import repository
 from optiinfra.workflows import schemas as wf_schemas

@@ -249,15 +249,14 @@ def _start(context: StepContext) -> dict[str, Any]:
     except ConflictError as busy:
         raise StepFailedError(busy.message, busy.details) from busy
     optimization = _optimization(context)
+    agent = _agent_principal(context)
     if optimization.status is OptimizationStatus.QUEUED:
         with unit_of_work(context.factory) as session:
-            recommendations.start_optimization(session, _agent_principal(context), optimization.id)
+            recommendations.start_optimization(session, agent, optimization.id)
     elif optimization.status is not OptimizationStatus.EXECUTING:
         raise StepFailedError(f"The optimization is {optimization.status}; only a queued one can be rolled out.")
     with unit_of_work(context.factory) as session:
-        recommendation = recommendations.get_recommendation(
-            session, Principal.operator(), optimization.recommendation_id
-        )
+        recommendation = recommendations.get_recommendation(session, agent, optimization.recommendation_id)
     instances = list(recommendation.data.get("instances", []))
     if not instances:
         raise StepFailedError("The recommendation names no instances to move.")

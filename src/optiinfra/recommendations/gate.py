@@ -1,5 +1,8 @@
 """The quality gate: an optimization cannot complete while the judge finds a high or critical regression for its
-customer since it started, so bad optimizations do not reach production."""
+customer since it started, so bad optimizations do not reach production.
+
+It belongs to the optimization lifecycle (which asks quality) rather than to quality (which must not know the
+lifecycle): quality sits below recommendations in the layers (docs/architecture.md)."""
 
 from __future__ import annotations
 
