@@ -73,3 +73,15 @@ def test_no_service_stands_in_for_the_caller_with_the_operator() -> None:
             if "Principal.operator()" in line:
                 offenders.append(f"{relative}:{number}: {line.strip()}")
     assert not offenders, "pass the caller's principal instead:\n" + "\n".join(offenders)
+
+
+def test_the_command_line_builds_no_queries() -> None:
+    """CLI commands call services (and `db.queries` for id prefixes); the SQL lives in repositories."""
+    query_calls = re.compile(r"(?<![.\w])(select|insert|update|delete|text)\(|session\.(execute|scalars?|get|query)\(")
+    offenders = [
+        f"{path.name}:{number}: {line.strip()}"
+        for path in sorted((PACKAGE / "cli").glob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if query_calls.search(line)
+    ]
+    assert not offenders, "move these queries into a repository, behind a service:\n" + "\n".join(offenders)
