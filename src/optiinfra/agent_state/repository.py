@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
-from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from optiinfra.db.bulk import copy_rows
 from optiinfra.models import Agent, AgentCapability, AgentConfig, AgentMetric, AgentState, WorkflowExecution
 from optiinfra.tenancy import customers_of_agent
 from optiinfra.timeseries import Bucketing, bucket_start
@@ -145,26 +144,25 @@ def get_capability_for_update(session: Session, agent_id: uuid.UUID, name: str) 
 
 # --- metrics ---------------------------------------------------------------------------------------------------
 
-METRIC_COLUMNS = ("agent_id", "metric_name", "metric_value", "metric_type", "tags", "recorded_at")
-# Fixed SQL: the column names are the constant above, never user input.
-_COPY_METRICS = f"COPY agent_metrics ({', '.join(METRIC_COLUMNS)}) FROM STDIN"
+
+class AgentMetricRow(NamedTuple):
+    """One agent_metrics row as the COPY sends it."""
+
+    agent_id: uuid.UUID
+    metric_name: str
+    metric_value: float
+    metric_type: str
+    tags: dict[str, Any]
+    recorded_at: datetime
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+METRIC_COLUMNS = AgentMetricRow._fields
 
 
 def copy_metrics(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
-    """COPY rows (in METRIC_COLUMNS order, tags a dict) into agent_metrics, inside the session's transaction."""
-    if not rows:
-        return 0
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    set_json_dumps(_json_text, context=driver)  # orjson: several times faster than the standard encoder
-    with driver.cursor() as cursor, cursor.copy(_COPY_METRICS) as copy:
-        for agent_id, name, value, metric_type, tags, recorded_at in rows:
-            copy.write_row((agent_id, name, value, metric_type, Jsonb(tags), recorded_at))
-    return len(rows)
+    """COPY rows (`AgentMetricRow`s, or tuples in METRIC_COLUMNS order) into agent_metrics, inside the session's
+    transaction."""
+    return copy_rows(session, "agent_metrics", METRIC_COLUMNS, rows, json_columns={"tags"})
 
 
 def metric_buckets(

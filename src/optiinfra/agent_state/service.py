@@ -427,13 +427,13 @@ def ingest_metrics(
     )
     agent_repository.get_agent(session, agent_id)
     rows = [
-        (
-            agent_id,
-            sample.metric_name,
-            sample.metric_value,
-            sample.metric_type.value,
-            sample.tags,
-            sample.recorded_at or now,
+        repository.AgentMetricRow(
+            agent_id=agent_id,
+            metric_name=sample.metric_name,
+            metric_value=sample.metric_value,
+            metric_type=sample.metric_type.value,
+            tags=sample.tags,
+            recorded_at=sample.recorded_at or now,
         )
         for sample in samples
     ]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
-import orjson
-from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal
+from optiinfra.db.bulk import copy_rows
 from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
@@ -27,38 +26,28 @@ from optiinfra.models import (
 from optiinfra.tenancy import agents_serving, scope_to_caller
 from optiinfra.timeseries import Bucketing, bucket_start
 
-METRIC_COLUMNS = (
-    "agent_id",
-    "customer_id",
-    "instance_id",
-    "resource_type",
-    "metric_name",
-    "metric_value",
-    "unit",
-    "timestamp",
-    "metadata",
-)
-# Fixed SQL: the column names are the constant above, never user input.
-_COLUMN_LIST = ", ".join(f'"{name}"' for name in METRIC_COLUMNS)
-_COPY_METRICS = f"COPY resource_metrics ({_COLUMN_LIST}) FROM STDIN"
+
+class ResourceMetricRow(NamedTuple):
+    """One resource_metrics row as the COPY sends it."""
+
+    agent_id: uuid.UUID
+    customer_id: uuid.UUID
+    instance_id: str
+    resource_type: str
+    metric_name: str
+    metric_value: float
+    unit: str | None
+    timestamp: datetime
+    metadata: dict[str, Any]
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+METRIC_COLUMNS = ResourceMetricRow._fields
 
 
 def copy_metrics(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
-    """COPY rows (in METRIC_COLUMNS order, metadata a dict) into resource_metrics, inside the session's
-    transaction."""
-    if not rows:
-        return 0
-    driver = session.connection().connection.driver_connection
-    assert driver is not None
-    set_json_dumps(_json_text, context=driver)  # orjson: several times faster than the standard encoder
-    with driver.cursor() as cursor, cursor.copy(_COPY_METRICS) as copy:
-        for row in rows:
-            copy.write_row((*row[:-1], Jsonb(row[-1])))
-    return len(rows)
+    """COPY rows (`ResourceMetricRow`s, or tuples in METRIC_COLUMNS order) into resource_metrics, inside the
+    session's transaction."""
+    return copy_rows(session, "resource_metrics", METRIC_COLUMNS, rows, json_columns={"metadata"})
 
 
 def default_resource_agent(session: Session, customer_id: uuid.UUID) -> uuid.UUID | None:

@@ -71,16 +71,16 @@ def ingest_metrics(
     )
     agent_id = _reporting_agent(session, principal, customer.id, batch.agent_id)
     rows = [
-        (
-            agent_id,
-            customer.id,
-            sample.instance_id,
-            sample.resource_type.value,
-            sample.metric_name,
-            sample.metric_value,
-            sample.unit,
-            sample.timestamp,
-            sample.metadata,
+        repository.ResourceMetricRow(
+            agent_id=agent_id,
+            customer_id=customer.id,
+            instance_id=sample.instance_id,
+            resource_type=sample.resource_type.value,
+            metric_name=sample.metric_name,
+            metric_value=sample.metric_value,
+            unit=sample.unit,
+            timestamp=sample.timestamp,
+            metadata=sample.metadata,
         )
         for sample in samples
     ]
