@@ -23,6 +23,7 @@ from pydantic import BaseModel, TypeAdapter
 from optiinfra.agent_state import schemas as state_schemas
 from optiinfra.agents import schemas as agent_schemas
 from optiinfra.alerts import schemas as alert_schemas
+from optiinfra.collectors import schemas as source_schemas
 from optiinfra.customers import schemas as customer_schemas
 from optiinfra.enums import AgentStatus, AgentType, CustomerPlan, CustomerStatus, EventSeverity
 from optiinfra.events import schemas as event_schemas
@@ -593,6 +594,30 @@ class OptiInfraClient:
     def redeliver_alert(self, alert_id: uuid.UUID) -> alert_schemas.AlertDetail:
         return self._one(alert_schemas.AlertDetail, "POST", f"/alerts/{alert_id}/redeliver")
 
+    def create_prometheus_source(self, **fields: Any) -> source_schemas.PrometheusSource:
+        body = source_schemas.PrometheusSourceCreate(**fields)
+        return self._one(source_schemas.PrometheusSource, "POST", "/prometheus-sources", json=self._body(body))
+
+    def list_prometheus_sources(
+        self, *, customer_id: uuid.UUID | None = None, cursor: str | None = None, limit: int = 50
+    ) -> Page[source_schemas.PrometheusSource]:
+        params = {"customer_id": customer_id, "cursor": cursor, "limit": limit}
+        return self._page(source_schemas.PrometheusSource, "/prometheus-sources", params)
+
+    def get_prometheus_source(self, source_id: uuid.UUID) -> source_schemas.PrometheusSource:
+        return self._one(source_schemas.PrometheusSource, "GET", f"/prometheus-sources/{source_id}")
+
+    def update_prometheus_source(self, source_id: uuid.UUID, **changes: Any) -> source_schemas.PrometheusSource:
+        body = source_schemas.PrometheusSourceUpdate(**changes)
+        return self._one(
+            source_schemas.PrometheusSource, "PATCH", f"/prometheus-sources/{source_id}", json=self._body(body)
+        )
+
+    def delete_prometheus_source(self, source_id: uuid.UUID) -> None:
+        response = self._http.delete(f"/api/v1/prometheus-sources/{source_id}", headers=self._headers)
+        if response.status_code >= 400:
+            self._raise(response)
+
     def otlp_settings(self, customer_id: uuid.UUID | None = None) -> OtlpSettings:
         return self._one(OtlpSettings, "GET", "/otlp/settings", params={"customer_id": customer_id})
 
@@ -699,6 +724,11 @@ OPERATIONS: dict[str, str] = {
     "alerts_list_alerts": "list_alerts",
     "alerts_get_alert": "get_alert",
     "alerts_redeliver": "redeliver_alert",
+    "collectors_create_source": "create_prometheus_source",
+    "collectors_list_sources": "list_prometheus_sources",
+    "collectors_get_source": "get_prometheus_source",
+    "collectors_update_source": "update_prometheus_source",
+    "collectors_delete_source": "delete_prometheus_source",
     "otlp_get_settings": "otlp_settings",
     "otlp_update_settings": "update_otlp_settings",
     "otlp_not_understood": "otlp_not_understood",

@@ -404,6 +404,23 @@ def alert_of_a(world: World) -> Ids:
     return {"alert_id": alert["id"]}
 
 
+def prometheus_source_body(world: World, ids: Ids) -> dict[str, Any]:
+    return {
+        "customer_id": str(world.customer_a.id),
+        "name": f"perm-{uuid.uuid4().hex[:8]}",
+        "base_url": "https://prometheus.invalid",
+        "auth_type": "bearer",
+        "auth_secret": "a-token-never-shown",
+    }
+
+
+def prometheus_source_of_a(world: World) -> Ids:
+    source = world.client("customer_a").request("POST", "/prometheus-sources", json=prometheus_source_body(world, {}))
+    assert "auth_secret" not in source
+    assert source["has_auth_secret"] is True
+    return {"source_id": source["id"]}
+
+
 ALERT_MANAGERS = expect(operator=200, customer_a=200, customer_b=404, agent_x=403, agent_y=403)
 
 
@@ -847,6 +864,33 @@ OPERATIONS = [
         "/api/v1/alert-routes/{route_id}/test",
         expect(operator=202, customer_a=202, customer_b=404, agent_x=403, agent_y=403),
         target=alert_route_of_a,
+    ),
+    Operation(
+        "POST",
+        "/api/v1/prometheus-sources",
+        expect(operator=201, customer_a=201, customer_b=404, agent_x=403, agent_y=403),
+        body=prometheus_source_body,
+    ),
+    Operation(
+        "GET",
+        "/api/v1/prometheus-sources",
+        expect(operator=200, customer_a=200, customer_b=200, agent_x=403, agent_y=403),
+    ),
+    Operation("GET", "/api/v1/prometheus-sources/{source_id}", ALERT_MANAGERS, target=prometheus_source_of_a),
+    Operation(
+        "PATCH",
+        "/api/v1/prometheus-sources/{source_id}",
+        ALERT_MANAGERS,
+        target=prometheus_source_of_a,
+        body=lambda world, ids: {"step_seconds": 30, "enabled": False},
+        probe="/prometheus-sources/{source_id}",
+    ),
+    Operation(
+        "DELETE",
+        "/api/v1/prometheus-sources/{source_id}",
+        expect(operator=204, customer_a=204, customer_b=404, agent_x=403, agent_y=403),
+        target=prometheus_source_of_a,
+        probe="/prometheus-sources/{source_id}",
     ),
     Operation("GET", "/api/v1/alerts", expect(operator=200, customer_a=200, customer_b=200, agent_x=403, agent_y=403)),
     Operation("GET", "/api/v1/alerts/{alert_id}", ALERT_MANAGERS, target=alert_of_a),

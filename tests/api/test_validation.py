@@ -61,6 +61,7 @@ class World:
     scaling_event_id: str
     workflow_id: str
     route_id: str
+    source_id: str
 
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
@@ -76,6 +77,7 @@ class World:
             "scaling_event_id": self.scaling_event_id,
             "workflow_id": self.workflow_id,
             "route_id": self.route_id,
+            "source_id": self.source_id,
             "config_key": "validation.limit",
             "resource": "validation-gpu-cluster",
             "capability_name": VALIDATION_CAPABILITY,
@@ -119,6 +121,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
     scaling = as_agent.request("POST", "/resources/scaling-events", json=scaling_event(str(customer.id)))
     run = as_agent.request("POST", "/workflows/spot-migration/analyze", json={"customer_id": str(customer.id)})
     route = as_customer.request("POST", "/alert-routes", json=ALERT_ROUTE)
+    source = as_customer.request("POST", "/prometheus-sources", json=PROMETHEUS_SOURCE)
     return World(
         keys={"operator": api_server.operator_key, "customer": customer.api_key, "agent": agent.api_key},
         customer_id=str(customer.id),
@@ -129,6 +132,7 @@ def world(api_server: Server, client: httpx.Client) -> World:
         scaling_event_id=scaling["id"],
         workflow_id=run["id"],
         route_id=route["id"],
+        source_id=source["id"],
     )
 
 
@@ -179,6 +183,7 @@ class BodyEndpoint:
 
 QUALITY_MODEL = "validation-model"
 # A host name that never resolves: alerts to it fail at once and nothing leaves the machine.
+PROMETHEUS_SOURCE = {"name": "validation", "base_url": "https://prometheus.invalid"}
 ALERT_ROUTE = {"name": "validation", "destination": "slack", "url": "https://hooks.invalid/services/validation"}
 
 
@@ -323,6 +328,15 @@ BODY_ENDPOINTS = {
     "create alert route": BodyEndpoint("POST", "/api/v1/alert-routes", "customer", lambda w: ALERT_ROUTE),
     "update alert route": BodyEndpoint(
         "PATCH", "/api/v1/alert-routes/{route_id}", "customer", lambda w: {"min_severity": "warning"}
+    ),
+    "create prometheus source": BodyEndpoint(
+        "POST",
+        "/api/v1/prometheus-sources",
+        "customer",
+        lambda w: {**PROMETHEUS_SOURCE, "name": f"v-{uuid.uuid4().hex[:8]}"},
+    ),
+    "update prometheus source": BodyEndpoint(
+        "PATCH", "/api/v1/prometheus-sources/{source_id}", "customer", lambda w: {"step_seconds": 30}
     ),
 }
 

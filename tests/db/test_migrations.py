@@ -44,6 +44,7 @@ TABLES_BY_REVISION: dict[str, set[str]] = {
     "011_hardening": {"dashboard_sessions"},
     "013_scorers": {"scoring_texts"},
     "014_alerts": {"alert_routes", "alert_outbox", "alert_deliveries", "metric_counters"},
+    "018_prometheus_sources": {"prometheus_sources"},
 }
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
 
@@ -325,7 +326,7 @@ def test_every_revision_explains_itself_and_has_a_downgrade() -> None:
         assert callable(getattr(script.module, "downgrade", None))
 
 
-def test_upgrade_head_creates_exactly_the_25_tables_and_22_enum_types(empty_engine: Engine) -> None:
+def test_upgrade_head_creates_exactly_the_26_tables_and_22_enum_types(empty_engine: Engine) -> None:
     assert current_revision(empty_engine) is None
     assert table_names(empty_engine) == set()
 
@@ -333,7 +334,7 @@ def test_upgrade_head_creates_exactly_the_25_tables_and_22_enum_types(empty_engi
 
     assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
-    assert len(ALL_TABLES) == 25
+    assert len(ALL_TABLES) == 26
     assert enum_types(empty_engine) == ENUMS
     assert len(ENUMS) == 22
 

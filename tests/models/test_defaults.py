@@ -23,6 +23,7 @@ from optiinfra.models import (
     Customer,
     CustomerPlan,
     MetricCounter,
+    PrometheusSource,
     RecommendationStatus,
 )
 from tests.factories import (
@@ -251,6 +252,21 @@ MINIMAL_INSERTS: dict[str, MinimalInsert] = {
         _pick("customer_id", name="pager", destination="webhook", url="https://hooks.example.com/x"),
         {"event_kinds": [], "model_names": [], "min_severity": "info", "throttle_seconds": 900, "enabled": True},
     ),
+    "prometheus_sources": MinimalInsert(
+        _pick("customer_id", name="main", base_url="https://prometheus.example.com"),
+        {
+            "auth_type": "none",
+            "instance_label": "instance",
+            "instance_type_label": "instance_type",
+            "zone_label": "zone",
+            "purchase_option_label": "capacity_type",
+            "step_seconds": 60,
+            "lookback_hours": 168,
+            "enabled": True,
+            "consecutive_failures": 0,
+            "collected_until": None,
+        },
+    ),
     "alert_outbox": MinimalInsert(
         lambda session: {
             "route_id": make_alert_route(session).id,
@@ -280,6 +296,15 @@ def make_alert_route(session: Session) -> AlertRoute:
     session.add(route)
     session.flush()
     return route
+
+
+def make_prometheus_source(session: Session) -> PrometheusSource:
+    source = PrometheusSource(
+        customer_id=make_customer(session).id, name="main", base_url="https://prometheus.example.com"
+    )
+    session.add(source)
+    session.flush()
+    return source
 
 
 def make_alert(session: Session) -> AlertOutbox:
@@ -412,6 +437,7 @@ UPDATABLE: dict[str, tuple[Callable[[Session], Any], str, Any]] = {
     "scaling_events": (make_scaling_event, "success", True),
     "quality_regressions": (make_quality_regression, "resolution_notes", "rolled back"),
     "alert_routes": (make_alert_route, "enabled", False),
+    "prometheus_sources": (make_prometheus_source, "consecutive_failures", 1),
     "alert_outbox": (make_alert, "status", "delivered"),
     "metric_counters": (make_metric_counter, "value", 2),
 }

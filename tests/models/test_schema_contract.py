@@ -35,6 +35,7 @@ TABLES = {
     "metric_counters",
     "agent_customers",
     "scoring_texts",
+    "prometheus_sources",
 }
 
 CASCADE = "CASCADE"
@@ -75,6 +76,7 @@ FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
     ("quality_regressions", "workflow_execution_id", "workflow_executions", SET_NULL),
     ("dashboard_sessions", "customer_id", "customers", CASCADE),
     ("alert_routes", "customer_id", "customers", CASCADE),
+    ("prometheus_sources", "customer_id", "customers", CASCADE),
     ("alert_outbox", "route_id", "alert_routes", CASCADE),
     ("alert_outbox", "customer_id", "customers", CASCADE),
     ("alert_outbox", "event_id", "events", SET_NULL),

@@ -478,7 +478,8 @@ def test_scaling_decision_from_metric_history_records_event_and_recommendation(e
         assert event is not None
         assert (event.event_type, event.success) == ("scale_up", True)
         assert event.before_state["instance_count"] == 3
-        assert event.after_state == {"instance_count": 4}
+        # Priced from the instance type the rows carry (g5.2xlarge on demand: $1.212/h x 730 h).
+        assert event.after_state == {"instance_count": 4, "added_monthly_cost": 884.76}
         assert event.duration_seconds == 0.0
     # Right after, the cool-down holds the fleet even if utilization collapses.
     again = create_scaling_decision(runner, env)
@@ -513,6 +514,9 @@ def test_scale_down_needs_approval(env: Env) -> None:
         recommendation = session.get(Recommendation, uuid.UUID(event.metadata_["recommendation_id"]))
         assert recommendation is not None
         assert (recommendation.type, recommendation.status) == ("scale_down", RecommendationStatus.PENDING)
+        # Removing one g5.2xlarge (on demand) saves its price: $1.212/h x 730 h.
+        assert recommendation.estimated_savings == Decimal("884.76")
+        assert recommendation.data["prices"]["formula"] == "hourly price x 730 h/month"
 
 
 def _rollout(env: Env, optimization_id: uuid.UUID, simulator: SimulatorExecutor, **gate: Any) -> tuple[Any, uuid.UUID]:

@@ -33,6 +33,7 @@ from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
 from optiinfra.api.openapi import install_openapi, operation_id
 from optiinfra.api.strict import StrictRoute
 from optiinfra.auth.limiter import AuthFailureLimiter
+from optiinfra.collectors.routes import router as collectors_router
 from optiinfra.config import load_settings
 from optiinfra.customers.routes import router as customers_router
 from optiinfra.dashboard.routes import install_dashboard
@@ -193,6 +194,7 @@ def create_app(config: AppConfig) -> FastAPI:
         resources_router,
         workflows_router,
         alerts_router,
+        collectors_router,
     ):
         api.include_router(router)
     app.include_router(api)

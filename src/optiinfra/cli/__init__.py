@@ -60,6 +60,13 @@ COMMANDS: dict[str, LazyCommand] = {
     "alerts": LazyCommand(
         "optiinfra.cli.alerts:alerts_app", "Alert routes (webhook, Slack, Teams, e-mail) and the alerts sent."
     ),
+    "sources": LazyCommand(
+        "optiinfra.cli.collectors:sources_app", "Prometheus sources the collector reads, per customer."
+    ),
+    "collect": LazyCommand(
+        "optiinfra.cli.collectors:collect",
+        "Collect from the Prometheus sources once, now (the worker does it on a schedule), then look for performance",
+    ),
     "scorers": LazyCommand("optiinfra.cli.scorers:scorers_app", "The offline scorers: calibration on labeled data."),
 }
 

@@ -1,5 +1,5 @@
 """`optiinfra worker`: the background process: it runs workflow runs from the job queue, recovers those of dead
-workers, and runs continuous quality monitoring periodically."""
+workers, and runs continuous quality monitoring and the Prometheus collector periodically."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from optiinfra.cli.context import console, open_engine, reports_errors
+from optiinfra.collectors.collector import collect_all
 from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
@@ -24,6 +25,10 @@ def worker(
     ] = 60,
     concurrency: Annotated[int, typer.Option(help="Workflow jobs run at once by this worker.", min=1, max=64)] = 4,
     once: Annotated[bool, typer.Option("--once", help="Run every due job and one monitoring pass, then exit.")] = False,
+    collect_interval: Annotated[
+        float,
+        typer.Option(help="Seconds between collections from the Prometheus sources (0: none in this worker).", min=0),
+    ] = 60,
 ) -> None:
     """Run workflow runs from the queue (any number of workers, on any machines) and continuous quality monitoring
     (docs/quality.md)."""
@@ -43,7 +48,18 @@ def worker(
             f"{report.rollbacks} rollbacks {report.verdicts}"
         )
 
+    def collect() -> None:
+        for report in collect_all(factory):
+            if report.ok:
+                console.print(
+                    f"collect {report.name}: {report.resource_rows} resource rows, {report.agent_rows} serving rows"
+                )
+            else:
+                console.print(f"collect {report.name}: failed: {report.error}", soft_wrap=True)
+
     periodic = [(interval, monitor)] if interval > 0 else []
+    if collect_interval > 0:
+        periodic.append((collect_interval, collect))
     if interval:
         console.print(f"worker: {concurrency} workflow job(s) at once; quality monitoring every {interval:g} s")
     queue.Worker(engine.url, runner.advance, factory, concurrency=concurrency, periodic=periodic).run(once=once)

@@ -48,6 +48,7 @@ from optiinfra.models.application_schema import (
 from optiinfra.models.base import (
     Base,
 )
+from optiinfra.models.collectors import PrometheusSource
 from optiinfra.models.core import (
     Agent,
     AgentCustomer,
@@ -102,6 +103,7 @@ __all__ = [
     "MetricType",
     "Optimization",
     "OptimizationStatus",
+    "PrometheusSource",
     "QualityBaseline",
     "QualityMetric",
     "QualityRegression",

@@ -284,11 +284,53 @@ def post(
     Raises `UnsafeEndpointError` when the URL or the address it leads to is refused, `httpcore.TimeoutException`
     or `httpcore.NetworkError` when the call fails, and `ResponseTooLargeError` when the body exceeds the limit.
     """
+    return request(
+        "POST",
+        url,
+        content,
+        headers=headers,
+        timeout=timeout,
+        allow_private=allow_private,
+        max_response_bytes=max_response_bytes,
+    )
+
+
+def get(
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    allow_private: bool | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> Response:
+    """GET a checked URL, with the same guarantees and errors as `post`."""
+    return request(
+        "GET",
+        url,
+        None,
+        headers=headers,
+        timeout=timeout,
+        allow_private=allow_private,
+        max_response_bytes=max_response_bytes,
+    )
+
+
+def request(
+    method: str,
+    url: str,
+    content: bytes | None,
+    *,
+    headers: Mapping[str, str],
+    timeout: float,
+    allow_private: bool | None = None,
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+) -> Response:
+    """Call a checked URL (see `post`); `content` None sends no body."""
     allowed = _allowed(allow_private)
     endpoint = check_url(url, allow_private=allowed)
     request_headers = [
         ("Host", endpoint.host_header),
-        ("Content-Length", str(len(content))),
+        *([("Content-Length", str(len(content)))] if content is not None else []),
         ("User-Agent", "optiinfra"),
         *headers.items(),
     ]
@@ -298,7 +340,7 @@ def post(
     ) as pool:
         target = httpcore.URL(scheme=endpoint.scheme, host=endpoint.host, port=endpoint.port, target=endpoint.target)
         with pool.stream(
-            "POST", target, headers=request_headers, content=content, extensions={"timeout": timeouts}
+            method, target, headers=request_headers, content=content, extensions={"timeout": timeouts}
         ) as response:
             body = bytearray()
             for chunk in response.iter_stream():

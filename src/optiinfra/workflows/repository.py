@@ -35,6 +35,8 @@ class InstanceHistory:
     instance_type: str | None
     resource_type: ResourceType
     hourly_utilization: list[float]  # percent, oldest first
+    purchase_option: str | None = None  # "spot" or "on_demand", from the collector's labels
+    zone: str | None = None
 
 
 def utilization_history(
@@ -49,6 +51,8 @@ def utilization_history(
             bucket_start.label("bucket"),
             func.avg(ResourceMetric.metric_value),
             func.max(ResourceMetric.metadata_["instance_type"].astext),
+            func.max(ResourceMetric.metadata_["purchase_option"].astext),
+            func.max(ResourceMetric.metadata_["zone"].astext),
         )
         .where(
             ResourceMetric.customer_id == customer_id,
@@ -61,14 +65,26 @@ def utilization_history(
     ).all()
     series: dict[tuple[str, ResourceType], list[float]] = {}
     types: dict[str, str | None] = {}
-    for instance_id, resource_type, _bucket, average, instance_type in rows:
+    purchase: dict[str, str | None] = {}
+    zones: dict[str, str | None] = {}
+    for instance_id, resource_type, _bucket, average, instance_type, purchase_option, zone in rows:
         series.setdefault((instance_id, resource_type), []).append(float(average))
         types[instance_id] = types.get(instance_id) or instance_type
+        # The latest bucket's purchase option wins: an instance moved to spot is on spot.
+        purchase[instance_id] = purchase_option or purchase.get(instance_id)
+        zones[instance_id] = zone or zones.get(instance_id)
     histories = []
     for instance_id in sorted(types):
         resource_type = ResourceType.GPU if (instance_id, ResourceType.GPU) in series else ResourceType.CPU
         histories.append(
-            InstanceHistory(instance_id, types[instance_id], resource_type, series[(instance_id, resource_type)])
+            InstanceHistory(
+                instance_id,
+                types[instance_id],
+                resource_type,
+                series[(instance_id, resource_type)],
+                purchase_option=purchase.get(instance_id),
+                zone=zones.get(instance_id),
+            )
         )
     return histories
 
@@ -102,6 +118,28 @@ def fleet_size(session: Session, customer_id: uuid.UUID, since: datetime) -> int
         )
         or 0
     )
+
+
+def fleet_instances(
+    session: Session, customer_id: uuid.UUID, since: datetime
+) -> list[tuple[str, str | None, str | None]]:
+    """(instance, instance type, purchase option) of the instances reporting GPU utilization since `since`."""
+    rows = session.execute(
+        select(
+            ResourceMetric.instance_id,
+            func.max(ResourceMetric.metadata_["instance_type"].astext),
+            func.max(ResourceMetric.metadata_["purchase_option"].astext),
+        )
+        .where(
+            ResourceMetric.customer_id == customer_id,
+            ResourceMetric.timestamp >= since,
+            ResourceMetric.resource_type == ResourceType.GPU,
+            ResourceMetric.metric_name == "utilization",
+        )
+        .group_by(ResourceMetric.instance_id)
+        .order_by(ResourceMetric.instance_id)
+    ).all()
+    return [(row[0], row[1], row[2]) for row in rows]
 
 
 def most_recent_agent(session: Session, agent_type: AgentType, customer_id: uuid.UUID) -> Agent | None:

@@ -9,6 +9,11 @@ The rule, with hysteresis so noisy data does not flap the fleet:
 Adding capacity protects availability and needs no approval (a `scale_up` event for the resource agent to apply).
 Removing capacity saves money but risks latency, so it needs approval: the workflow records a `scale_down` event
 awaiting approval and a recommendation for the customer.
+
+Prices: the fleet's instance types and purchase options (from the Prometheus collector's labels) are priced with
+the shipped catalog. A scale-down's estimated savings are the hourly price of the cheapest machine in the fleet (spot
+or on-demand, as it runs) x 730 h: what removing any one machine saves at least. A scale-up records what the
+added machine costs per month, priced the same way with the most common instance type.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from optiinfra.auth.principal import Principal
@@ -32,6 +38,7 @@ from optiinfra.models import (
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows import repository
+from optiinfra.workflows.catalog import PriceCatalog, load_catalog
 from optiinfra.workflows.engine import StepContext, StepDefinition, WorkflowDefinition
 
 
@@ -43,6 +50,30 @@ class ScalingPolicy:
     cooldown: timedelta = timedelta(minutes=15)
     min_instances: int = 1
     max_instances: int = 16
+
+
+def fleet_prices(fleet: list[tuple[str, str | None, str | None]], catalog: PriceCatalog) -> dict[str, Any]:
+    """Pure: monthly price of one machine removed (the cheapest in the fleet) and one added (the most common
+    type, at its most common purchase option); None where the catalog does not know the type."""
+    priced = []
+    for _instance, instance_type, purchase_option in fleet:
+        entry = catalog.instance_types.get(instance_type or "")
+        if entry is not None:
+            hourly = entry.spot_hourly if purchase_option == "spot" else entry.on_demand_hourly
+            priced.append((hourly, instance_type, purchase_option or "on_demand"))
+    if not priced:
+        return {"removed_monthly": None, "added_monthly": None, "formula": None}
+    cheapest = min(priced)
+    kinds = [(instance_type, option) for _, instance_type, option in priced]
+    common = max(set(kinds), key=kinds.count)
+    added = next(hourly for hourly, instance_type, option in priced if (instance_type, option) == common)
+    return {
+        "removed_monthly": round(cheapest[0] * catalog.hours_per_month, 2),
+        "removed_type": f"{cheapest[1]} ({cheapest[2]})",
+        "added_monthly": round(added * catalog.hours_per_month, 2),
+        "added_type": f"{common[0]} ({common[1]})",
+        "formula": f"hourly price x {catalog.hours_per_month:g} h/month",
+    }
 
 
 @dataclass(frozen=True)
@@ -118,6 +149,7 @@ def _read(context: StepContext) -> dict[str, Any]:
     with unit_of_work(context.factory) as session:
         series = repository.fleet_utilization(session, context.customer_id, since, bucket)
         size = repository.fleet_size(session, context.customer_id, since)
+        fleet = repository.fleet_instances(session, context.customer_id, since)
         last = repository.last_scaling(session, context.customer_id)
         last_at = last.executed_at if last else None
         if last is not None and last.after_state.get("instance_count"):
@@ -126,6 +158,7 @@ def _read(context: StepContext) -> dict[str, Any]:
         "series": [round(v, 2) for v in series],
         "instances": int(context.input.get("current_instances") or size),
         "last_scaled_at": last_at.isoformat() if last_at else None,
+        "prices": fleet_prices(fleet, load_catalog()),
     }
 
 
@@ -158,6 +191,9 @@ def _record(context: StepContext) -> dict[str, Any]:
     after = {"instance_count": decision["target_instances"]}
     now = datetime.now(UTC)
     scale_up = decision["action"] == "scale_up"
+    prices = context.outputs["read_utilization"].get("prices") or {}
+    if scale_up and prices.get("added_monthly") is not None:
+        after["added_monthly_cost"] = prices["added_monthly"]
     with unit_of_work(context.factory) as session:
         agent = session.get(Agent, context.agent_id)
         assert agent is not None
@@ -171,11 +207,24 @@ def _record(context: StepContext) -> dict[str, Any]:
                     customer_id=context.customer_id,
                     type="scale_down",
                     title=f"Scale the GPU fleet from {before['instance_count']} to {after['instance_count']}",
-                    description=decision["reason"],
+                    description=decision["reason"]
+                    + (
+                        f"; removing the cheapest machine, a {prices['removed_type']}, saves about "
+                        f"${prices['removed_monthly']:,.2f} per month ({prices['formula']})"
+                        if prices.get("removed_monthly") is not None
+                        else ""
+                    ),
                     confidence_score=0.8,
                     priority=RecommendationPriority.MEDIUM,
-                    estimated_savings=None,
-                    data={"before": before, "after": after, "workflow_execution_id": str(context.execution_id)},
+                    estimated_savings=Decimal(str(prices["removed_monthly"])).quantize(Decimal("0.01"))
+                    if prices.get("removed_monthly") is not None
+                    else None,
+                    data={
+                        "before": before,
+                        "after": after,
+                        "prices": prices,
+                        "workflow_execution_id": str(context.execution_id),
+                    },
                 ),
             )
             recommendation_id = str(recommendation.id)

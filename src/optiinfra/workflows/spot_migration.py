@@ -1,7 +1,8 @@
 """Spot migration (cost agent, `cost_analysis`): find steady instances, propose moving them to spot, and roll the
 move out in phases, each gated by the quality judge on the traffic it carries.
 
-Analysis: an instance is steady enough for spot when its hourly utilization over the look-back window varies
+Analysis: an instance already on spot (purchase option from the collector's labels) is left alone; one is steady
+enough for spot when its hourly utilization over the look-back window varies
 little (coefficient of variation <= 0.25 by default) and there are at least 24 hourly samples; its instance type
 must be in the price catalog. Savings per month = sum over the candidates of
 (on-demand hourly price - spot hourly price) x hours per month (730).
@@ -82,7 +83,9 @@ def find_candidates(histories: list[repository.InstanceHistory], catalog: PriceC
         price = catalog.instance_types.get(history.instance_type or "")
         mean = statistics.fmean(values) if values else 0.0
         cv = statistics.pstdev(values) / mean if len(values) > 1 and mean > 0 else math.inf
-        if price is None:
+        if history.purchase_option == "spot":
+            reason = "already on spot capacity"
+        elif price is None:
             reason = f"instance type {history.instance_type!r} is not in the price catalog"
         elif len(values) < MIN_HOURS:
             reason = f"only {len(values)} hourly samples (needs {MIN_HOURS})"
@@ -97,6 +100,7 @@ def find_candidates(histories: list[repository.InstanceHistory], catalog: PriceC
             {
                 "instance_id": history.instance_id,
                 "instance_type": history.instance_type,
+                "zone": history.zone,
                 "resource_type": str(history.resource_type),
                 "hours": len(values),
                 "mean_utilization": round(mean, 2),
@@ -137,6 +141,8 @@ def _collect(context: StepContext) -> dict[str, Any]:
                 "instance_type": h.instance_type,
                 "resource_type": str(h.resource_type),
                 "hourly_utilization": [round(v, 3) for v in h.hourly_utilization],
+                "purchase_option": h.purchase_option,
+                "zone": h.zone,
             }
             for h in histories
         ]
@@ -148,7 +154,12 @@ def _analyze(context: StepContext) -> dict[str, Any]:
     catalog = load_catalog(Path(catalog_path) if catalog_path else None)
     histories = [
         repository.InstanceHistory(
-            i["instance_id"], i["instance_type"], i["resource_type"], list(i["hourly_utilization"])
+            i["instance_id"],
+            i["instance_type"],
+            i["resource_type"],
+            list(i["hourly_utilization"]),
+            purchase_option=i.get("purchase_option"),
+            zone=i.get("zone"),
         )
         for i in context.outputs["collect_utilization"]["instances"]
     ]

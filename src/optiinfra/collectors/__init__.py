@@ -1,0 +1,1 @@
+"""Collectors: metrics pulled from the customer's own monitoring (Prometheus) into OptiInfra."""
