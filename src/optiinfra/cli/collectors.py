@@ -6,22 +6,35 @@ import os
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from optiinfra.auth.principal import Principal
+from optiinfra.cli.common import customer_id, resolve_id, session_factory
 from optiinfra.cli.context import console, reports_errors
-from optiinfra.cli.quality import _customer_id, _session_factory
-from optiinfra.collectors import collector, repository, service
 from optiinfra.collectors import schemas as source_schemas
-from optiinfra.db.engine import unit_of_work
 from optiinfra.errors import InvalidInputError
 
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from optiinfra.auth.principal import Principal
+
 sources_app = typer.Typer(help="Prometheus sources the collector reads, per customer.", no_args_is_help=True)
-CLI = Principal.system("cli")
 SECRET_ENV = "OPTIINFRA_PROMETHEUS_SECRET"  # noqa: S105 (the name of a variable, not a secret)
+
+
+def _cli() -> Principal:
+    from optiinfra.auth.principal import Principal
+
+    return Principal.system("cli")
+
+
+def _source_id(session: Session, value: str) -> uuid.UUID:
+    from optiinfra.models import PrometheusSource
+
+    return resolve_id(session, PrometheusSource.id, value, "Prometheus source")
 
 
 def _show(source: source_schemas.PrometheusSource) -> None:
@@ -57,11 +70,14 @@ def add(
     secret = os.environ.get(SECRET_ENV) if auth != "none" else None
     if auth != "none" and not secret:
         raise InvalidInputError(f"--auth {auth} needs the password or token in {SECRET_ENV}.")
-    factory = _session_factory()
+    from optiinfra.collectors import service
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
         payload = source_schemas.PrometheusSourceCreate.model_validate(
             {
-                "customer_id": _customer_id(session, customer),
+                "customer_id": customer_id(session, customer),
                 "name": name,
                 "base_url": url,
                 "auth_type": auth,
@@ -75,7 +91,7 @@ def add(
                 "lookback_hours": lookback_hours,
             }
         )
-        source = service.create_source(session, CLI, payload)
+        source = service.create_source(session, _cli(), payload)
     _show(source)
 
 
@@ -85,9 +101,12 @@ def list_sources(
     customer: Annotated[str | None, typer.Option("--customer", "-c", help="Customer id or email.")] = None,
 ) -> None:
     """List Prometheus sources and the collector's progress on each."""
-    with unit_of_work(_session_factory()) as session:
-        customer_id = _customer_id(session, customer) if customer else None
-        page = service.list_sources(session, CLI, customer_id=customer_id, cursor=None, limit=500)
+    from optiinfra.collectors import service
+    from optiinfra.db.engine import unit_of_work
+
+    with unit_of_work(session_factory()) as session:
+        chosen = customer_id(session, customer) if customer else None
+        page = service.list_sources(session, _cli(), customer_id=chosen, cursor=None, limit=500)
     for source in page.items:
         _show(source)
     if not page.items:
@@ -96,10 +115,14 @@ def list_sources(
 
 @sources_app.command("remove")
 @reports_errors
-def remove(source_id: uuid.UUID) -> None:
+def remove(source: Annotated[str, typer.Argument(help="The source's id (or a unique prefix).")]) -> None:
     """Remove a source (what it collected stays)."""
-    with unit_of_work(_session_factory()) as session:
-        service.delete_source(session, CLI, source_id)
+    from optiinfra.collectors import service
+    from optiinfra.db.engine import unit_of_work
+
+    with unit_of_work(session_factory()) as session:
+        source_id = _source_id(session, source)
+        service.delete_source(session, _cli(), source_id)
     console.print(f"source {source_id} removed")
 
 
@@ -112,16 +135,21 @@ def _duration(text: str) -> timedelta:
 
 @reports_errors
 def collect(
-    source: Annotated[uuid.UUID | None, typer.Option(help="Only this source (default: every enabled one).")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="Only this source, by id or unique prefix (default: every enabled one).")
+    ] = None,
     since: Annotated[
         str | None, typer.Option(help="Collect again from this long ago (30m, 6h, 2d); nothing is stored twice.")
     ] = None,
 ) -> None:
     """Collect from the Prometheus sources once, now (the worker does it on a schedule), then look for performance
     recommendations."""
-    factory = _session_factory()
+    from optiinfra.collectors import collector, repository
+    from optiinfra.db.engine import unit_of_work
+
+    factory = session_factory()
     with unit_of_work(factory) as session:
-        ids = [source] if source else repository.enabled_source_ids(session)
+        ids = [_source_id(session, source)] if source else repository.enabled_source_ids(session)
     start = datetime.now(UTC) - _duration(since) if since else None
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:
