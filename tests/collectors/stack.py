@@ -1,6 +1,6 @@
 """A real monitoring stack on loopback for the collector tests: Debian's `prometheus` (with days of history
 backfilled by `promtool tsdb create-blocks-from openmetrics`) scraping Debian's `prometheus-node-exporter` and our
-DCGM/vLLM-format exporter every second."""
+DCGM/vLLM-format exporter every 2 seconds."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import pytest
 
 from tests.collectors.exporter import NODES, NodeExporter, Script, openmetrics_history
 
-SCRAPE_SECONDS = 1
+SCRAPE_SECONDS = 2
 HISTORY_HOURS = 50
 HISTORY_INTERVAL = 120  # seconds between backfilled samples (within Prometheus's 5-minute look-back)
 SERVING_HISTORY = 3 * 3600
@@ -151,6 +151,19 @@ scrape_configs:
         )
         wait_until_ready(f"{self.prometheus_url}/-/ready", self.processes["prometheus"], log)
         self.started_at = time.time()
+
+    def wait_for_live_cpu(self, seconds: float = 120) -> None:
+        """Until Prometheus can compute the node exporter's CPU rate (two successful scrapes): on a loaded machine the
+        first scrapes may time out."""
+        deadline = time.monotonic() + seconds
+        query = 'count(rate(node_cpu_seconds_total{mode="idle"}[5m]))'
+        while time.monotonic() < deadline:
+            answer = httpx.get(f"{self.prometheus_url}/api/v1/query", params={"query": query}, timeout=5).json()
+            if answer["data"]["result"]:
+                return
+            time.sleep(0.5)
+        targets = httpx.get(f"{self.prometheus_url}/api/v1/targets", timeout=5).json()["data"]["activeTargets"]
+        raise AssertionError([(t["scrapeUrl"], t["health"], t["lastError"]) for t in targets])
 
     def stop_prometheus(self) -> None:
         process = self.processes.pop("prometheus")
