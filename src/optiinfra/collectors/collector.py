@@ -161,7 +161,7 @@ def _write(session: Session, snapshot: Snapshot, answers: ChunkAnswers, report: 
     have_serving = repository.stored_agent_keys(
         session, snapshot.id, snapshot.serving_agent_id, answers.start, answers.end
     )
-    resource_rows: list[tuple[Any, ...]] = []
+    resource_rows: list[resource_repository.ResourceMetricRow] = []
     serving_rows: list[dict[str, Any]] = []
     source_id = str(snapshot.id)
     for spec, found in answers.results:
@@ -185,16 +185,16 @@ def _write(session: Session, snapshot: Snapshot, answers: ChunkAnswers, report: 
                         continue
                     have_resource.add(key)
                     resource_rows.append(
-                        (
-                            snapshot.resource_agent_id,
-                            snapshot.customer_id,
-                            instance,
-                            spec.resource_type.value,
-                            spec.key,
-                            value,
-                            spec.unit,
-                            moment,
-                            described,
+                        resource_repository.ResourceMetricRow(
+                            agent_id=snapshot.resource_agent_id,
+                            customer_id=snapshot.customer_id,
+                            instance_id=instance,
+                            resource_type=spec.resource_type.value,
+                            metric_name=spec.key,
+                            metric_value=value,
+                            unit=spec.unit,
+                            timestamp=moment,
+                            metadata=described,
                         )
                     )
             else:
