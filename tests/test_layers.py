@@ -16,6 +16,7 @@ LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
 def _lint_imports(cwd: Path, pythonpath: Path) -> subprocess.CompletedProcess[str]:
+    assert LINT_IMPORTS.exists(), f"{LINT_IMPORTS} is missing: install the dev extra (pip install -e '.[dev]')"
     env = {**os.environ, "PYTHONPATH": str(pythonpath)}
     return subprocess.run(
         [str(LINT_IMPORTS), "--no-cache", "--no-logo"],
