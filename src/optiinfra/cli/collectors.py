@@ -144,12 +144,12 @@ def collect(
 ) -> None:
     """Collect from the Prometheus sources once, now (the worker does it on a schedule), then look for performance
     recommendations."""
-    from optiinfra.collectors import collector, repository
+    from optiinfra.collectors import collector, service
     from optiinfra.db.engine import unit_of_work
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        ids = [_source_id(session, source)] if source else repository.enabled_source_ids(session)
+        ids = [_source_id(session, source)] if source else service.enabled_source_ids(session, _cli())
     start = datetime.now(UTC) - _duration(since) if since else None
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:

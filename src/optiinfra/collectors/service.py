@@ -12,7 +12,6 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from optiinfra.api.pagination import Page, page_of
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.collectors import repository
 from optiinfra.collectors import schemas as source_schemas
@@ -21,6 +20,7 @@ from optiinfra.errors import ConflictError, InvalidInputError
 from optiinfra.events import service as events
 from optiinfra.models import PrometheusSource
 from optiinfra.net import endpoints
+from optiinfra.pagination import Page, page_of
 
 
 def to_schema(source: PrometheusSource) -> source_schemas.PrometheusSource:
@@ -94,6 +94,12 @@ def list_sources(
     principal.require(Role.CUSTOMER, Role.OPERATOR)
     rows = repository.list_sources(session, principal, customer_id=customer_id, cursor=cursor, limit=limit)
     return page_of(rows, limit, to_schema)
+
+
+def enabled_source_ids(session: Session, principal: Principal) -> list[uuid.UUID]:
+    """Ids of the enabled sources, oldest first: what a collection pass visits (operator)."""
+    principal.require(Role.OPERATOR)
+    return repository.enabled_source_ids(session)
 
 
 def get_source(session: Session, principal: Principal, source_id: uuid.UUID) -> source_schemas.PrometheusSource:
