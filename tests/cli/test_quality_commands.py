@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from optiinfra.cli import app
+from optiinfra.cli.context import console
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import AgentType, QualityMetric, QualityRegression
@@ -194,7 +195,10 @@ def test_abtest_on_a_version_without_records_is_an_error_naming_it(world: World,
     assert "more samples" not in result.output
 
 
-def test_baseline_detect_and_regressions_from_the_cli(world: World, tmp_path: Path) -> None:
+def test_baseline_detect_and_regressions_from_the_cli(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(console, "width", 80)  # the console is made once per process: a terminal of 80 columns
     now = datetime.now(UTC)
     healthy = records(300, Traffic(), now - timedelta(hours=5), 4)
     degraded = records(300, replace(Traffic(), overall_factor=0.8, hallucination_rate=0.2), now - timedelta(hours=1), 5)
@@ -213,9 +217,14 @@ def test_baseline_detect_and_regressions_from_the_cli(world: World, tmp_path: Pa
     assert listed.exit_code == 0, listed.output
     assert "Regressions" in listed.output
     with world.engine.connect() as connection:
-        some_id = str(connection.execute(text("SELECT id FROM quality_regressions LIMIT 1")).scalar_one())
+        some_id = str(
+            connection.execute(
+                text("SELECT id FROM quality_regressions WHERE resolved_at IS NULL LIMIT 1")
+            ).scalar_one()
+        )
     assert some_id[:8] in listed.output
     assert some_id not in listed.output
+    monkeypatch.setattr(console, "width", 200)
     wide = world.cli("quality", "regressions", "-c", world.customer_email, "--open", "--wide")
     assert some_id in wide.output
     by_prefix = world.cli("quality", "regressions", "-c", str(world.customer_id)[:8], "--open")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from optiinfra.alerts import schemas as alert_schemas
-from optiinfra.cli.common import WideOption, customer_id, resolve_id, session_factory, short
+from optiinfra.cli.common import WideOption, add_columns, customer_id, resolve_id, session_factory, short
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.enums import EventSeverity
 from optiinfra.errors import InvalidInputError
@@ -206,8 +206,7 @@ def list_alerts(
         console.print("No alerts." + ("" if route or status else " Send one with: optiinfra alerts test ROUTE"))
         return
     table = Table()
-    for column in ("created", "id", "kind", "severity", "status", "attempts", "title"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("created", "id", "kind", "severity", "status", "attempts", "title"), wide)
     for alert in page.items:
         table.add_row(
             alert.created_at.strftime("%m-%d %H:%M:%S"),

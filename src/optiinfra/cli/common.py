@@ -77,3 +77,15 @@ def customer_id(session: Session, value: str) -> uuid.UUID:
     if "@" in value:
         return customer_service.customer_id_by_email(session, Principal.system("cli"), value)
     return resolve_id(session, Customer.id, value, "customer")
+
+
+ID_COLUMNS = frozenset({"id", "customer"})
+
+
+def add_columns(table: Any, columns: tuple[str, ...], wide: bool = False) -> None:
+    """Columns of a list table: short id columns never wrap (they are pasted back), the others fold when narrow."""
+    for column in columns:
+        if column in ID_COLUMNS and not wide:
+            table.add_column(column, no_wrap=True, min_width=SHORT)
+        else:
+            table.add_column(column, overflow="fold")

@@ -17,7 +17,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from optiinfra.cli.common import WideOption, customer_id, session_factory, short
+from optiinfra.cli.common import WideOption, add_columns, customer_id, session_factory, short
 from optiinfra.cli.context import console, error_console, reports_errors
 from optiinfra.errors import InvalidInputError
 from optiinfra.validation import MAX_BATCH
@@ -377,8 +377,7 @@ def regressions(
         )
         return
     table = Table(title="Regressions")
-    for column in ("id", "detected", "model", "metric", "severity", "change", "action", "resolved"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("id", "detected", "model", "metric", "severity", "change", "action", "resolved"), wide)
     for r in page.items:
         table.add_row(
             short(r.id, wide),

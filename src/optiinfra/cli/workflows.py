@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from optiinfra.cli.common import WideOption, customer_id, resolve_id, session_factory, short
+from optiinfra.cli.common import WideOption, add_columns, customer_id, resolve_id, session_factory, short
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.enums import AgentStatus, AgentType, WorkflowStatus
 from optiinfra.errors import InvalidInputError, NotFoundError
@@ -236,8 +236,7 @@ def list_workflows(
         console.print("No workflow runs. Start one with: optiinfra workflow run spot-analysis -c CUSTOMER")
         return
     table = Table(title="Workflows")
-    for column in ("id", "workflow", "status", "started", "customer"):
-        table.add_column(column, overflow="fold")
+    add_columns(table, ("id", "workflow", "status", "started", "customer"), wide)
     for execution in page.items:
         table.add_row(
             short(execution.id, wide),
@@ -280,8 +279,7 @@ def list_agents(
         return
     table = Table(title="Agents")
     columns = ("id", "type", "name", "version", "status", "last heartbeat", "customers")
-    for column in columns + (("capabilities",) if wide else ()):
-        table.add_column(column, overflow="fold")
+    add_columns(table, columns + (("capabilities",) if wide else ()), wide)
     for agent in page.items:
         table.add_row(
             short(agent.id, wide),
