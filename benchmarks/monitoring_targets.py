@@ -8,7 +8,10 @@ one model version at about 30,000 requests a day, replaying the worker's passes 
 - time from an effect's start to the first regression it opens, for each target effect, starting at different
   hours of the day, after 7 days of history.
 
-    .venv/bin/python benchmarks/monitoring_targets.py [--seeds 4] [--stable-days 14]
+    .venv/bin/python benchmarks/monitoring_targets.py [--seeds 4] [--stable-days 14] [--only stable|detection]
+        [--jobs N]
+
+`--jobs` runs the simulations in that many processes (the figures are the same: each run has its own seed).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import os
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -41,44 +45,49 @@ def models(seeds: int) -> list[tuple[str, int, TrafficModel]]:
     return out
 
 
-def stable(seeds: int, days: int, settings: QualitySettings) -> dict[str, Any]:
-    runs = []
-    for kind, seed, model in models(seeds):
-        started = time.perf_counter()
-        traffic = generate(model, start_of_day(days + 2), days, seed)
-        incidents, baselines = replay(columns_of(traffic), settings)
-        judged_days = days - 1  # nothing is judged before the initial baseline (24 h)
-        runs.append(
+def _stable_run(kind: str, seed: int, model: TrafficModel, days: int, settings: QualitySettings) -> dict[str, Any]:
+    started = time.perf_counter()
+    traffic = generate(model, start_of_day(days + 2), days, seed)
+    incidents, baselines = replay(columns_of(traffic), settings)
+    judged_days = days - 1  # nothing is judged before the initial baseline (24 h)
+    return {
+        "simulator": kind,
+        "seed": seed,
+        "records": traffic.size,
+        "judged_days": judged_days,
+        "baselines": len(baselines),
+        "false_regressions": len(incidents),
+        "reopened": sum(len(i.reopened_at) for i in incidents),
+        "high_or_critical": sum(i.severity.value in {"high", "critical"} for i in incidents),
+        "per_week": len(incidents) / judged_days * 7,
+        "incidents": [
             {
-                "simulator": kind,
-                "seed": seed,
-                "records": traffic.size,
-                "judged_days": judged_days,
-                "baselines": len(baselines),
-                "false_regressions": len(incidents),
-                "reopened": sum(len(i.reopened_at) for i in incidents),
-                "high_or_critical": sum(i.severity.value in {"high", "critical"} for i in incidents),
-                "per_week": len(incidents) / judged_days * 7,
-                "incidents": [
-                    {
-                        "metric": i.metric,
-                        "severity": i.severity.value,
-                        "detected_at": i.detected_at.isoformat(),
-                        "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
-                        "reopened_at": [moment.isoformat() for moment in i.reopened_at],
-                    }
-                    for i in incidents
-                ],
-                "seconds": round(time.perf_counter() - started, 1),
+                "metric": i.metric,
+                "severity": i.severity.value,
+                "detected_at": i.detected_at.isoformat(),
+                "resolved_at": i.resolved_at.isoformat() if i.resolved_at else None,
+                "reopened_at": [moment.isoformat() for moment in i.reopened_at],
             }
-        )
-        print(
-            f"stable {kind:9s} seed {seed:3d}: {traffic.size:,} records, {len(incidents)} false regressions "
-            f"({runs[-1]['per_week']:.2f}/week; reopened {runs[-1]['reopened']}), "
-            f"{runs[-1]['high_or_critical']} high/critical "
-            f"[{runs[-1]['seconds']} s]",
-            flush=True,
-        )
+            for i in incidents
+        ],
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def stable(seeds: int, days: int, settings: QualitySettings, jobs: int = 1) -> dict[str, Any]:
+    runs = []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        futures = [pool.submit(_stable_run, kind, seed, model, days, settings) for kind, seed, model in models(seeds)]
+        for future in futures:
+            runs.append(future.result())
+            print(
+                f"stable {runs[-1]['simulator']:9s} seed {runs[-1]['seed']:3d}: {runs[-1]['records']:,} records, "
+                f"{runs[-1]['false_regressions']} false regressions "
+                f"({runs[-1]['per_week']:.2f}/week; reopened {runs[-1]['reopened']}), "
+                f"{runs[-1]['high_or_critical']} high/critical "
+                f"[{runs[-1]['seconds']} s]",
+                flush=True,
+            )
     total_weeks = sum(run["judged_days"] for run in runs) / 7
     return {
         "runs": runs,
@@ -148,12 +157,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4, help="seeds per simulator (default and perturbed)")
     parser.add_argument("--stable-days", type=int, default=14)
     parser.add_argument("--only", choices=["stable", "detection"], help="run one half (results: <name>_<half>.json)")
+    parser.add_argument("--jobs", type=int, default=1, help="processes for the stable runs (same figures)")
     args = parser.parse_args()
     settings = QualitySettings()
     started = time.perf_counter()
     payload: dict[str, Any] = {"settings": "defaults", "requests_per_day": TrafficModel().requests_per_day}
     if args.only != "detection":
-        payload["stable"] = stable(args.seeds, args.stable_days, settings)
+        payload["stable"] = stable(args.seeds, args.stable_days, settings, args.jobs)
         stable_result = payload["stable"]
         print(
             f"false regressions per model version per week: {stable_result['false_regressions_per_week']:.2f} "

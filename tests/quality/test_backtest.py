@@ -317,3 +317,57 @@ def test_files_longer_than_one_batch_are_validated_whole_with_file_indexes() -> 
         service.validate_file_records(records, datetime.now(UTC))
     assert refused.value.details["invalid_count"] == 1
     assert refused.value.details["records"][0]["index"] == 10_003
+
+
+def _before_the_tail_score(reference: dict) -> dict:
+    """A stored reference as baselines made before the tail score have it (no p90 thresholds, no score)."""
+    old = {key: value for key, value in reference.items() if not key.startswith("score_")}
+    old["thresholds"] = {
+        "cells": [row[:5] for row in reference["thresholds"]["cells"]],
+        "routes": {route: values[:3] for route, values in reference["thresholds"]["routes"].items()},
+    }
+    old["cells"] = [
+        [r, h, {m: v for m, v in metrics.items() if m != "latency_tail_score"}] for r, h, metrics in old["cells"]
+    ]
+    old["routes"] = {
+        route: {m: v for m, v in metrics.items() if m != "latency_tail_score"}
+        for route, metrics in old["routes"].items()
+    }
+    old["tau2"] = {m: v for m, v in old["tau2"].items() if m != "latency_tail_score"}
+    return old
+
+
+def test_the_worker_judges_a_baseline_made_before_the_tail_score_by_its_p95_share(live: tuple[URL, Engine]) -> None:
+    # Two versions with the same traffic, whose p95 latency doubles (median unchanged): v-new keeps the baseline the
+    # policy establishes, v-old's is rewritten as a baseline stored before the tail score. Both are judged and
+    # flagged, v-new by the tail score, v-old by the share above the p95 alone, without an error.
+    _, engine = live
+    customer_id, _ = _world(engine)
+    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=8)
+    start = base + timedelta(hours=7, minutes=30)
+    traffic = generate(TrafficModel(requests_per_day=12_000), base, 7.75 / 24, 5, (Effect("latency_tail", 2.0, start),))
+    _ingest(engine, customer_id, traffic.records("m", "v-new", "n") + traffic.records("m", "v-old", "o"))
+    factory = make_session_factory(engine)
+    run_monitoring_pass(factory, start - timedelta(minutes=1))  # establishes both baselines
+    with Session(engine) as session, session.begin():
+        baselines = {b.model_version: b for b in session.scalars(select(QualityBaseline))}
+        reference = baselines["v-new"].metadata_["monitoring"]
+        assert len(reference["thresholds"]["cells"][0]) == 6  # route, hour, low, p50, p95, p90
+        assert reference["score_slope"] is not None
+        baselines["v-old"].metadata_ = {
+            **baselines["v-old"].metadata_,
+            "monitoring": _before_the_tail_score(baselines["v-old"].metadata_["monitoring"]),
+        }
+
+    _run_monitoring(engine, start, start + timedelta(minutes=15))
+
+    with Session(engine) as session:
+        tail = {
+            r.model_version: r
+            for r in session.scalars(
+                select(QualityRegression).where(QualityRegression.metric_name == "latency_share_above_p95")
+            )
+        }
+    assert set(tail) == {"v-new", "v-old"}
+    assert tail["v-new"].metadata_["evidence"]["test"].startswith("tail score")
+    assert "test" not in tail["v-old"].metadata_["evidence"]

@@ -65,6 +65,7 @@ AGG_FIELDS = (
     "lat_n",
     "p50_k",
     "p95_k",
+    "p90_k",  # latency above the cell's reference p90 (references made before the tail score have no p90: 0)
 )
 MIN_CELL = 30  # reference records a (route, hour) cell needs to stand on its own; else its route's pooled values
 DEFAULT_TAIL_SLOPE = 0.25  # a log-normal's density at its p95 over its density at the median, about
@@ -95,7 +96,26 @@ METRICS: tuple[Metric, ...] = (
     Metric("latency_share_above_p95", RegressionType.LATENCY_INCREASE, "share", "lat_n", "p95_k", None, True),
 )
 METRIC_BY_NAME = {metric.name: metric for metric in METRICS}
-THRESHOLD_NAMES = ("low", "p50", "p95")  # per cell: low-score threshold, latency median, latency p95
+# Not a metric of its own: the statistic `latency_share_above_p95` is tested with when the reference has the p90
+# thresholds (one request's score: TAIL_WEIGHTS over its exceedances of the cell's p90 and p95).
+TAIL_SCORE = Metric("latency_tail_score", RegressionType.LATENCY_INCREASE, "mean", "lat_n", "tail_s", "tail_q", True)
+
+
+def with_tail_score(values: dict[str, NDArray[np.float64]]) -> dict[str, NDArray[np.float64]]:
+    """`values` plus the tail score's sums (tail_s, tail_q) from the counts above the p90 and the p95. The p95 is at
+    least the p90 in every cell, so a request above the p95 is above the p90 too and S^2 = w90^2 I90 + (w95^2 +
+    2 w90 w95) I95."""
+    w90, w95 = TAIL_WEIGHTS
+    p90, p95 = values["p90_k"], values["p95_k"]
+    return {**values, "tail_s": w90 * p90 + w95 * p95, "tail_q": w90 * w90 * p90 + (w95 * w95 + 2 * w90 * w95) * p95}
+
+
+# Per cell: low-score threshold, latency median, p95 and p90 (the p90 only in references made since the tail score).
+THRESHOLD_NAMES = ("low", "p50", "p95", "p90")
+# The latency tail score of a request: TAIL_WEIGHTS[0] if above its cell's reference p90, plus TAIL_WEIGHTS[1] if
+# above its p95. Its window mean is tested in place of the share above the p95 (see judge_window).
+TAIL_WEIGHTS = (0.5, 1.0)
+DEFAULT_SCORE_SLOPE = 0.45  # the tail score's DEFAULT_TAIL_SLOPE: 0.5 x (p90's density ratio, about 0.4) + 0.25
 
 
 def z_threshold(settings: QualitySettings) -> float:
@@ -177,7 +197,7 @@ def aggregate_numpy(
         key = group_keys
     unique_keys, group = np.unique(key, return_inverse=True)
     size = unique_keys.size
-    low, p50, p95 = thresholds.per_request(routes, hours)
+    low, p50, p95, p90 = thresholds.per_request(routes, hours)
 
     def total(weights: NDArray[Any] | None = None) -> NDArray[np.float64]:
         return np.bincount(group, weights=weights, minlength=size).astype(float)
@@ -220,6 +240,7 @@ def aggregate_numpy(
         "lat_n": total(latency_present.astype(float)),
         "p50_k": total((latency > p50).astype(float)),
         "p95_k": total((latency > p95).astype(float)),
+        "p90_k": total((latency > p90).astype(float)),
     }
     if group_keys is not None:
         return Cells([], np.zeros(0, dtype=np.int64), values, keys=unique_keys)
@@ -250,36 +271,51 @@ def _json_num(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
+Quad = tuple[float, float, float, float]
+
+
+def _quad(values: Sequence[float | None]) -> Quad:
+    """(low, p50, p95, p90) read back from JSON; a reference made before the tail score has no p90 (NaN)."""
+    padded = [_num(v) for v in values] + [math.nan] * (len(THRESHOLD_NAMES) - len(values))
+    return (padded[0], padded[1], padded[2], padded[3])
+
+
 @dataclass
 class Thresholds:
-    """Per (route, hour): the low-score threshold and the latency median and p95; per route: pooled values."""
+    """Per (route, hour): the low-score threshold and the latency median, p95 and p90 (THRESHOLD_NAMES); per route:
+    pooled values."""
 
-    cells: dict[tuple[str, int], tuple[float, float, float]]
-    routes: dict[str, tuple[float, float, float]]
+    cells: dict[tuple[str, int], Quad]
+    routes: dict[str, Quad]
 
-    def lookup(self, route: str, hour: int) -> tuple[float, float, float]:
+    def lookup(self, route: str, hour: int) -> Quad:
         found = self.cells.get((route, hour)) or self.routes.get(route)
-        return found if found is not None else (math.nan, math.nan, math.nan)
+        return found if found is not None else (math.nan, math.nan, math.nan, math.nan)
+
+    @property
+    def has_p90(self) -> bool:
+        """Whether the tail score can be computed (references made before it lack the p90)."""
+        return any(math.isfinite(values[3]) for values in self.routes.values())
 
     def per_request(
         self, routes: NDArray[Any], hours: NDArray[np.int64]
-    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
-        out = np.full((routes.size, 3), np.nan)
+    ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        out = np.full((routes.size, len(THRESHOLD_NAMES)), np.nan)
         names, route_index = np.unique(routes.astype(str), return_inverse=True)
         keys = route_index.astype(np.int64) * 24 + hours
         unique, inverse = np.unique(keys, return_inverse=True)
         for index, key in enumerate(unique):
             out[inverse == index] = self.lookup(str(names[key // 24]), int(key % 24))
         # NaN thresholds: no comparison holds (as NULL in SQL).
-        return out[:, 0], out[:, 1], out[:, 2]
+        return out[:, 0], out[:, 1], out[:, 2], out[:, 3]
 
-    def table(self) -> list[tuple[str, int, float, float, float]]:
-        """(route, hour, low, p50, p95) for every hour of every known route (pooled values where no cell)."""
+    def table(self) -> list[tuple[str, int, float, float, float, float]]:
+        """(route, hour, low, p50, p95, p90) for every hour of every known route (pooled values where no cell)."""
         rows = []
         for route in sorted(self.routes):
             for hour in range(24):
-                low, p50, p95 = self.lookup(route, hour)
-                rows.append((route, hour, low, p50, p95))
+                low, p50, p95, p90 = self.lookup(route, hour)
+                rows.append((route, hour, low, p50, p95, p90))
         return rows
 
     def to_json(self) -> dict[str, Any]:
@@ -291,8 +327,8 @@ class Thresholds:
     @staticmethod
     def from_json(data: dict[str, Any]) -> Thresholds:
         return Thresholds(
-            cells={(row[0], int(row[1])): (_num(row[2]), _num(row[3]), _num(row[4])) for row in data["cells"]},
-            routes={route: (_num(v[0]), _num(v[1]), _num(v[2])) for route, v in data["routes"].items()},
+            cells={(row[0], int(row[1])): _quad(row[2:]) for row in data["cells"]},
+            routes={route: _quad(values) for route, values in data["routes"].items()},
         )
 
 
@@ -300,16 +336,17 @@ def thresholds_numpy(columns: Columns, low_quantile: float) -> Thresholds:
     """Quantiles per (route, hour) and per route (linear interpolation, as PostgreSQL's percentile_cont)."""
     routes = columns.route.astype(str)
     hours = hour_of(columns.timestamp)
-    cells: dict[tuple[str, int], tuple[float, float, float]] = {}
-    pooled: dict[str, tuple[float, float, float]] = {}
+    cells: dict[tuple[str, int], Quad] = {}
+    pooled: dict[str, Quad] = {}
 
-    def quantiles(mask: NDArray[np.bool_]) -> tuple[float, float, float]:
+    def quantiles(mask: NDArray[np.bool_]) -> Quad:
         latency = columns.latency_ms[mask]
         latency = latency[np.isfinite(latency)]
         low = float(np.quantile(columns.overall[mask], low_quantile))
         if latency.size == 0:
-            return low, math.nan, math.nan
-        return low, float(np.quantile(latency, 0.5)), float(np.quantile(latency, 0.95))
+            return low, math.nan, math.nan, math.nan
+        p50, p95, p90 = (float(value) for value in np.quantile(latency, [0.5, 0.95, 0.9]))
+        return low, p50, p95, p90
 
     for route in np.unique(routes):
         in_route = routes == route
@@ -338,6 +375,13 @@ class Reference:
     load_slope: float = 0.0  # the median share's expected value moves by this x log(volume / usual volume)
     tail_load_slope: float = 0.0  # the p95 share's, likewise
     hour_volume: list[float] = field(default_factory=lambda: [0.0] * 24)  # usual records per hour of day
+    # The tail score's tail_slope and load slope; None: a reference made before the tail score (its p95 share is
+    # then tested on its own, as it was).
+    score_slope: float | None = None
+    score_load_slope: float = 0.0
+    # (t_SS, t_SM, t_MM): day-to-day covariances of the tail score's and the median share's load-adjusted
+    # residuals; None before 3 days (the prior then stands in, with b = score_slope).
+    score_covariance: tuple[float, float, float] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -356,6 +400,9 @@ class Reference:
             "load_slope": self.load_slope,
             "tail_load_slope": self.tail_load_slope,
             "hour_volume": self.hour_volume,
+            "score_slope": self.score_slope,
+            "score_load_slope": self.score_load_slope,
+            "score_covariance": list(self.score_covariance) if self.score_covariance is not None else None,
         }
 
     @staticmethod
@@ -379,7 +426,16 @@ class Reference:
             load_slope=float(data.get("load_slope", 0.0)),
             tail_load_slope=float(data.get("tail_load_slope", 0.0)),
             hour_volume=[float(v) for v in data.get("hour_volume", [0.0] * 24)],
+            score_slope=None if data.get("score_slope") is None else float(data["score_slope"]),
+            score_load_slope=float(data.get("score_load_slope", 0.0)),
+            score_covariance=_covariance(data.get("score_covariance")),
         )
+
+
+def _covariance(value: Any) -> tuple[float, float, float] | None:
+    if value is None:
+        return None
+    return (float(value[0]), float(value[1]), float(value[2]))
 
 
 def _cell_stats(metric: Metric, values: dict[str, NDArray[np.float64]]) -> tuple[NDArray[np.float64], ...]:
@@ -414,7 +470,11 @@ def build_reference(day_cells: Cells, thresholds: Thresholds, *, start: str | No
     tau2: dict[str, float] = {}
     days = int(np.unique(day_cells.day).size)
     kept: dict[str, tuple[NDArray[np.float64], NDArray[np.float64]]] = {}
-    for metric in METRICS:
+    scored = thresholds.has_p90 and "p90_k" in summed
+    if scored:
+        summed = with_tail_score(summed)
+        day_cells = Cells(day_cells.route, day_cells.hour, with_tail_score(day_cells.values), day=day_cells.day)
+    for metric in (*METRICS, TAIL_SCORE) if scored else METRICS:
         n, mean, var = _cell_stats(metric, summed)
         var = np.nan_to_num(var, nan=0.0)  # a cell of one record has no variance estimate
         kept[metric.name] = (mean, var)
@@ -448,13 +508,39 @@ def build_reference(day_cells: Cells, thresholds: Thresholds, *, start: str | No
         left = max(0.0, float(np.mean(r50[ok50] ** 2 - s50[ok50]))) * days / (days - 1)
         tau2[median.name] = max(left, prior_tau(median, 0.5) ** 2)
     tail_slope = DEFAULT_TAIL_SLOPE
+    median_level = float(np.nansum(kept[median.name][0] * summed["lat_n"]) / max(float(summed["lat_n"].sum()), 1.0))
     if "latency_share_above_p95" in tau2:
-        tail_slope, tail_tau2 = _tail_adjustment((r50, s50, ok50), (r95, s95, ok95), days)
         level = float(
             np.nansum(kept["latency_share_above_p95"][0] * summed["lat_n"]) / max(float(summed["lat_n"].sum()), 1.0)
         )
+        tail_slope, tail_tau2 = _tail_adjustment(
+            (r50, s50, ok50), (r95, s95, ok95), days, cross_ratio=level / max(median_level, 1e-9)
+        )
         prior_tail = prior_tau(METRIC_BY_NAME["latency_share_above_p95"], level) ** 2
         tau2["latency_share_above_p95"] = max(tail_tau2, prior_tail / 4) if days >= 3 else prior_tail
+    score_slope: float | None = None
+    score_load_slope = 0.0
+    score_covariance: tuple[float, float, float] | None = None
+    if scored:
+        score_load_slope, _, r_s, s_s, ok_s = _load_adjustment(
+            TAIL_SCORE, day_cells, row_cell, kept[TAIL_SCORE.name], days
+        )
+        level = float(np.nansum(kept[TAIL_SCORE.name][0] * summed["lat_n"]) / max(float(summed["lat_n"].sum()), 1.0))
+        score_slope, _ = _tail_adjustment(
+            (r50, s50, ok50),
+            (r_s, s_s, ok_s),
+            days,
+            default=DEFAULT_SCORE_SLOPE,
+            cross_ratio=level / max(median_level, 1e-9),
+        )
+        prior_score = prior_tau(TAIL_SCORE, level) ** 2
+        # The judge chooses the score's b per window from the day-to-day covariances; tau2 is the floor of its
+        # day-to-day variance (the prior before 3 days, when there are no covariances).
+        tau2[TAIL_SCORE.name] = prior_score / 4 if days >= 3 else prior_score
+        if days >= 3 and ok50.sum() >= 2:
+            score_covariance = _day_covariances(
+                (r50, s50, ok50), (r_s, s_s), days, cross_ratio=level / max(median_level, 1e-9)
+            )
     return Reference(
         cells=cells,
         routes=routes,
@@ -468,6 +554,9 @@ def build_reference(day_cells: Cells, thresholds: Thresholds, *, start: str | No
         load_slope=load_slope,
         tail_load_slope=tail_load_slope,
         hour_volume=hour_volume,
+        score_slope=score_slope,
+        score_load_slope=score_load_slope,
+        score_covariance=score_covariance,
     )
 
 
@@ -478,7 +567,7 @@ def prior_tau(metric: Metric, level: float) -> float:
     moves with load from day to day)."""
     if metric.name == "latency_share_above_p50":
         return 0.04
-    if metric.kind == "share":
+    if metric.kind == "share" or metric is TAIL_SCORE:
         return max(0.1 * level, 0.001)
     return 0.01 * max(level, 0.01)
 
@@ -552,24 +641,53 @@ def _tail_adjustment(
     adjusted50: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]],
     adjusted95: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]],
     days: int,
+    default: float = DEFAULT_TAIL_SLOPE,
+    cross_ratio: float = 0.0,
 ) -> tuple[float, float]:
     """(b, tau^2) of the tail statistic: the p95 share's excess minus b times the median share's excess (both net
     of load).
 
     Day-to-day conditions move the whole latency distribution, so both shares rise together; a change of the tail
     alone moves only the first. b is the slope of the p95 share's day residuals on the median share's
-    (DEFAULT_TAIL_SLOPE before 3 days), and tau^2 the day-to-day variance left after the adjustment."""
+    (`default` before 3 days, at most twice the default), and tau^2 the day-to-day variance left after the
+    adjustment. The same for the tail score, whose excess moves with the median share's too.
+
+    A block's two residuals share its requests: every request above the tail's thresholds is above the median, so
+    their sampling covariance is mu_tail (1 - mu_median) / n, `cross_ratio` (mu_tail / mu_median) times the median
+    residual's sampling variance. Left in, it biases the slope up wherever the days differ little (the slope then
+    fits sampling noise, up to twice the default where the days differ little); it is taken out of the slope and
+    of tau^2."""
     r50, s50, usable = adjusted50
     r95, s95, _ = adjusted95
     if days < 3 or usable.sum() < 2:
-        return DEFAULT_TAIL_SLOPE, 0.0
+        return default, 0.0
     x, y = r50[usable], r95[usable]
+    cross = cross_ratio * s50[usable]
     denominator = float(np.sum(x * x - s50[usable]))
-    slope = float(np.sum(x * y)) / denominator if denominator > 0 else DEFAULT_TAIL_SLOPE
-    slope = min(max(slope, 0.0), 0.5)
+    slope = float(np.sum(x * y - cross)) / denominator if denominator > 0 else default
+    slope = min(max(slope, 0.0), 2 * default)
     adjusted = y - slope * x
-    sampling = s95[usable] + slope**2 * s50[usable]
+    sampling = s95[usable] + slope**2 * s50[usable] - 2 * slope * cross
     return slope, max(0.0, float(np.mean(adjusted**2 - sampling))) * days / (days - 1)
+
+
+def _day_covariances(
+    adjusted50: tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]],
+    adjusted_score: tuple[NDArray[np.float64], NDArray[np.float64]],
+    days: int,
+    cross_ratio: float,
+) -> tuple[float, float, float]:
+    """(t_SS, t_SM, t_MM): the day-to-day variances and covariance of the tail score's and the median share's
+    load-adjusted (day, hour) residuals beyond their sampling (co)variances, corrected for the k days' mean as
+    tau^2 is. t_MM is at least 0; t_SS may come out below 0 (the judge's floor then rules)."""
+    r50, s50, usable = adjusted50
+    r_s, s_s = adjusted_score
+    x, y = r50[usable], r_s[usable]
+    scale = days / (days - 1)
+    t_mm = max(0.0, float(np.mean(x * x - s50[usable]))) * scale
+    t_sm = float(np.mean(x * y - cross_ratio * s50[usable])) * scale
+    t_ss = float(np.mean(y * y - s_s[usable])) * scale
+    return t_ss, t_sm, t_mm
 
 
 # --- judging a pass -----------------------------------------------------------------------------------------------
@@ -596,6 +714,7 @@ class MetricVerdict:
     severity: RegressionSeverity | None = None
     window_start: datetime | None = None
     window_end: datetime | None = None
+    test: str | None = None  # the statistic z comes from, when not the metric's own (the latency tail score)
 
     def evidence(self) -> dict[str, Any]:
         return {
@@ -612,6 +731,7 @@ class MetricVerdict:
             "ci95": list(self.ci95) if self.ci95 else None,
             "floors": self.floors,
             "harm": self.harm,
+            **({"test": self.test} if self.test else {}),
         }
 
 
@@ -632,8 +752,8 @@ def _floors(metric: Metric, settings: QualitySettings) -> tuple[float, float]:
 
 @dataclass
 class _Compiled:
-    """A reference as dense arrays over (metric in METRICS order, route, hour 0-23 or 24 = the route's pooled
-    values)."""
+    """A reference as dense arrays over (row: the METRICS in order, then the tail score; route; hour 0-23 or 24 =
+    the route's pooled values)."""
 
     route_index: dict[str, int]
     mean: NDArray[np.float64]
@@ -643,15 +763,18 @@ class _Compiled:
     tau2: NDArray[np.float64]
 
 
+_ROWS = (*METRICS, TAIL_SCORE)
+
+
 def _compile(reference: Reference) -> _Compiled:
     cached: _Compiled | None = getattr(reference, "_compiled", None)
     if cached is not None:
         return cached
     names = sorted({route for route, _ in reference.cells} | set(reference.routes))
     route_index = {name: i for i, name in enumerate(names)}
-    shape = (len(METRICS), len(names), 25)
+    shape = (len(_ROWS), len(names), 25)
     mean, var, big_n, extra = (np.full(shape, np.nan), np.zeros(shape), np.zeros(shape), np.zeros(shape))
-    for m, metric in enumerate(METRICS):
+    for m, metric in enumerate(_ROWS):
         for route, pooled in reference.routes.items():
             values = pooled.get(metric.name)
             if values is not None:
@@ -663,7 +786,7 @@ def _compile(reference: Reference) -> _Compiled:
                 r = route_index[route]
                 big_n[m, r, hour], mean[m, r, hour], var[m, r, hour] = values3
                 extra[m, r, hour] = 0.0
-    tau2 = np.array([reference.tau2.get(metric.name, 0.0) for metric in METRICS])
+    tau2 = np.array([reference.tau2.get(metric.name, 0.0) for metric in _ROWS])
     compiled = _Compiled(route_index, mean, var, big_n, extra, tau2)
     reference._compiled = compiled  # type: ignore[attr-defined]
     return compiled
@@ -678,10 +801,12 @@ def _poisson_z(observed: float, mean: float) -> float:
     return math.inf if p <= 0 else float(-special.ndtri(p))
 
 
-_N_FIELDS = [metric.n_field for metric in METRICS]
-_SUM_FIELDS = [metric.sum_field for metric in METRICS]
+_N_FIELDS = [metric.n_field for metric in _ROWS]
+_SUM_FIELDS = [metric.sum_field for metric in _ROWS]
 _MEDIAN = next(i for i, metric in enumerate(METRICS) if metric.name == "latency_share_above_p50")
 _TAIL = next(i for i, metric in enumerate(METRICS) if metric.name == "latency_share_above_p95")
+_SCORE = len(METRICS)
+TAIL_TEST = "tail score: 0.5 x (share above the cell's p90) + (share above its p95), net of the median share"
 
 
 def judge_window(
@@ -696,39 +821,59 @@ def judge_window(
 
     Per metric: O = the window's total, E = sum over cells of n_c x mu_ref(cell) (plus the load adjustment of the
     latency shares), Var = sum n_c var_c + sum over estimates of (its n)^2 var / N + (its n)^2 between-hour
-    variance + n^2 tau^2; all metrics at once as arrays (metric x cell)."""
+    variance + n^2 tau^2; all metrics at once as arrays (row x cell), the tail score as one more row.
+
+    `latency_share_above_p95` reports the share above the p95 (observed, expected, its excess net of the median
+    share's for the floors and the harm), but with a reference that has the p90 thresholds its z is the tail score's:
+    a tail stretched above the median moves the share above the p90 as well as the one above the p95, and both
+    together are evidence a single quantile's share does not have (docs/quality.md)."""
     compiled = _compile(reference)
     route_ids = np.array([compiled.route_index.get(route, -1) for route in cells.route], dtype=np.int64)
     known = route_ids >= 0
     rows = route_ids[known]
     hours = cells.hour[known]
-    n_c = np.array([cells.values[name][known] for name in _N_FIELDS]).reshape(len(METRICS), rows.size)
-    s_c = np.array([cells.values[name][known] for name in _SUM_FIELDS]).reshape(len(METRICS), rows.size)
+    values = with_tail_score(cells.values)
+    n_c = np.array([values[name][known] for name in _N_FIELDS]).reshape(len(_ROWS), rows.size)
+    s_c = np.array([values[name][known] for name in _SUM_FIELDS]).reshape(len(_ROWS), rows.size)
     mu = compiled.mean[:, rows, hours]
     var = compiled.var[:, rows, hours]
     big_n = compiled.big_n[:, rows, hours]
     extra = compiled.extra[:, rows, hours]
     usable = (n_c > 0) & np.isfinite(mu)
-    # The tail statistic: the p95 share's excess minus b times the median share's excess (see _tail_adjustment), so
-    # that load moving the whole distribution is not a tail regression.
-    b = reference.tail_slope
-    usable[_TAIL] &= np.isfinite(mu[_MEDIAN])
-    tail_usable = usable[_TAIL]
+    # The tail statistics: the p95 share's (or tail score's) excess minus b times the median share's excess (see
+    # _tail_adjustment), so that load moving the whole distribution is not a tail regression. Every request above
+    # the p90 or the p95 is above the median, so Cov(tail, above median) = mu_tail (1 - mu_median) per request.
+    tail_usable = usable[_TAIL] & np.isfinite(mu[_MEDIAN])
     raw_o = float(s_c[_TAIL][tail_usable].sum())
     raw_e = float((n_c[_TAIL] * mu[_TAIL])[tail_usable].sum())
+    b = reference.tail_slope
+    usable[_TAIL] &= np.isfinite(mu[_MEDIAN])
     var[_TAIL] = var[_TAIL] + b * b * var[_MEDIAN] - 2 * b * mu[_TAIL] * (1 - mu[_MEDIAN])
     extra[_TAIL] = extra[_TAIL] + b * b * extra[_MEDIAN]
     s_c[_TAIL] = s_c[_TAIL] - b * s_c[_MEDIAN]
     mu[_TAIL] = mu[_TAIL] - b * mu[_MEDIAN]
+    # The tail score stays raw (b = 0) in its row; one more row holds its per-request covariance with the share
+    # above the median, and its b is chosen per window below.
+    scored = reference.score_slope is not None
+    usable[_SCORE] &= np.isfinite(mu[_MEDIAN]) & scored
+    pooled = np.vstack([extra > 0, (extra > 0)[_SCORE][None, :]])
+    n_c = np.vstack([n_c, n_c[_SCORE][None, :]])
+    s_c = np.vstack([s_c, np.zeros((1, rows.size))])
+    var = np.vstack([var, (mu[_SCORE] * (1 - mu[_MEDIAN]))[None, :]])
+    mu = np.vstack([mu, mu[_SCORE][None, :]])
+    big_n = np.vstack([big_n, big_n[_SCORE][None, :]])
+    extra = np.vstack([extra, np.zeros((1, rows.size))])
+    usable = np.vstack([usable, usable[_SCORE][None, :]])
+    count_rows = len(_ROWS) + 1
     n_u = np.where(usable, n_c, 0.0)
     n = n_u.sum(axis=1)
     o_all = np.where(usable, s_c, 0.0).sum(axis=1)
     e_all = np.where(usable, n_c * mu, 0.0).sum(axis=1)
     v_cur_all = np.where(usable, n_c * var, 0.0).sum(axis=1)
     # Cells judged against the same estimate (a route's pooled values) share its error: group them.
-    metric_of = np.broadcast_to(np.arange(len(METRICS))[:, None], usable.shape)
+    metric_of = np.broadcast_to(np.arange(count_rows)[:, None], usable.shape)
     estimate = (metric_of * max(len(compiled.route_index), 1) + rows[None, :]) * 25 + np.where(
-        extra > 0, 24, hours[None, :]
+        pooled, 24, hours[None, :]
     )
     keys, group = np.unique(estimate[usable], return_inverse=True)
     group_n = np.bincount(group, weights=n_c[usable], minlength=keys.size)
@@ -738,13 +883,26 @@ def judge_window(
     v_ref_all = np.bincount(
         group_metric,
         weights=group_n**2 * var[usable][member] / np.maximum(big_n[usable][member], 1.0),
-        minlength=len(METRICS),
+        minlength=count_rows,
     )
-    v_between_all = (
-        np.bincount(group_metric, weights=group_n**2 * extra[usable][member], minlength=len(METRICS))
-        + n * n * compiled.tau2
-    )
+    v_hour_all = np.bincount(group_metric, weights=group_n**2 * extra[usable][member], minlength=count_rows)
+    v_between_all = v_hour_all[: len(_ROWS)] + n[: len(_ROWS)] ** 2 * compiled.tau2
     log_load = _log_load(reference, cells, window_minutes, now)
+    load_terms = {
+        _MEDIAN: reference.load_slope,
+        _TAIL: reference.tail_load_slope - reference.tail_slope * reference.load_slope,
+    }
+
+    def z_of(row: int) -> tuple[float, float, float]:
+        """(excess, variance, z) of a row: positive excess is worse."""
+        count = float(n[row])
+        e = float(e_all[row]) + count * load_terms.get(row, 0.0) * log_load
+        variance = float(v_cur_all[row] + v_ref_all[row] + v_between_all[row])
+        sign = 1.0 if _ROWS[row].higher_is_worse else -1.0
+        excess = sign * (float(o_all[row]) - e)
+        z = excess / math.sqrt(variance) if variance > 0 else (math.inf if excess > 0 else 0.0)
+        return excess, variance, z
+
     verdicts = []
     for m, metric in enumerate(METRICS):
         count = float(n[m])
@@ -754,27 +912,22 @@ def judge_window(
             )
             continue
         tail = m == _TAIL
+        excess, variance, z = z_of(m)
         o = float(o_all[m])
-        e = float(e_all[m])
-        if m == _MEDIAN:
-            e += count * reference.load_slope * log_load
-        elif tail:
-            e += count * (reference.tail_load_slope - reference.tail_slope * reference.load_slope) * log_load
-        v_ref = float(v_ref_all[m])
-        v_between = float(v_between_all[m])
-        variance = float(v_cur_all[m]) + v_ref + v_between
-        sign = 1.0 if metric.higher_is_worse else -1.0
-        excess = sign * (o - e)
-        z = excess / math.sqrt(variance) if variance > 0 else (math.inf if excess > 0 else 0.0)
+        e = o - excess if metric.higher_is_worse else o + excess
         expected = e / count
         if metric.kind == "share" and e < POISSON_BELOW and not tail:
             # Rare events: an exact Poisson tail at the expected count raised by 3 standard errors of the
             # reference's own estimate and of its day-to-day variation.
-            z = min(z, _poisson_z(o, e + 3 * math.sqrt(v_ref + v_between)))
-        effect = excess / count
+            z = min(z, _poisson_z(o, e + 3 * math.sqrt(float(v_ref_all[m] + v_between_all[m]))))
+        test = None
         if tail:
             expected = raw_e / count
             o = raw_o
+            if scored and float(n[_SCORE]) >= settings.min_samples:
+                z = _score_z(reference, n, o_all, e_all, v_cur_all + v_ref_all + v_hour_all, log_load)
+                test = TAIL_TEST
+        effect = excess / count
         absolute, relative = _floors(metric, settings)
         relative_effect = effect / abs(expected) if expected else math.inf
         exceeds = effect >= absolute and relative_effect >= relative
@@ -793,12 +946,55 @@ def judge_window(
             ci95=(effect - half, effect + half),
             floors={"absolute": absolute, "relative": relative},
             exceeds_floors=exceeds,
+            test=test,
         )
         if verdict.verdict == "regression":
             verdict.harm = float(harm(metric, verdict, cells, settings))
             verdict.severity = severity_of(verdict.harm, settings)
         verdicts.append(verdict)
     return verdicts
+
+
+def _score_z(
+    reference: Reference,
+    n: NDArray[np.float64],
+    o_all: NDArray[np.float64],
+    e_all: NDArray[np.float64],
+    v_within: NDArray[np.float64],
+    log_load: float,
+) -> float:
+    """z of the tail score's excess minus b times the median share's, with b chosen for this window.
+
+    The variance of S - b M (S: the tail score's excess, M: the median share's, both net of load) is a quadratic in
+    b: the window's sampling and the reference's estimate, V_S - 2 b C + b^2 V_M (C from the extra covariance row),
+    plus the day-to-day part n^2 (t_SS - 2 b t_SM + b^2 t_MM), the covariances the reference measured between its
+    own days. The b that minimises it is (C + n^2 t_SM) / (V_M + n^2 t_MM): the reference's day-to-day slope in
+    long or busy windows, where days differ more than samples do, and about mu_S / mu_50 (0.2: the sampling
+    covariance over the median share's variance) in short quiet ones, where subtracting the median share's noise
+    would cost more than it saves. b depends only on
+    the window's size and the reference, never on its outcome, so the variance stays that of the statistic tested.
+    The day-to-day part never goes below tau2[latency_tail_score] (a quarter of the prior)."""
+    count = float(n[_SCORE])
+    cross = len(_ROWS)
+    x_s = float(o_all[_SCORE] - e_all[_SCORE]) - count * reference.score_load_slope * log_load
+    x_m = float(o_all[_MEDIAN] - e_all[_MEDIAN]) - float(n[_MEDIAN]) * reference.load_slope * log_load
+    floor = reference.tau2.get(TAIL_SCORE.name, 0.0)
+    cap = 2 * DEFAULT_SCORE_SLOPE
+    if reference.score_covariance is None:
+        b = float(reference.score_slope or DEFAULT_SCORE_SLOPE)
+        t_ss, t_sm, t_mm = floor, 0.0, 0.0
+    else:
+        t_ss, t_sm, t_mm = reference.score_covariance
+        big = count * count
+        denominator = float(v_within[_MEDIAN]) + big * t_mm
+        b = (float(v_within[cross]) + big * t_sm) / denominator if denominator > 0 else DEFAULT_SCORE_SLOPE
+        b = min(max(b, 0.0), cap)
+    day = max(t_ss - 2 * b * t_sm + b * b * t_mm, floor)
+    variance = float(v_within[_SCORE] - 2 * b * v_within[cross] + b * b * v_within[_MEDIAN]) + count * count * day
+    excess = x_s - b * x_m
+    if variance <= 0:
+        return math.inf if excess > 0 else 0.0
+    return excess / math.sqrt(variance)
 
 
 def _log_load(reference: Reference, cells: Cells, window_minutes: int, now: datetime | None) -> float:

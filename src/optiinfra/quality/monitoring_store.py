@@ -37,7 +37,8 @@ _KEY = "m.customer_id = :customer_id AND m.model_name = :model_name AND m.model_
 _OVERALL = "(CASE WHEN m.metadata ? 'scores_pending' THEN NULL ELSE m.overall_quality_score END)"
 _THRESHOLDS = (
     "LEFT JOIN unnest(CAST(:t_route AS text[]), CAST(:t_hour AS integer[]), CAST(:t_low AS double precision[]), "
-    "CAST(:t_p50 AS double precision[]), CAST(:t_p95 AS double precision[])) AS t(route, hour, low, p50, p95) "
+    "CAST(:t_p50 AS double precision[]), CAST(:t_p95 AS double precision[]), CAST(:t_p90 AS double precision[])) "
+    "AS t(route, hour, low, p50, p95, p90) "
     f"ON t.route = {_ROUTE} AND t.hour = {_HOUR}"
 )
 _NOT_EXCLUDED = (
@@ -67,6 +68,7 @@ def _aggregates(condition: str) -> list[str]:
         "lat_n": f"count(m.latency_ms) FILTER (WHERE {condition})",
         "p50_k": count(" AND m.latency_ms > t.p50"),
         "p95_k": count(" AND m.latency_ms > t.p95"),
+        "p90_k": count(" AND m.latency_ms > t.p90"),
     }
     for prefix, column in (
         ("rel", "relevance_score"),
@@ -92,6 +94,7 @@ def _threshold_params(thresholds: Thresholds) -> dict[str, Any]:
         "t_low": [clean(row[2]) for row in table],
         "t_p50": [clean(row[3]) for row in table],
         "t_p95": [clean(row[4]) for row in table],
+        "t_p90": [clean(row[5]) for row in table],
     }
 
 
@@ -351,21 +354,22 @@ def reference_from_db(
             f"percentile_cont(:low_quantile) WITHIN GROUP (ORDER BY {_OVERALL}), "
             "percentile_cont(0.5) WITHIN GROUP (ORDER BY m.latency_ms), "
             "percentile_cont(0.95) WITHIN GROUP (ORDER BY m.latency_ms), "
+            "percentile_cont(0.9) WITHIN GROUP (ORDER BY m.latency_ms), "
             f"GROUPING({_HOUR}) AS pooled "
             f"FROM quality_metrics AS m WHERE {where} GROUP BY GROUPING SETS (({_ROUTE}, {_HOUR}), ({_ROUTE}))"
         ),
         params,
     ).all()
-    total = sum(int(row[2]) for row in quantiles if row[6] == 1)
+    total = sum(int(row[2]) for row in quantiles if row[7] == 1)
     if total < min_records:
         return None
 
-    def triple(row: Any) -> tuple[float, float, float]:
-        return tuple(math.nan if value is None else float(value) for value in row[3:6])  # type: ignore[return-value]
+    def quad(row: Any) -> tuple[float, float, float, float]:
+        return tuple(math.nan if value is None else float(value) for value in row[3:7])  # type: ignore[return-value]
 
     thresholds = Thresholds(
-        cells={(str(row[0]), int(row[1])): triple(row) for row in quantiles if row[6] == 0 and row[2] >= MIN_CELL},
-        routes={str(row[0]): triple(row) for row in quantiles if row[6] == 1},
+        cells={(str(row[0]), int(row[1])): quad(row) for row in quantiles if row[7] == 0 and row[2] >= MIN_CELL},
+        routes={str(row[0]): quad(row) for row in quantiles if row[7] == 1},
     )
     rows = session.execute(
         text(
