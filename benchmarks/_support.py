@@ -73,10 +73,11 @@ def make_tenant(engine: Engine) -> tuple[uuid.UUID, uuid.UUID, str]:
 
 @contextmanager
 def running_server(
-    engine: Engine, port: int | None = None, extra_args: Sequence[str] = ()
+    engine: Engine, port: int | None = None, extra_args: Sequence[str] = (), source: Path | None = None
 ) -> Iterator[tuple[str, str]]:
     """`optiinfra serve` in its own process, as in production, on a loopback port (a free one unless given), with
-    `extra_args` added to its command line: (base URL, operator key)."""
+    `extra_args` added to its command line, from the package in `source` (a `src` directory) if given, else the
+    installed one: (base URL, operator key)."""
     operator_key = generate_key(Role.OPERATOR)
     if port is None:
         with socket.socket() as probe:
@@ -87,6 +88,8 @@ def running_server(
         "OPTIINFRA_DATABASE_URL": engine.url.render_as_string(hide_password=False),
         "OPTIINFRA_ADMIN_KEY": operator_key,
     }
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
     with (
         tempfile.TemporaryDirectory(prefix="optiinfra-bench-server-") as data_dir,
         # A file, not a pipe: nobody reads a pipe while the server runs, and a full one would block its logging.

@@ -19,15 +19,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import multiprocessing
 import os
 import random
 import statistics
+import subprocess
+import tarfile
+import tempfile
 import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,6 +47,9 @@ READS = (
     ("GET /agents", "/api/v1/agents?limit=20"),
 )
 CLIENT_TIMEOUT = 120.0
+INGEST = "POST /quality/metrics"
+# The last revision whose `optiinfra serve` ran everything in one process (API, /healthz, workflow worker).
+BEFORE_FRONT = "85fb659"
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -171,7 +179,7 @@ async def _client_loop(number: int, tenant: dict[str, Any], deadline: float, bat
             elapsed = time.perf_counter() - started
             if response.status_code == 503 and response.headers.get("retry-after"):
                 out["refused"][name] += 1
-                out["refused_latencies"].append(elapsed)
+                out["refused_latencies"][name].append(elapsed)
                 await asyncio.sleep(float(response.headers["retry-after"]) * rng.uniform(0.5, 1.5))
                 return None
             if response.status_code >= 400:
@@ -187,9 +195,7 @@ async def _client_loop(number: int, tenant: dict[str, Any], deadline: float, bat
                 sequence += 1
                 body = template.replace(PREFIX, prefix.encode())
                 out["batches_sent"].append(prefix)
-                response = await call(
-                    "POST /quality/metrics", "POST", "/api/v1/quality/metrics", "app_key", content=body
-                )
+                response = await call(INGEST, "POST", "/api/v1/quality/metrics", "app_key", content=body)
                 if response is not None and response.json().get("inserted") == batch:
                     out["acknowledged"].append(prefix)
             elif roll < 0.75:
@@ -237,7 +243,7 @@ def _client_process(
     out: dict[str, Any] = {
         "latencies": defaultdict(list),
         "refused": defaultdict(int),
-        "refused_latencies": [],
+        "refused_latencies": defaultdict(list),
         "errors": [],
         "acknowledged": [],
         "batches_sent": [],
@@ -252,6 +258,7 @@ def _client_process(
     out["ended"] = time.time()
     out["latencies"] = dict(out["latencies"])
     out["refused"] = dict(out["refused"])
+    out["refused_latencies"] = dict(out["refused_latencies"])
     queue.put(out)
 
 
@@ -294,8 +301,20 @@ def _server_side_latency(base_url: str) -> dict[str, dict[str, float]]:
     }
 
 
-def run_level(clients: int, seconds: float, batch: int, processes: int, port: int, nice: int) -> dict[str, Any]:
-    with fresh_database() as engine, running_server(engine, port) as (base_url, operator_key):
+def run_level(
+    clients: int,
+    seconds: float,
+    batch: int,
+    processes: int,
+    port: int,
+    nice: int,
+    server_args: list[str],
+    source: Path | None = None,
+) -> dict[str, Any]:
+    with (
+        fresh_database() as engine,
+        running_server(engine, port, server_args, source) as (base_url, operator_key),
+    ):
         with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {operator_key}"}) as operator:
             suffix = uuid.uuid4().hex[:6]
             customer = operator.post(
@@ -348,6 +367,7 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
     latencies: dict[str, list[float]] = defaultdict(list)
     refused: dict[str, int] = defaultdict(int)
     errors: list[str] = []
+    refusal_latencies: dict[str, list[float]] = defaultdict(list)
     acknowledged: set[str] = set()
     health: list[float] = []
     health_failures: list[str] = []
@@ -360,6 +380,8 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
         for name, count in result["refused"].items():
             refused[name] += count
         errors.extend(result["errors"])
+        for name, values in result["refused_latencies"].items():
+            refusal_latencies[name].extend(values)
         acknowledged.update(result["acknowledged"])
     stored = {batch_id: (count, distinct) for batch_id, count, distinct in rows}
     missing = [b for b in acknowledged if stored.get(b, (0, 0))[0] != batch]
@@ -375,6 +397,12 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
         "answered_per_second": round(answered / elapsed, 1),
         "refused_503": sum(refused.values()),
         "refused_by_endpoint": dict(sorted(refused.items())),
+        # How long a 503 took to arrive: a refused ingest is answered only once its 150 KB body is read.
+        "refusals": _summary([value for values in refusal_latencies.values() for value in values]),
+        "refusals_of_small_requests": _summary(
+            [value for name, values in refusal_latencies.items() if name != INGEST for value in values]
+        ),
+        "refusals_by_endpoint": {name: _summary(values) for name, values in sorted(refusal_latencies.items())},
         "errors": len(errors),
         "error_samples": sorted(set(errors))[:10],
         "records_acknowledged": len(acknowledged) * batch,
@@ -394,8 +422,49 @@ def run_level(clients: int, seconds: float, batch: int, processes: int, port: in
     }
 
 
+def _source_of(revision: str, into: Path) -> tuple[str, Path]:
+    """The package of git revision `revision` of this repository, extracted into `into`: (commit, its src)."""
+    repository = Path(__file__).resolve().parent.parent
+    commit = subprocess.run(  # noqa: S603 (git, with a revision the user named)
+        ["git", "-C", str(repository), "rev-parse", "--verify", f"{revision}^{{commit}}"],  # noqa: S607
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    archive = subprocess.run(  # noqa: S603
+        ["git", "-C", str(repository), "archive", commit, "src"],  # noqa: S607
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return commit, into / "src"
+
+
+def _ratio(old: float | None, new: float | None) -> float | None:
+    return round(old / new, 2) if old and new else None
+
+
+def _print_level(label: str, level: dict[str, Any]) -> None:
+    print(
+        f"{label}{level['clients']} clients, {level['seconds']:.0f} s: {level['answered']} answered "
+        f"({level['answered_per_second']}/s), {level['refused_503']} refused (503 + Retry-After, p99 "
+        f"{level['refusals'].get('p99_ms')} ms, of small requests {level['refusals_of_small_requests'].get('p99_ms')} "
+        f"ms), {level['errors']} errors; reads p50 {level['reads'].get('p50_ms')} ms "
+        f"p99 {level['reads'].get('p99_ms')} ms; /healthz p50 {level['healthz'].get('p50_ms')} ms p99 "
+        f"{level['healthz'].get('p99_ms')} ms ({level['healthz']['failures']} failed); "
+        f"{level['records_acknowledged']} records acknowledged, reconciliation {level['reconciliation']}"
+    )
+    for name, figures in level["per_endpoint"].items():
+        print(f"    {name:40s} {figures}")
+    for name, figures in level["refusals_by_endpoint"].items():
+        print(f"    refused {name:32s} {figures}")
+    for sample in level["error_samples"]:
+        print(f"    error: {sample}")
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="50,200,500", help="comma-separated levels of concurrency")
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--batch", type=int, default=1000)
@@ -405,25 +474,64 @@ def main() -> None:
     )
     parser.add_argument("--port", type=int, default=18300, help="the server's port on 127.0.0.1")
     parser.add_argument("--name", default="load", help="results file: benchmarks/results/<name>.json")
+    parser.add_argument("--server-args", default="", help="extra arguments for `optiinfra serve`")
+    parser.add_argument(
+        "--compare-with",
+        metavar="REVISION",
+        help="also run the server of this git revision at every level, right before or after this one (in turn), "
+        f"and report old/new ratios (e.g. {BEFORE_FRONT}, the single-process server)",
+    )
     args = parser.parse_args()
-    levels = []
-    for clients in (int(part) for part in args.clients.split(",")):
-        level = run_level(clients, args.seconds, args.batch, args.processes, args.port, args.client_nice)
-        levels.append(level)
-        print(
-            f"{clients} clients, {level['seconds']:.0f} s: {level['answered']} answered "
-            f"({level['answered_per_second']}/s), {level['refused_503']} refused (503 + Retry-After), "
-            f"{level['errors']} errors; reads p50 {level['reads'].get('p50_ms')} ms p99 {level['reads'].get('p99_ms')} "
-            f"ms; /healthz p99 {level['healthz'].get('p99_ms')} ms ({level['healthz']['failures']} failed); "
-            f"{level['records_acknowledged']} records acknowledged, reconciliation {level['reconciliation']}"
-        )
-        for name, figures in level["per_endpoint"].items():
-            print(f"    {name:40s} {figures}")
-        for name, figures in level["server_side_mean_ms"].items():
-            print(f"    server side {name:60s} {figures}")
-        for sample in level["error_samples"]:
-            print(f"    error: {sample}")
-    print(f"results in {write_results(args.name, {'batch': args.batch, 'levels': levels})}")
+    levels: list[dict[str, Any]] = []
+    old_levels: list[dict[str, Any]] = []
+    comparison: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="optiinfra-load-old-") as directory:
+        source = None
+        if args.compare_with:
+            commit, source = _source_of(args.compare_with, Path(directory))
+            comparison = {"revision": commit}
+        for index, clients in enumerate(int(part) for part in args.clients.split(",")):
+            runs = [("new", args.server_args.split(), None)]
+            if source is not None:
+                runs.insert(index % 2, ("old", [], source))  # who goes first alternates between levels
+            for label, server_args, from_source in runs:
+                level = run_level(
+                    clients,
+                    args.seconds,
+                    args.batch,
+                    args.processes,
+                    args.port,
+                    args.client_nice,
+                    server_args,
+                    from_source,
+                )
+                (levels if label == "new" else old_levels).append(level)
+                _print_level(f"[{label}] " if source is not None else "", level)
+    payload: dict[str, Any] = {"batch": args.batch, "server_args": args.server_args, "levels": levels}
+    if comparison:
+        payload["compared_with"] = {
+            **comparison,
+            "levels": old_levels,
+            # Old over new: above 1, the new server is faster (latencies) or the old one answered more (throughput).
+            "ratios_old_over_new": [
+                {
+                    "clients": new["clients"],
+                    "healthz_p50": _ratio(old["healthz"].get("p50_ms"), new["healthz"].get("p50_ms")),
+                    "healthz_p99": _ratio(old["healthz"].get("p99_ms"), new["healthz"].get("p99_ms")),
+                    "refusals_p99": _ratio(old["refusals"].get("p99_ms"), new["refusals"].get("p99_ms")),
+                    "small_refusals_p99": _ratio(
+                        old["refusals_of_small_requests"].get("p99_ms"), new["refusals_of_small_requests"].get("p99_ms")
+                    ),
+                    "reads_p99": _ratio(old["reads"].get("p99_ms"), new["reads"].get("p99_ms")),
+                    "answered_per_second": _ratio(old["answered_per_second"], new["answered_per_second"]),
+                    "records_per_second": _ratio(old["records_per_second"], new["records_per_second"]),
+                }
+                for old, new in zip(old_levels, levels, strict=True)
+            ],
+        }
+        for ratio in payload["compared_with"]["ratios_old_over_new"]:
+            print(f"old/new at {ratio['clients']} clients: {ratio}")
+    print(f"results in {write_results(args.name, payload)}")
 
 
 if __name__ == "__main__":

@@ -15,9 +15,17 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from optiinfra.errors import ConfigurationError
+
+MAX_IN_FLIGHT_ENV = "OPTIINFRA_MAX_IN_FLIGHT"
+# Measured with benchmarks/load.py (docs/reliability.md): on two cores more requests at once only make each slower
+# and starve the event loop of the interpreter lock.
+DEFAULT_MAX_IN_FLIGHT = 8
 
 RETRY_AFTER_SECONDS = 1
 MAX_RETRY_AFTER_SECONDS = 30
@@ -26,6 +34,18 @@ EXEMPT_PATHS = frozenset({"/healthz", "/readyz"})
 EXEMPT_PREFIXES = ("/static/",)
 # A body above this size (an ingest batch) makes a request heavy: it takes one of the fewer heavy slots.
 HEAVY_BODY_BYTES = 64 * 1024
+
+
+def configured_max_in_flight() -> int:
+    """OPTIINFRA_MAX_IN_FLIGHT, or DEFAULT_MAX_IN_FLIGHT."""
+    raw = os.environ.get(MAX_IN_FLIGHT_ENV, "").strip()
+    try:
+        return int(raw) if raw else DEFAULT_MAX_IN_FLIGHT
+    except ValueError as error:
+        raise ConfigurationError(
+            f"{MAX_IN_FLIGHT_ENV} must be a whole number of requests, not {raw!r}.",
+            fix=f"Set it like: export {MAX_IN_FLIGHT_ENV}={DEFAULT_MAX_IN_FLIGHT}",
+        ) from error
 
 
 def overloaded_body(limit: int, retry_after: int) -> bytes:

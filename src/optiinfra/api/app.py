@@ -26,7 +26,7 @@ from optiinfra.agent_state.routes import router as agent_state_router
 from optiinfra.agents import service as agent_service
 from optiinfra.agents.routes import router as agents_router
 from optiinfra.alerts.routes import router as alerts_router
-from optiinfra.api.admission import AdmissionControl
+from optiinfra.api.admission import AdmissionControl, configured_max_in_flight
 from optiinfra.api.errors import ERROR_RESPONSES, install_error_handlers
 from optiinfra.api.forwarded import TrustedProxies
 from optiinfra.api.middleware import BodySizeLimit, RequestMetrics
@@ -39,7 +39,6 @@ from optiinfra.customers.routes import router as customers_router
 from optiinfra.dashboard.routes import install_dashboard
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory, unit_of_work
-from optiinfra.errors import ConfigurationError
 from optiinfra.events.routes import router as events_router
 from optiinfra.metrics.collector import DatabaseCollector
 from optiinfra.otlp.routes import router as otlp_router
@@ -60,10 +59,6 @@ RESERVED_CONNECTIONS = 4
 SPARE_THREADS = 8
 READY_TIMEOUT_SECONDS = 2.0
 SECURE_COOKIES_ENV = "OPTIINFRA_SECURE_COOKIES"
-MAX_IN_FLIGHT_ENV = "OPTIINFRA_MAX_IN_FLIGHT"
-# Measured with benchmarks/load.py (docs/reliability.md): on two cores more requests at once only make each slower
-# and starve the event loop (and /healthz) of the interpreter lock.
-DEFAULT_MAX_IN_FLIGHT = 8
 # How long a thread holding the interpreter lock keeps it when another wants it: shorter than Python's 5 ms, so the
 # event loop (accepting connections, answering /healthz, refusing surplus requests) gets its turn soon.
 SWITCH_INTERVAL_SECONDS = 0.001
@@ -71,16 +66,7 @@ SWITCH_INTERVAL_SECONDS = 0.001
 
 def admission_limit(config: AppConfig) -> int:
     """How many requests the server works on at once: as configured, within what the pool can serve."""
-    wanted = config.max_in_flight
-    if wanted is None:
-        raw = os.environ.get(MAX_IN_FLIGHT_ENV, "").strip()
-        try:
-            wanted = int(raw) if raw else DEFAULT_MAX_IN_FLIGHT
-        except ValueError as error:
-            raise ConfigurationError(
-                f"{MAX_IN_FLIGHT_ENV} must be a whole number of requests, not {raw!r}.",
-                fix=f"Set it like: export {MAX_IN_FLIGHT_ENV}={DEFAULT_MAX_IN_FLIGHT}",
-            ) from error
+    wanted = config.max_in_flight if config.max_in_flight is not None else configured_max_in_flight()
     return max(1, min(wanted, pool_capacity(config.engine) - RESERVED_CONNECTIONS))
 
 
@@ -203,9 +189,15 @@ def create_app(config: AppConfig) -> FastAPI:
     conninfo = config.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
     head = migrations.head_revision()
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        responses={503: {"description": "No API process is running (`optiinfra serve` is restarting it)"}},
+    )
     async def healthz() -> dict[str, str]:
-        """The process is up: answered on the event loop, without the database or a worker thread."""
+        """The server is up. `optiinfra serve` answers it in its front process (optiinfra.api.front), without an API
+        process; here, on a connection that is already an API process's, it is answered on the event loop, without
+        the database or a worker thread."""
         return {"status": "ok"}
 
     @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})

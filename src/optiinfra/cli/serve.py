@@ -1,19 +1,28 @@
-"""`optiinfra serve`: the API (and, later, the dashboard) on one port."""
+"""`optiinfra serve`: the API, the dashboard and a workflow worker, one command; several processes behind one port
+(optiinfra.api.processes)."""
 
 from __future__ import annotations
 
+import logging
 import os
+import socket
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
-import uvicorn
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from optiinfra.api.app import RESERVED_CONNECTIONS, AppConfig, create_app, pool_capacity
-from optiinfra.api.logs import uvicorn_log_config
+from optiinfra.api.admission import configured_max_in_flight
+from optiinfra.api.processes import (
+    ApiProcessSpec,
+    Child,
+    Supervisor,
+    WorkerProcessSpec,
+    prepare_children,
+    run_api_process,
+    run_worker_process,
+)
 from optiinfra.auth.operator_key import ADMIN_KEY_ENV, DIGEST_FILE, load_operator_key
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.config import load_settings
@@ -22,11 +31,12 @@ from optiinfra.db.engine import make_engine, make_session_factory, resolve_datab
 from optiinfra.demo import driver as demo_driver
 from optiinfra.demo.story import KEY_FILE
 from optiinfra.errors import ConfigurationError
-from optiinfra.otlp.grpc_receiver import DEFAULT_PORT as OTLP_GRPC_PORT
-from optiinfra.otlp.grpc_receiver import DEFAULT_WORKERS as OTLP_GRPC_WORKERS
-from optiinfra.otlp.grpc_receiver import GrpcConfig, OtlpGrpcReceiver
-from optiinfra.workflows import queue
-from optiinfra.workflows.service import build_runner
+
+# optiinfra.otlp.grpc_receiver.DEFAULT_PORT, which the API process uses; importing that module here would load the
+# whole OTLP service into the front, seconds of start-up (tests/cli/test_serve_processes.py checks they agree).
+OTLP_GRPC_PORT = 4317
+# uvicorn's default: connections the kernel queues while the front is busy.
+LISTEN_BACKLOG = 2048
 
 
 @reports_errors
@@ -45,9 +55,20 @@ def serve(
         bool,
         typer.Option(
             "--worker/--no-worker",
-            help="Also run a workflow worker in this process (start `optiinfra worker` processes to scale out).",
+            help="Also run a workflow worker, in a process of its own (start `optiinfra worker` processes to scale "
+            "out).",
         ),
     ] = True,
+    api_processes: Annotated[
+        int,
+        typer.Option(
+            "--api-processes",
+            envvar="OPTIINFRA_API_PROCESSES",
+            min=1,
+            max=64,
+            help="API processes behind the front, which owns the port and answers /healthz (docs/reliability.md).",
+        ),
+    ] = 1,
     otlp_grpc_port: Annotated[
         int | None,
         typer.Option(
@@ -63,6 +84,7 @@ def serve(
 ) -> None:
     """Run the OptiInfra server: the API under /api/v1, /healthz, /readyz and /metrics."""
     settings = load_settings()
+    prepare_children()
     embedded = settings.database_url is None
     if embedded:
         console.print(f"[dim]Using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}[/dim]")
@@ -94,23 +116,50 @@ def serve(
             f"and the same at every start):\n  [bold green]{prepared.customer_key}[/bold green]",
             soft_wrap=True,
         )
-    app = create_app(AppConfig(engine=engine, operator_key_digest=operator_key.digest))
-    if with_worker:
-        runner = build_runner(factory, settings.data_dir)
-        periodic = demo_driver.periodic_work(factory, settings.data_dir) if demo else []
-        queue.Worker(
-            engine.url, runner.advance, factory, concurrency=2, periodic=periodic, name="optiinfra-serve-worker"
-        ).start_in_thread()
-        console.print(
-            "[dim]A workflow worker runs in this process (--no-worker to leave runs to `optiinfra worker`).[/dim]"
+    total_in_flight = configured_max_in_flight()
+    database_url = engine.url.render_as_string(hide_password=False)
+    engine.dispose()  # the children have pools of their own; the front needs no database
+    listener = _listen(host, port)
+    api = [
+        Child(
+            f"api-{number}",
+            run_api_process,
+            ApiProcessSpec(
+                database_url=database_url,
+                operator_key_digest=operator_key.digest,
+                # The limit is the server's: each API process takes its share.
+                max_in_flight=max(1, total_in_flight // api_processes),
+                host=host,
+                otlp_grpc_port=otlp_grpc_port if number == 0 else 0,  # one receiver, in the first API process
+            ),
         )
-    receiver = _start_otlp_grpc(app.state, engine, host, otlp_grpc_port)
+        for number in range(api_processes)
+    ]
+    workers = []
+    if with_worker:
+        spec = WorkerProcessSpec(database_url, str(settings.data_dir), concurrency=2, demo=demo)
+        workers.append(Child("worker", run_worker_process, spec))
+        console.print(
+            "[dim]A workflow worker runs in a process of its own (--no-worker to leave runs to `optiinfra worker`)."
+            "[/dim]"
+        )
     console.print(f"OptiInfra on [bold]http://{host}:{port}/[/bold]  (API docs: http://{host}:{port}/docs)")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+    status = Supervisor(listener, api, workers).run()
+    if status:
+        raise typer.Exit(status)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The server's listening socket, bound here so a port in use is reported before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", log_config=uvicorn_log_config(), proxy_headers=False)
-    finally:
-        if receiver is not None:
-            receiver.stop()
+        return socket.create_server((host, port), family=family, backlog=LISTEN_BACKLOG)
+    except OSError as error:
+        raise ConfigurationError(
+            f"Cannot listen on {host}:{port} ({error.strerror or error}).",
+            fix="Choose another one with --port (or --host), or stop what uses it.",
+        ) from error
 
 
 def _prepare_demo(factory: sessionmaker[Session], data_dir: Path, with_worker: bool) -> demo_driver.Prepared:
@@ -131,34 +180,7 @@ def _prepare_demo(factory: sessionmaker[Session], data_dir: Path, with_worker: b
     if not with_worker:
         console.print(
             "[yellow]--no-worker: the demo's agents, traffic and rollouts stand still (they move in the server's "
-            "worker).[/yellow]",
+            "worker process).[/yellow]",
             soft_wrap=True,
         )
     return prepared
-
-
-def _start_otlp_grpc(state: Any, engine: Engine, host: str, port: int | None) -> OtlpGrpcReceiver | None:
-    """The OTLP/gRPC receiver on `port` (None: the default port if free), sharing the app's sessions, key check and
-    throttle; its threads take the pooled connections the HTTP admission limit leaves."""
-    if port == 0:
-        return None
-    workers = max(1, min(OTLP_GRPC_WORKERS, pool_capacity(engine) - RESERVED_CONNECTIONS - state.max_in_flight))
-    receiver = OtlpGrpcReceiver(
-        GrpcConfig(
-            session_factory=state.session_factory,
-            operator_key_digest=state.operator_key_digest,
-            auth_limiter=state.auth_limiter,
-            max_message_bytes=state.max_body_bytes,
-            lock_timeout_ms=state.lock_timeout_ms,
-            workers=workers,
-        )
-    )
-    try:
-        bound = receiver.start(host, OTLP_GRPC_PORT if port is None else port)
-    except ConfigurationError as error:
-        if port is not None:
-            raise
-        console.print(f"[yellow]OTLP/gRPC is not served: {error.message}[/yellow] {error.fix}", soft_wrap=True)
-        return None
-    console.print(f"OTLP/gRPC on [bold]{host}:{bound}[/bold] (OTLP/HTTP on the port below)")
-    return receiver
