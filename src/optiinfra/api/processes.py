@@ -61,8 +61,8 @@ def _context() -> multiprocessing.context.ForkServerContext:
 
 
 def prepare_children() -> None:
-    """Start the fork server now, so that it imports the application while the front does its own start-up
-    (the database, migrations, keys) instead of after it."""
+    """Start the fork server now, so that it imports the application while the front finishes its own start-up
+    instead of after it."""
     _context()
     multiprocessing.forkserver.ensure_running()
 
