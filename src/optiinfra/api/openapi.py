@@ -5,7 +5,8 @@ Operation ids are `<tag>_<function>` (`recommendations_decide`), unique across t
 clients get readable method names that do not change when a path does. The error responses are declared once for
 the whole API (ERROR_RESPONSES) and then pruned by what each operation can meet: no 401, 403 or 429 without
 authentication, no 413 without a request body, no 422 without any input, no 409 on a read, no 404 on a fixed
-path without input, no 503 from `/healthz` (it bypasses admission control).
+path without input. (`/healthz` bypasses admission control but keeps its 503: `optiinfra serve`'s front gives it
+while no API process runs.)
 """
 
 from __future__ import annotations
@@ -38,8 +39,6 @@ def _prune(operation: dict[str, Any], method: str) -> None:
         drop.add("409")
     if not operation.get("security") and "requestBody" not in operation and not operation.get("parameters"):
         drop.add("404")  # a fixed path with no input (the health checks, /metrics)
-    if operation.get("operationId") == "operations_healthz":
-        drop.add("503")  # answered on the event loop, outside admission control
     for status in drop:
         responses.pop(status, None)
 
