@@ -5,7 +5,6 @@ success, authentication, undecodable and oversized messages) with grpcio's own c
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import os
 import subprocess
@@ -27,9 +26,10 @@ from opentelemetry.trace import SpanKind
 from sqlalchemy import create_engine
 from sqlalchemy.orm import sessionmaker
 
+from optiinfra.api import processes
 from optiinfra.auth.limiter import AuthFailureLimiter
 from optiinfra.errors import ConfigurationError
-from optiinfra.otlp import decode
+from optiinfra.otlp import decode, grpc_receiver
 from optiinfra.otlp.grpc_receiver import GrpcConfig, OtlpGrpcReceiver
 from tests.otlp.conftest import SERVED_MODEL, FakeOpenAI, OtlpServer, OtlpTenant, rows_of
 from tests.otlp.test_sdk_export import (
@@ -41,7 +41,6 @@ from tests.otlp.test_sdk_export import (
     tracer_provider,
 )
 
-serve_command = importlib.import_module("optiinfra.cli.serve")  # the module; optiinfra.cli.serve is the command
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # the server's body limit, which the gRPC receiver shares
 
 
@@ -189,9 +188,9 @@ def test_a_taken_port_is_refused_unless_it_is_the_default(monkeypatch: pytest.Mo
         )
         engine = create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none", pool_size=20, max_overflow=0)
         with pytest.raises(ConfigurationError):
-            serve_command._start_otlp_grpc(state, engine, "127.0.0.1", port)
-        monkeypatch.setattr(serve_command, "OTLP_GRPC_PORT", port)
-        assert serve_command._start_otlp_grpc(state, engine, "127.0.0.1", None) is None
-        assert serve_command._start_otlp_grpc(state, engine, "127.0.0.1", 0) is None
+            processes.start_otlp_grpc(state, engine, "127.0.0.1", port)
+        monkeypatch.setattr(grpc_receiver, "DEFAULT_PORT", port)
+        assert processes.start_otlp_grpc(state, engine, "127.0.0.1", None) is None
+        assert processes.start_otlp_grpc(state, engine, "127.0.0.1", 0) is None
     finally:
         first.stop(0)

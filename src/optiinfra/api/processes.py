@@ -112,7 +112,7 @@ def run_api_process(spec: ApiProcessSpec, channel: socket.socket) -> None:
         app = create_app(
             AppConfig(engine=engine, operator_key_digest=spec.operator_key_digest, max_in_flight=spec.max_in_flight)
         )
-        receiver = _start_otlp_grpc(app.state, engine, spec.host, spec.otlp_grpc_port)
+        receiver = start_otlp_grpc(app.state, engine, spec.host, spec.otlp_grpc_port)
     except OptiInfraError as error:
         error_console.print(f"[bold red]Error:[/bold red] {error.message} {error.fix or ''}", soft_wrap=True)
         sys.exit(STARTUP_FAILURE)
@@ -378,7 +378,7 @@ class Supervisor:
             child.close_channel()
 
 
-def _start_otlp_grpc(state: Any, engine: Any, host: str, port: int | None) -> Any:
+def start_otlp_grpc(state: Any, engine: Any, host: str, port: int | None) -> Any:
     """The OTLP/gRPC receiver on `port` (None: the default port if free), sharing the app's sessions, key check and
     throttle; its threads take the pooled connections the HTTP admission limit leaves."""
     from optiinfra.api.app import RESERVED_CONNECTIONS, pool_capacity

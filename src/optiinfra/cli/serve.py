@@ -7,7 +7,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
@@ -28,9 +28,10 @@ from optiinfra.cli.context import console, reports_errors
 from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_engine, make_session_factory, resolve_database_url
-from optiinfra.demo import driver as demo_driver
-from optiinfra.demo.story import KEY_FILE
 from optiinfra.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from optiinfra.demo import driver as demo_driver
 
 # optiinfra.otlp.grpc_receiver.DEFAULT_PORT, which the API process uses; importing that module here would load the
 # whole OTLP service into the front, seconds of start-up (tests/cli/test_serve_processes.py checks they agree).
@@ -111,6 +112,8 @@ def serve(
             soft_wrap=True,
         )
     if prepared is not None:
+        from optiinfra.demo.story import KEY_FILE
+
         kept = settings.data_dir / KEY_FILE
         console.print(
             f"[bold]Demo customer key[/bold] (Acme Analytics; {'new, ' if prepared.key_is_new else ''}kept in {kept} "
@@ -165,6 +168,10 @@ def _listen(host: str, port: int) -> socket.socket:
 
 def _prepare_demo(factory: sessionmaker[Session], data_dir: Path, with_worker: bool) -> demo_driver.Prepared:
     """The demo's cast and its history up to now (optiinfra.demo); what the worker then keeps moving."""
+    # Imported here: the demo pulls in the quality statistics (scipy), seconds of start-up a plain `serve` does not
+    # need in the front.
+    from optiinfra.demo import driver as demo_driver
+
     with Progress(
         TextColumn("Demo traffic"), BarColumn(), TaskProgressColumn(), TimeElapsedColumn(), console=console
     ) as bar:
