@@ -85,6 +85,8 @@ def serve(
 ) -> None:
     """Run the OptiInfra server: the API under /api/v1, /healthz, /readyz and /metrics."""
     settings = load_settings()
+    # The children's fork server imports the application (seconds of CPU) while the front starts the database.
+    prepare_children()
     embedded = settings.database_url is None
     if embedded:
         console.print(f"[dim]Using the embedded PostgreSQL in {settings.data_dir / 'pgdata'}[/dim]")
@@ -94,8 +96,6 @@ def serve(
         migrations.upgrade(engine)
     else:
         migrations.require_current_schema(engine)
-    # The children's fork server imports the application while the front prepares the demo and the keys.
-    prepare_children()
     factory = make_session_factory(engine)
     prepared = _prepare_demo(factory, settings.data_dir, with_worker) if demo else None
     operator_key = load_operator_key(settings.data_dir)
