@@ -343,7 +343,7 @@ def test_the_worker_judges_a_baseline_made_before_the_tail_score_by_its_p95_shar
     # flagged, v-new by the tail score, v-old by the share above the p95 alone, without an error.
     _, engine = live
     customer_id, _ = _world(engine)
-    base = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=8)
+    base = start_of_day(1) + timedelta(hours=6)  # a fixed hour of day: the effect starts at 13:30 UTC, a busy hour
     start = base + timedelta(hours=7, minutes=30)
     traffic = generate(TrafficModel(requests_per_day=12_000), base, 7.75 / 24, 5, (Effect("latency_tail", 2.0, start),))
     _ingest(engine, customer_id, traffic.records("m", "v-new", "n") + traffic.records("m", "v-old", "o"))
