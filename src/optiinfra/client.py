@@ -245,6 +245,11 @@ class OptiInfraClient:
             body["agent_id"] = str(agent_id)
         return self._one(quality_schemas.IngestResult, "POST", "/quality/metrics", raw_json=orjson.dumps(body))
 
+    def request_quality_records_deletion(self, customer_id: uuid.UUID) -> quality_schemas.RecordsDeletion:
+        """Have the worker delete one customer's per-request quality records stored until now (operator keys)."""
+        body = quality_schemas.RecordsDeletionRequest(customer_id=customer_id)
+        return self._one(quality_schemas.RecordsDeletion, "POST", "/quality/records/deletion", json=self._body(body))
+
     def establish_baseline(
         self,
         model_name: str,
@@ -692,6 +697,7 @@ OPERATIONS: dict[str, str] = {
     "recommendations_fail_optimization": "fail_optimization",
     "recommendations_rollback_optimization": "rollback_optimization",
     "quality_ingest_metrics": "ingest_quality_metrics",
+    "quality_request_records_deletion": "request_quality_records_deletion",
     "quality_establish_baseline": "establish_baseline",
     "quality_list_baselines": "list_baselines",
     "quality_detect": "detect",

@@ -656,6 +656,14 @@ OPERATIONS = [
         query=lambda ids: {"customer_id": ids["customer_id"]},
     ),
     Operation(
+        "POST",
+        "/api/v1/quality/records/deletion",
+        expect(operator=202, customer_a=403, customer_b=403, agent_x=403, agent_y=403),
+        target=quality_record,
+        body=lambda world, ids: {"customer_id": ids["customer_id"]},
+        probe="/customers/{customer_id}",  # the request is kept in the customer's metadata
+    ),
+    Operation(
         "GET",
         "/api/v1/quality/settings",
         expect(operator=200, customer_a=200, customer_b=404, agent_x=200, agent_y=404),

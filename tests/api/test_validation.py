@@ -275,6 +275,9 @@ BODY_ENDPOINTS = {
     ),
     "ingest quality metrics": BodyEndpoint("POST", "/api/v1/quality/metrics", "agent", quality_record),
     "establish baseline": BodyEndpoint("POST", "/api/v1/quality/baselines", "customer", lambda w: QUALITY_WINDOW),
+    "delete quality records": BodyEndpoint(
+        "POST", "/api/v1/quality/records/deletion", "operator", lambda w: {"customer_id": w.customer_id}
+    ),
     "detect": BodyEndpoint("POST", "/api/v1/quality/detect", "customer", lambda w: {**QUALITY_WINDOW, "dry_run": True}),
     "resolve regression": BodyEndpoint(
         "POST", "/api/v1/quality/regressions/{regression_id}/resolve", "customer", lambda w: {"notes": "fixed"}

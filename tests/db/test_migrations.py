@@ -23,6 +23,7 @@ from optiinfra.db.migrations import (
     script_directory,
     upgrade,
 )
+from optiinfra.models import QUALITY_PARTITION_PREFIX
 
 pytestmark = pytest.mark.migrations
 
@@ -44,6 +45,7 @@ TABLES_BY_REVISION: dict[str, set[str]] = {
     "011_hardening": {"dashboard_sessions"},
     "013_scorers": {"scoring_texts"},
     "014_alerts": {"alert_routes", "alert_outbox", "alert_deliveries", "metric_counters"},
+    "016_quality_partitions": {"quality_request_keys"},
     "018_prometheus_sources": {"prometheus_sources"},
 }
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
@@ -139,9 +141,19 @@ SEED_NAMED_INDEXES: dict[str, tuple[str, list[str]]] = {
 
 # quality_metrics deviates from the seeds (issue 16, migration 015): it keeps only the indexes its reads need
 # (benchmarks/quality_scale.py EXPLAINs them); the seeds' other ten are dropped, and the downgrade restores them.
-QUALITY_METRICS_INDEXES: dict[str, tuple[str, list[str]]] = {
+QUALITY_METRICS_015_INDEXES: dict[str, tuple[str, list[str]]] = {
     "pk_quality_metrics": ("btree", ["id"]),
     "uq_quality_metrics_customer_request": ("btree", ["customer_id", "request_id"]),
+    "ix_quality_metrics_customer_model_version_timestamp": (
+        "btree",
+        ["customer_id", "model_name", "model_version", "timestamp"],
+    ),
+    "ix_quality_metrics_timestamp_brin": ("brin", ["timestamp"]),
+}
+# Migration 016 partitions the table by timestamp: the primary key takes the partition key, and the idempotency key
+# (customer_id, request_id) moves to quality_request_keys.
+QUALITY_METRICS_INDEXES: dict[str, tuple[str, list[str]]] = {
+    "pk_quality_metrics": ("btree", ["id", "timestamp"]),
     "ix_quality_metrics_customer_model_version_timestamp": (
         "btree",
         ["customer_id", "model_name", "model_version", "timestamp"],
@@ -227,8 +239,9 @@ TIMESTAMP_COLUMN_NAMES = {"timestamp", "last_heartbeat", "last_activity", "valid
 def table_names(engine: Engine) -> set[str]:
     with engine.connect() as connection:
         names = set(connection.scalars(text("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
-    # The job queue's own tables (procrastinate, migration 008) are not OptiInfra's data model.
-    return {name for name in names if not name.startswith(QUEUE_PREFIX)}
+    # The job queue's own tables (procrastinate, migration 008) are not OptiInfra's data model, and quality_metrics'
+    # partitions (016) are parts of one table.
+    return {name for name in names if not name.startswith((QUEUE_PREFIX, QUALITY_PARTITION_PREFIX))}
 
 
 def enum_types(engine: Engine) -> dict[str, list[str]]:
@@ -728,7 +741,7 @@ def test_015_drops_the_unused_seed_indexes_with_rows_in_place_and_its_downgrade_
 ) -> None:
     upgrade(empty_engine, "014_alerts")
     seeds = {name: ("btree", columns) for name, columns in SEED_QUALITY_METRICS_INDEXES.items()}
-    lean_btrees = {name: shape for name, shape in QUALITY_METRICS_INDEXES.items() if shape[0] == "btree"}
+    lean_btrees = {name: shape for name, shape in QUALITY_METRICS_015_INDEXES.items() if shape[0] == "btree"}
     assert _quality_metrics_indexes(empty_engine) == {**lean_btrees, **seeds}
     with empty_engine.begin() as connection:
         customer_id = insert_returning_id(
@@ -749,7 +762,7 @@ def test_015_drops_the_unused_seed_indexes_with_rows_in_place_and_its_downgrade_
         )
 
     upgrade(empty_engine, "015_quality_index_diet")
-    assert _quality_metrics_indexes(empty_engine) == QUALITY_METRICS_INDEXES
+    assert _quality_metrics_indexes(empty_engine) == QUALITY_METRICS_015_INDEXES
     with empty_engine.begin() as connection:
         assert connection.scalar(text("SELECT count(*) FROM quality_metrics")) == 500
         # The unique key still makes ingest idempotent.
@@ -767,3 +780,96 @@ def test_015_drops_the_unused_seed_indexes_with_rows_in_place_and_its_downgrade_
     assert _quality_metrics_indexes(empty_engine) == {**lean_btrees, **seeds}
     with empty_engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM quality_metrics")) == 500
+
+
+def _partitions(engine: Engine) -> dict[str, str]:
+    """quality_metrics' partitions: name -> bound."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT c.relname, pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits AS i "
+                "JOIN pg_class AS c ON c.oid = i.inhrelid WHERE i.inhparent = 'quality_metrics'::regclass"
+            )
+        ).all()
+    return {row[0]: row[1] for row in rows}
+
+
+def test_016_partitions_quality_metrics_with_rows_in_place_and_its_downgrade_unpartitions_them(
+    empty_engine: Engine,
+) -> None:
+    upgrade(empty_engine, "015_quality_index_diet")
+    with empty_engine.begin() as connection:
+        customer_id = insert_returning_id(
+            connection,
+            "INSERT INTO customers (name, email, api_key) VALUES ('Acme', 'ops@acme.example', :key) RETURNING id",
+            key="c" * 64,
+        )
+        agent_id = insert_returning_id(
+            connection, "INSERT INTO agents (type, name) VALUES ('application', 'app-1') RETURNING id"
+        )
+        values = {"agent_id": agent_id, "customer_id": customer_id}
+        connection.execute(
+            text(
+                "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                "overall_quality_score, timestamp) SELECT :agent_id, :customer_id, 'r-' || i, 'm', 'v1', 0.9, "
+                "now() - i * interval '1 hour' FROM generate_series(1, 500) AS i"
+            ),
+            values,
+        )
+        # A clamped far-future instant (011) lies beyond the days the migration partitions.
+        connection.execute(
+            text(
+                "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                "overall_quality_score, timestamp) VALUES (:agent_id, :customer_id, 'future', 'm', 'v1', 0.5, "
+                "'2200-12-31T00:00:00Z')"
+            ),
+            values,
+        )
+        metric_id = connection.scalar(text("SELECT id FROM quality_metrics WHERE request_id = 'r-1'"))
+        connection.execute(
+            text(
+                "INSERT INTO scoring_texts (quality_metric_id, customer_id, prompt, response, expires_at) "
+                "VALUES (:metric_id, :customer_id, 'p', 'a', now() + interval '1 day')"
+            ),
+            {"metric_id": metric_id, "customer_id": customer_id},
+        )
+
+    upgrade(empty_engine, "016_quality_partitions")
+
+    partitions = _partitions(empty_engine)
+    (legacy,) = [name for name in partitions if name.startswith("quality_metrics_p_before_")]
+    assert partitions[legacy].startswith("FOR VALUES FROM (MINVALUE) TO (")
+    assert partitions["quality_metrics_p_default"] == "DEFAULT"
+    assert len(partitions) == 2 + 7  # the old rows, the default, and a week of days ahead
+    with empty_engine.begin() as connection:
+        assert connection.scalar(text(f'SELECT count(*) FROM "{legacy}"')) == 500
+        assert connection.scalar(text("SELECT request_id FROM quality_metrics_p_default")) == "future"
+        assert connection.scalar(text("SELECT count(*) FROM quality_request_keys")) == 501
+        assert connection.scalar(
+            text("SELECT quality_metric_timestamp IS NOT NULL FROM scoring_texts WHERE quality_metric_id = :id"),
+            {"id": metric_id},
+        )
+        # Idempotency survives: the same request id again, even dated in another partition, is refused.
+        with pytest.raises(Exception, match="pk_quality_request_keys"), connection.begin_nested():
+            connection.execute(
+                text(
+                    "INSERT INTO quality_metrics (agent_id, customer_id, request_id, model_name, model_version, "
+                    "overall_quality_score, timestamp) VALUES (:agent_id, :customer_id, 'r-1', 'm', 'v1', 0.5, "
+                    "now() + interval '2 days')"
+                ),
+                values,
+            )
+        # Deleting a record deletes its key and (foreign key to the partitioned table) its text.
+        connection.execute(text("DELETE FROM quality_metrics WHERE request_id = 'r-1'"))
+        assert connection.scalar(text("SELECT count(*) FROM quality_request_keys")) == 500
+        assert connection.scalar(text("SELECT count(*) FROM scoring_texts")) == 0
+
+    downgrade(empty_engine, "015_quality_index_diet")
+
+    assert "quality_request_keys" not in table_names(empty_engine)
+    assert not any(name.startswith("quality_metrics_p_") for name in table_names(empty_engine))
+    assert _quality_metrics_indexes(empty_engine) == QUALITY_METRICS_015_INDEXES
+    with empty_engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM quality_metrics")) == 500
+    upgrade(empty_engine)
+    assert schema_differences(empty_engine) == []

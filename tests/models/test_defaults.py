@@ -54,6 +54,7 @@ class MinimalInsert:
     server_filled: dict[str, Any] = field(default_factory=dict)
     has_updated_at: bool = True
     created_column: str = "created_at"
+    has_id: bool = True  # quality_request_keys is keyed by (customer_id, request_id) (migration 016)
 
 
 def _ids(session: Session) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def _ids(session: Session) -> dict[str, Any]:
     metric = make_quality_metric(session, customer=customer, agent=agent)
     return {
         "quality_metric_id": metric.id,
+        "quality_metric_timestamp": metric.timestamp,
         "customer_id": customer.id,
         "agent_id": agent.id,
         "recommendation_id": recommendation.id,
@@ -234,9 +236,19 @@ MINIMAL_INSERTS: dict[str, MinimalInsert] = {
         {"action_taken": "alert_only", "metadata": {}, "resolved_at": None},
     ),
     "scoring_texts": MinimalInsert(
-        _pick("quality_metric_id", "customer_id", prompt="q", response="a", expires_at=NOW),
+        _pick("quality_metric_id", "quality_metric_timestamp", "customer_id", prompt="q", response="a", expires_at=NOW),
         {"context": None, "claimed_until": None, "attempts": 0, "last_error": None, "scored_at": None},
         has_updated_at=False,
+    ),
+    "quality_request_keys": MinimalInsert(
+        _pick(
+            "customer_id",
+            request_id=_unique("req-{}"),
+            quality_metric_id=uuid.uuid4,
+            quality_metric_timestamp=NOW,
+        ),
+        has_updated_at=False,
+        has_id=False,
     ),
     "dashboard_sessions": MinimalInsert(
         _pick(
@@ -351,7 +363,7 @@ def test_raw_insert_of_only_required_columns_gets_server_defaults(session: Sessi
     row = session.execute(statement, values).mappings().one()
     transaction_start = session.scalar(text("SELECT now()"))
 
-    assert row["id"] is not None
+    assert row["id"] is not None if spec.has_id else "id" not in row
     assert row[spec.created_column] == transaction_start
     assert row[spec.created_column].utcoffset() is not None
     if spec.has_updated_at:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.orm import RelationshipDirection, RelationshipProperty, Session, joinedload, selectinload
 
@@ -182,9 +182,11 @@ def test_unloaded_relationship_raises_instead_of_lazy_loading(
     session: Session, relationship: RelationshipProperty[Any]
 ) -> None:
     model = relationship.parent.class_
-    row_id = MODEL_FACTORIES[model](session).id
+    made = MODEL_FACTORIES[model](session)
+    # The primary key, whatever its columns (quality_metrics': id and timestamp, migration 016).
+    identity = inspect(made).identity
     session.expunge_all()
-    row = session.get(model, row_id)
+    row = session.get(model, identity)
 
     with pytest.raises(InvalidRequestError, match="lazy='raise'"):
         getattr(row, relationship.key)

@@ -37,6 +37,13 @@ TABLES = {
     "scoring_texts",
     "prometheus_sources",
 }
+# Tables keyed otherwise than by `id` (docs/schema.md): the idempotency keys of quality records (migration 016).
+NATURAL_KEY_TABLES = {"quality_request_keys": ["customer_id", "request_id"]}
+# quality_metrics is partitioned by timestamp (migration 016): its primary key includes the partition key.
+PRIMARY_KEYS = {**{key: ["id"] for key in TABLES}, "quality_metrics": ["id", "timestamp"], **NATURAL_KEY_TABLES}
+# A foreign key to quality_metrics names the partition key too.
+COMPOSITE_FOREIGN_KEYS = {("scoring_texts", "quality_metric_id"): ["quality_metric_id", "quality_metric_timestamp"]}
+NOT_PARTITIONS = "AND {column} NOT LIKE 'quality\\_metrics\\_p\\_%'"
 
 CASCADE = "CASCADE"
 SET_NULL = "SET NULL"
@@ -85,6 +92,7 @@ FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
     ("agent_customers", "customer_id", "customers", CASCADE),
     ("scoring_texts", "quality_metric_id", "quality_metrics", CASCADE),
     ("scoring_texts", "customer_id", "customers", CASCADE),
+    ("quality_request_keys", "customer_id", "customers", CASCADE),
 ]
 
 ON_DELETE_RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": CASCADE, "n": SET_NULL, "d": "SET DEFAULT"}
@@ -99,7 +107,6 @@ UNIQUE_COLUMN_SETS: list[tuple[str, list[str]]] = [
     ("agent_states", ["agent_id"]),
     ("customers", ["email"]),
     ("customers", ["api_key"]),
-    ("quality_metrics", ["customer_id", "request_id"]),
 ]
 
 TABLES_WITH_METADATA = {
@@ -127,15 +134,20 @@ def foreign_keys(engine: Engine) -> dict[tuple[str, str], tuple[str, str, str]]:
     rows = _query(
         engine,
         "SELECT c.conrelid::regclass::text, a.attname, c.confrelid::regclass::text, fa.attname, "
-        "c.confdeltype::text, cardinality(c.conkey) "
+        "c.confdeltype::text, ARRAY(SELECT ka.attname FROM unnest(c.conkey) WITH ORDINALITY AS k(num, position) "
+        "JOIN pg_attribute AS ka ON ka.attrelid = c.conrelid AND ka.attnum = k.num ORDER BY k.position) "
         "FROM pg_constraint c "
         "JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1] "
         "JOIN pg_attribute fa ON fa.attrelid = c.confrelid AND fa.attnum = c.confkey[1] "
         "JOIN pg_namespace n ON n.oid = c.connamespace "
         "WHERE c.contype = 'f' AND n.nspname = 'public' "
+        "AND c.conparentid = 0 "  # not PostgreSQL's clones of a partitioned table's foreign key (one a partition)
         "AND c.conrelid::regclass::text NOT LIKE 'procrastinate\\_%'",  # the job queue's own tables
     )
-    assert all(row[5] == 1 for row in rows), "every foreign key is on a single column"
+    columns = {(row[0], row[1]): list(row[5]) for row in rows}
+    assert columns == {key: COMPOSITE_FOREIGN_KEYS.get(key, [key[1]]) for key in columns}, (
+        "every foreign key is on a single column, except those to the partitioned quality_metrics"
+    )
     return {
         (table, column): (target, target_column, ON_DELETE_RULES[rule])
         for table, column, target, target_column, rule, _ in rows
@@ -246,24 +258,30 @@ def test_check_constraint_exists_by_its_exact_name(
 def test_every_table_has_a_uuid_primary_key_id_generated_by_the_server(migrated_engine: Engine) -> None:
     id_columns = _query(
         migrated_engine,
-        "SELECT c.table_name, c.data_type, c.column_default, "
-        "EXISTS (SELECT 1 FROM pg_index x JOIN pg_attribute a ON a.attrelid = x.indrelid "
-        "        AND a.attnum = ANY(x.indkey) "
-        "        WHERE x.indisprimary AND x.indrelid = c.table_name::regclass AND a.attname = 'id' "
-        "        AND cardinality(x.indkey::int2[]) = 1) "
+        "SELECT c.table_name, c.data_type, c.column_default "
         "FROM information_schema.columns c "
         "WHERE c.table_schema = 'public' AND c.column_name = 'id' "
-        "AND c.table_name NOT LIKE 'procrastinate\\_%'",  # the job queue's own tables
+        "AND c.table_name NOT LIKE 'procrastinate\\_%' "  # the job queue's own tables
+        + NOT_PARTITIONS.format(column="c.table_name"),
+    )
+    primary_keys = _query(
+        migrated_engine,
+        "SELECT t.relname, ARRAY(SELECT a.attname FROM unnest(x.indkey::int2[]) WITH ORDINALITY AS k(attnum, position) "
+        "JOIN pg_attribute a ON a.attrelid = x.indrelid AND a.attnum = k.attnum ORDER BY k.position) "
+        "FROM pg_index x JOIN pg_class t ON t.oid = x.indrelid JOIN pg_namespace n ON n.oid = t.relnamespace "
+        "WHERE x.indisprimary AND n.nspname = 'public' AND t.relname NOT LIKE 'procrastinate\\_%' "
+        "AND t.relname <> 'alembic_version' " + NOT_PARTITIONS.format(column="t.relname"),
     )
 
-    assert {row[0]: tuple(row[1:]) for row in id_columns} == dict.fromkeys(TABLES, ("uuid", "gen_random_uuid()", True))
+    assert {row[0]: tuple(row[1:]) for row in id_columns} == dict.fromkeys(TABLES, ("uuid", "gen_random_uuid()"))
+    assert {row[0]: list(row[1]) for row in primary_keys} == PRIMARY_KEYS
 
 
 def test_every_metadata_column_is_jsonb(migrated_engine: Engine) -> None:
     rows = _query(
         migrated_engine,
         "SELECT table_name, data_type FROM information_schema.columns "
-        "WHERE table_schema = 'public' AND column_name = 'metadata'",
+        "WHERE table_schema = 'public' AND column_name = 'metadata' " + NOT_PARTITIONS.format(column="table_name"),
     )
 
     assert dict(rows) == dict.fromkeys(TABLES_WITH_METADATA, "jsonb")

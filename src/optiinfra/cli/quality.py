@@ -528,3 +528,36 @@ def backtest(
             ", ".join(f"{k} {v}" for k, v in sorted(row["by_severity"].items())) or "-",
         )
     console.print(summary)
+
+
+# --- deletion ------------------------------------------------------------------------------------------------------
+
+
+@quality_app.command("delete-records")
+@reports_errors
+def delete_records(
+    customer: CustomerOption,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete every per-request quality record of one customer stored until now (with their texts). Baselines,
+    regressions and other customers' records stay."""
+    from optiinfra.db.engine import unit_of_work
+    from optiinfra.quality import partitions
+
+    factory = session_factory()
+    stored_until = datetime.now(UTC)
+    with unit_of_work(factory) as session:
+        owner = customer_id(session, customer)
+        total = partitions.count_customer_records(session, owner, stored_until)
+    if total == 0:
+        console.print("The customer has no quality records; nothing to delete.")
+        return
+    if not yes and not typer.confirm(f"This deletes {total:,} quality records of customer {owner}. Continue?"):
+        error_console.print("Nothing was deleted.")
+        raise typer.Exit(1)
+    with _progress() as progress:
+        task = progress.add_task("deleting", total=total)
+        deleted, _ = partitions.delete_customer_records(
+            factory, owner, stored_until, progress=lambda count: progress.advance(task, count)
+        )
+    console.print(f"Deleted {deleted:,} quality records of customer {owner}.")

@@ -13,9 +13,12 @@ from optiinfra.collectors.collector import collect_all
 from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
+from optiinfra.quality import partitions
 from optiinfra.quality.worker import MonitoringCache, run_monitoring_pass
 from optiinfra.workflows import queue
 from optiinfra.workflows.service import build_runner
+
+PARTITION_INTERVAL = 600.0  # seconds between passes over quality_metrics' partitions
 
 
 @reports_errors
@@ -57,7 +60,18 @@ def worker(
             else:
                 console.print(f"collect {report.name}: failed: {report.error}", soft_wrap=True)
 
-    periodic = [(interval, monitor)] if interval > 0 else []
+    def maintain_partitions() -> None:
+        report = partitions.maintain(factory)
+        if report.created or report.retention.dropped or report.retention.deleted or report.deleted_on_request:
+            console.print(
+                f"quality records: {len(report.created)} partitions created, {len(report.retention.dropped)} dropped, "
+                f"{report.retention.deleted} records past retention deleted, {report.deleted_on_request} deleted "
+                "on request"
+            )
+
+    # quality_metrics' partitions ahead of time, retention and requested deletions (docs/scale.md), whatever the
+    # monitoring interval: without partitions ahead, new records land in the default partition.
+    periodic = [(PARTITION_INTERVAL, maintain_partitions), *([(interval, monitor)] if interval > 0 else [])]
     if collect_interval > 0:
         periodic.append((collect_interval, collect))
     if interval:

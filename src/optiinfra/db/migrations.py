@@ -15,7 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from optiinfra.errors import SchemaNotCurrentError
-from optiinfra.models import Base
+from optiinfra.models import QUALITY_PARTITION_PREFIX, Base
 
 VERSION_TABLE = "alembic_version"
 
@@ -100,8 +100,20 @@ def schema_differences(engine: Engine) -> list[SchemaDifference]:
             connection,
             opts={
                 "compare_type": True,
+                # quality_metrics' partitions are described by the model of their parent (migration 016).
                 "include_name": lambda name, kind, _parent: (
-                    not (kind == "table" and (name == VERSION_TABLE or (name or "").startswith(QUEUE_PREFIX)))
+                    not (
+                        kind == "table"
+                        and (name == VERSION_TABLE or (name or "").startswith((QUEUE_PREFIX, QUALITY_PARTITION_PREFIX)))
+                    )
+                ),
+                # PostgreSQL clones a foreign key to a partitioned table once per partition (internal constraints).
+                "include_object": lambda item, _name, kind, reflected, _compare_to: (
+                    not (
+                        kind == "foreign_key_constraint"
+                        and reflected
+                        and item.referred_table.name.startswith(QUALITY_PARTITION_PREFIX)
+                    )
                 ),
             },
         )

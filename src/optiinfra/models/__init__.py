@@ -41,9 +41,11 @@ from optiinfra.models.alerts import (
     MetricCounter,
 )
 from optiinfra.models.application_schema import (
+    QUALITY_PARTITION_PREFIX,
     QualityBaseline,
     QualityMetric,
     QualityRegression,
+    QualityRequestKey,
 )
 from optiinfra.models.base import (
     Base,
@@ -75,6 +77,7 @@ from optiinfra.models.workflow_history import (
 )
 
 __all__ = [
+    "QUALITY_PARTITION_PREFIX",
     "Agent",
     "AgentCapability",
     "AgentConfig",
@@ -107,6 +110,7 @@ __all__ = [
     "QualityBaseline",
     "QualityMetric",
     "QualityRegression",
+    "QualityRequestKey",
     "Recommendation",
     "RecommendationPriority",
     "RecommendationStatus",

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from optiinfra.enums import BaselineType, RegressionAction, RegressionSeverity, RegressionType
@@ -25,16 +25,22 @@ def _non_negative(column: str) -> CheckConstraint:
     return CheckConstraint(f"{column} >= 0", name=f"{column}_non_negative")
 
 
+# Issue 16 (migration 016): quality_metrics is partitioned by day of `timestamp`; its partitions (and partitions
+# detached for retention, waiting to be dropped) are tables named with this prefix, which are not models of their own.
+QUALITY_PARTITION_PREFIX = "quality_metrics_p_"
+
+
 class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
-    """The quality scores, latency and token counts of one LLM request."""
+    """The quality scores, latency and token counts of one LLM request.
+
+    A table partitioned by range of `timestamp` (one partition a day, migration 016): its primary key includes the
+    partition key, and the idempotency key (customer_id, request_id), which cannot be unique across partitions,
+    lives in `quality_request_keys`, kept by statement triggers (docs/scale.md)."""
 
     __tablename__ = "quality_metrics"
     __table_args__ = (
-        # request_id is unique per customer, not globally: a global key would let one tenant's ids collide
-        # with (and so reveal) another's.
-        UniqueConstraint("customer_id", "request_id", name="uq_quality_metrics_customer_request"),
-        # Issue 16 (migration 015): the only indexes, with the primary key and the unique key above, that the reads
-        # need; each index is paid on every ingested row (docs/scale.md). Every window of one model version:
+        # Issue 16 (migration 015): the only indexes, with the primary key, that the reads need; each index is paid
+        # on every ingested row (docs/scale.md). Every window of one model version:
         Index(
             "ix_quality_metrics_customer_model_version_timestamp",
             "customer_id",
@@ -61,6 +67,7 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
             )
         ),
         *(_non_negative(column) for column in ("prompt_tokens", "completion_tokens", "latency_ms")),
+        {"postgresql_partition_by": 'RANGE ("timestamp")'},
     )
 
     agent_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("agents.id", ondelete="CASCADE"))
@@ -77,7 +84,8 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
     hallucination_detected: Mapped[bool] = mapped_column(default=False, server_default="false")
     toxicity_score: Mapped[float | None]
     overall_quality_score: Mapped[float]
-    timestamp: Mapped[datetime]
+    # Part of the primary key: a unique key of a partitioned table must include the partition key.
+    timestamp: Mapped[datetime] = mapped_column(primary_key=True)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict, server_default=EMPTY_OBJECT)
 
     agent: Mapped[Agent] = relationship(back_populates="quality_metrics", lazy="raise")
@@ -85,6 +93,26 @@ class QualityMetric(UUIDPrimaryKey, CreatedAt, Base):
 
     def __repr__(self) -> str:
         return f"<QualityMetric id={self.id} model={self.model_name} score={self.overall_quality_score:.2f}>"
+
+
+class QualityRequestKey(CreatedAt, Base):
+    """The idempotency key of one stored quality record: (customer_id, request_id) is unique here, across every
+    partition of quality_metrics, and points at the record (id and timestamp, so a lookup by request id reads one
+    partition).
+
+    Kept by statement triggers on quality_metrics (migration 016): an insert adds the keys of its rows and fails on
+    a key already present, as the unique constraint of the unpartitioned table did; a delete removes them. Dropping
+    a partition fires no trigger: retention deletes the keys of a partition before dropping it.
+
+    Deviation from the rule that every table has an `id` primary key (docs/schema.md): the natural key is the
+    primary key, because a surrogate id would cost a second index write on every ingested record."""
+
+    __tablename__ = "quality_request_keys"
+
+    customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(255), primary_key=True)
+    quality_metric_id: Mapped[uuid.UUID]
+    quality_metric_timestamp: Mapped[datetime]
 
 
 class QualityBaseline(UUIDPrimaryKey, CreatedAt, Base):

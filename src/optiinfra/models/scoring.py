@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, Integer, Text, text
+from sqlalchemy import ForeignKey, ForeignKeyConstraint, Index, Integer, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from optiinfra.models.base import Base, CreatedAt, UUIDPrimaryKey
@@ -24,11 +24,16 @@ class ScoringText(UUIDPrimaryKey, CreatedAt, Base):
     __table_args__ = (
         # The scoring queue: texts not scored yet, oldest first.
         Index("ix_scoring_texts_pending", "created_at", postgresql_where=text("scored_at IS NULL")),
+        # quality_metrics is partitioned by timestamp (migration 016): its primary key is (id, timestamp).
+        ForeignKeyConstraint(
+            ["quality_metric_id", "quality_metric_timestamp"],
+            ["quality_metrics.id", "quality_metrics.timestamp"],
+            ondelete="CASCADE",
+        ),
     )
 
-    quality_metric_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("quality_metrics.id", ondelete="CASCADE"), unique=True
-    )
+    quality_metric_id: Mapped[uuid.UUID] = mapped_column(unique=True)
+    quality_metric_timestamp: Mapped[datetime]
     customer_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("customers.id", ondelete="CASCADE"), index=True)
     prompt: Mapped[str] = mapped_column(Text)
     response: Mapped[str] = mapped_column(Text)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.models import Event, QualityMetric
 from optiinfra.otlp.mapping import Evaluation
+from optiinfra.quality import repository as quality_repository
 
 PENDING_EVENT = "otlp.evaluations_pending"
 REPORT_EVENT = "otlp.not_understood"
@@ -50,6 +51,7 @@ def lock_keys(session: Session, customer_id: uuid.UUID, keys: Iterable[str]) -> 
 @dataclass
 class StoredRecord:
     id: uuid.UUID
+    timestamp: datetime  # with id, the primary key of the partitioned quality_metrics
     request_id: str
     scores: dict[str, Any]
     metadata: dict[str, Any]
@@ -64,6 +66,7 @@ def stored_records(
     """The customer's records whose request id is one of `keys`, or whose span is one of `span_ids` (recent ones)."""
     columns = (
         QualityMetric.id,
+        QualityMetric.timestamp,
         QualityMetric.request_id,
         *(getattr(QualityMetric, name) for name in SCORE_COLUMNS),
         QualityMetric.metadata_,
@@ -71,12 +74,7 @@ def stored_records(
     found: dict[uuid.UUID, StoredRecord] = {}
     statements = []
     if keys:
-        statements.append(
-            select(*columns).where(
-                QualityMetric.customer_id == customer_id,
-                QualityMetric.request_id == any_(bindparam("keys", list(keys), type_=ARRAY(String))),
-            )
-        )
+        statements.append(select(*columns).where(quality_repository.by_request_id(customer_id, keys)))
     if span_ids:
         statements.append(
             select(*columns).where(
@@ -90,15 +88,16 @@ def stored_records(
         for row in session.execute(statement):
             found[row[0]] = StoredRecord(
                 id=row[0],
-                request_id=row[1],
-                scores=dict(zip(SCORE_COLUMNS, row[2:-1], strict=True)),
+                timestamp=row[1],
+                request_id=row[2],
+                scores=dict(zip(SCORE_COLUMNS, row[3:-1], strict=True)),
                 metadata=dict(row[-1] or {}),
             )
     return list(found.values())
 
 
 def update_records(session: Session, updates: Sequence[dict[str, Any]]) -> None:
-    """Write new scores (dicts with id, the score columns, overall_quality_score and metadata_)."""
+    """Write new scores (dicts with id and timestamp, the score columns, overall_quality_score and metadata_)."""
     if updates:
         session.execute(update(QualityMetric), list(updates))
 

@@ -353,7 +353,12 @@ def _apply_evaluations(
         overall = _overall(record.scores, weights)
         if overall is not None:
             metadata.pop(PENDING_KEY, None)
-        update: dict[str, Any] = {"id": record.id, **record.scores, "metadata_": metadata}
+        update: dict[str, Any] = {
+            "id": record.id,
+            "timestamp": record.timestamp,
+            **record.scores,
+            "metadata_": metadata,
+        }
         if overall is not None:
             update["overall_quality_score"] = overall
         updates.append(update)

@@ -28,6 +28,7 @@ from sqlalchemy import (
     select,
     text,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.orm import Session, defer
@@ -41,6 +42,7 @@ from optiinfra.models import (
     QualityBaseline,
     QualityMetric,
     QualityRegression,
+    QualityRequestKey,
     RegressionAction,
     RegressionType,
 )
@@ -73,10 +75,14 @@ _CREATE_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS quality_ingest_staging (LIKE quality_metrics INCLUDING DEFAULTS) ON COMMIT DROP"
 )
 _COPY_STAGING = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
+# The rows whose key is not stored yet. quality_metrics' insert trigger stores their keys, and refuses the statement
+# if a concurrent batch stored one of them first (migration 016).
 _INSERT_FROM_STAGING = (
-    f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging "  # noqa: S608
-    "ORDER BY request_id ON CONFLICT (customer_id, request_id) DO NOTHING"
+    f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging AS s "  # noqa: S608
+    "WHERE NOT EXISTS (SELECT 1 FROM quality_request_keys AS k "
+    "WHERE k.customer_id = s.customer_id AND k.request_id = s.request_id) ORDER BY s.request_id"
 )
+_STAGING_ATTEMPTS = 5
 
 
 # The customer's (model, version) pairs, enumerated by a recursive skip scan of the (customer_id, model_name,
@@ -107,20 +113,38 @@ SCORED_HALLUCINATION = case(
 
 def stored_request_ids(session: Session, customer_id: uuid.UUID, request_ids: Sequence[str]) -> set[str]:
     """Which of these request ids the customer already has."""
-    # One array parameter, not thousands of bound values.
+    # One array parameter, not thousands of bound values; the keys table holds every stored record's key.
     ids = bindparam("request_ids", list(request_ids), type_=ARRAY(String))
     rows = session.execute(
-        select(QualityMetric.request_id).where(
-            QualityMetric.customer_id == customer_id, QualityMetric.request_id == any_(ids)
+        select(QualityRequestKey.request_id).where(
+            QualityRequestKey.customer_id == customer_id, QualityRequestKey.request_id == any_(ids)
         )
     )
     return {row[0] for row in rows}
 
 
-def get_record(session: Session, customer_id: uuid.UUID, request_id: str) -> QualityMetric | None:
-    return session.scalar(
-        select(QualityMetric).where(QualityMetric.customer_id == customer_id, QualityMetric.request_id == request_id)
+def by_request_id(customer_id: uuid.UUID, request_ids: Sequence[str]) -> ColumnElement[bool]:
+    """A condition on quality_metrics: the customer's records with these request ids, found through the keys table
+    (which says each record's partition, so only those partitions are read)."""
+    keys = (
+        select(QualityRequestKey.quality_metric_id, QualityRequestKey.quality_metric_timestamp)
+        .where(
+            QualityRequestKey.customer_id == customer_id,
+            QualityRequestKey.request_id
+            == any_(bindparam("request_ids", list(request_ids), type_=ARRAY(String), unique=True)),
+        )
+        .subquery()
     )
+    return and_(
+        QualityMetric.customer_id == customer_id,
+        tuple_(QualityMetric.id, QualityMetric.timestamp).in_(
+            select(keys.c.quality_metric_id, keys.c.quality_metric_timestamp)
+        ),
+    )
+
+
+def get_record(session: Session, customer_id: uuid.UUID, request_id: str) -> QualityMetric | None:
+    return session.scalar(select(QualityMetric).where(by_request_id(customer_id, [request_id])))
 
 
 def _json_text(value: Any) -> str:
@@ -130,9 +154,10 @@ def _json_text(value: Any) -> str:
 def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
     """Insert rows (in INGEST_COLUMNS order; metadata a dict) that are not stored yet; returns how many were new.
 
-    Fast path: COPY straight into quality_metrics, inside a savepoint. If a concurrent batch stored one of the same
-    request ids in the meantime, the unique index refuses the COPY; the savepoint is rolled back and the rows go
-    through a staging table and INSERT ... ON CONFLICT DO NOTHING instead, so nothing is lost or stored twice.
+    Fast path: COPY straight into quality_metrics, inside a savepoint (the caller has left out the request ids it
+    found stored). If a concurrent batch stored one of the same request ids in the meantime, the keys table refuses
+    the COPY; the savepoint is rolled back and the rows go through a staging table and an INSERT of those whose key
+    is not stored yet, retried if yet another batch got in first, so nothing is lost or stored twice.
     """
     if not rows:
         return 0
@@ -155,7 +180,14 @@ def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
         with cursor.copy(_COPY_STAGING) as copy:
             for row in rows:
                 copy.write_row((*row[:-1], Jsonb(row[-1])))
-        cursor.execute(_INSERT_FROM_STAGING)
+        for attempt in range(_STAGING_ATTEMPTS):
+            try:
+                with driver.transaction():
+                    cursor.execute(_INSERT_FROM_STAGING)
+                break
+            except psycopg.errors.UniqueViolation:
+                if attempt == _STAGING_ATTEMPTS - 1:
+                    raise
         inserted = cursor.rowcount
         cursor.execute("TRUNCATE quality_ingest_staging")
     return int(inserted)

@@ -78,6 +78,15 @@ def get_record(
     return service.record_detail(session, principal, customer_id, request_id)
 
 
+@router.post("/records/deletion", status_code=202, response_model=quality_schemas.RecordsDeletion)
+def request_records_deletion(
+    payload: quality_schemas.RecordsDeletionRequest, session: SessionDep, principal: PrincipalDep
+) -> quality_schemas.RecordsDeletion:
+    """Delete one customer's per-request quality records stored until now (operators only). The worker deletes
+    them in bounded batches; other customers' records, and the customer's baselines and regressions, stay."""
+    return service.request_records_deletion(session, principal, payload.customer_id)
+
+
 @router.post("/baselines", status_code=201, response_model=quality_schemas.Baseline)
 def establish_baseline(
     payload: quality_schemas.BaselineCreate, session: SessionDep, principal: PrincipalDep

@@ -358,3 +358,19 @@ class ABTestResult(BaseModel):
     verdict: Literal["promote", "reject", "inconclusive"]
     reason: str
     extra_samples_needed: int
+
+
+class RecordsDeletionRequest(BaseModel):
+    """Delete one customer's per-request quality records (operators only)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    customer_id: uuid.UUID
+
+
+class RecordsDeletion(BaseModel):
+    """A deletion of one customer's per-request quality records, carried out by the worker in bounded batches."""
+
+    customer_id: uuid.UUID
+    requested_at: datetime = Field(description="records stored until this instant are deleted")
+    status: Literal["pending"] = "pending"

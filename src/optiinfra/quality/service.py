@@ -25,7 +25,7 @@ from optiinfra.models import (
     ScoringText,
 )
 from optiinfra.pagination import Page, page_of
-from optiinfra.quality import monitoring_store, repository
+from optiinfra.quality import monitoring_store, partitions, repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference
 from optiinfra.quality.scoring import overall_quality_score
@@ -176,6 +176,26 @@ def ingest(
         counters.add(session, "optiinfra_quality_records_ingested", labels, inserted, customer_id=customer.id)
         counters.add(session, "optiinfra_quality_records_duplicate", labels, len(records) - inserted, customer.id)
     return quality_schemas.IngestResult(received=len(records), inserted=inserted, duplicates=len(records) - inserted)
+
+
+def request_records_deletion(
+    session: Session, principal: Principal, customer_id: uuid.UUID
+) -> quality_schemas.RecordsDeletion:
+    """Have the worker delete every per-request quality record of the customer stored until now (its idempotency keys
+    and texts go with them; baselines, regressions and other customers' records stay). Operators only."""
+    principal.require(Role.OPERATOR)
+    principal.require_writable()
+    customer = resolve_customer(session, principal, customer_id, for_update=True)
+    requested_at = partitions.request_deletion(customer, _now())
+    events.record(
+        session,
+        event_type="quality.records_deletion_requested",
+        actor=principal,
+        customer_id=customer.id,
+        subject={"customer_id": str(customer.id)},
+        after={"requested_at": requested_at.isoformat()},
+    )
+    return quality_schemas.RecordsDeletion(customer_id=customer.id, requested_at=requested_at)
 
 
 def record_detail(

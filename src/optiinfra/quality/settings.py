@@ -14,6 +14,8 @@ from optiinfra.quality.scoring import DEFAULT_WEIGHTS
 from optiinfra.scoring.settings import ScoringSettings
 
 SETTINGS_KEY = "quality_settings"
+# A year: long enough for year-over-year comparisons and imports of last year's records (docs/scale.md).
+DEFAULT_RETENTION_DAYS = 365
 
 if TYPE_CHECKING:
     from optiinfra.models import Customer
@@ -126,6 +128,12 @@ class QualitySettings(BaseModel):
     policy: dict[RegressionSeverity, RegressionAction] = Field(default_factory=lambda: dict(DEFAULT_POLICY))
     monitoring: MonitoringSettings = Field(default_factory=lambda: MonitoringSettings())
     scoring: ScoringSettings = Field(default_factory=lambda: ScoringSettings())
+    retention_days: int = Field(
+        default=DEFAULT_RETENTION_DAYS,
+        ge=1,
+        le=3650,
+        description="days per-request quality records are kept (by record timestamp); the worker deletes older ones",
+    )
 
     @field_validator("weights")
     @classmethod

@@ -20,11 +20,13 @@ CLAIM_SECONDS = 300  # a worker holds the texts it scores this long; a dead work
 MAX_ATTEMPTS = 5  # a text whose scoring failed this often is no longer claimed; it is deleted at its expiry
 
 _QUEUE_TEXTS = text(
-    "INSERT INTO scoring_texts (quality_metric_id, customer_id, prompt, response, context, expires_at) "
-    "SELECT m.id, m.customer_id, t.prompt, t.response, t.context, :expires_at "
+    "INSERT INTO scoring_texts (quality_metric_id, quality_metric_timestamp, customer_id, prompt, response, context, "
+    "expires_at) SELECT m.id, m.timestamp, m.customer_id, t.prompt, t.response, t.context, :expires_at "
     "FROM unnest(CAST(:request_ids AS text[]), CAST(:prompts AS text[]), CAST(:responses AS text[]), "
     "CAST(:contexts AS text[])) AS t(request_id, prompt, response, context) "
-    "JOIN quality_metrics AS m ON m.customer_id = :customer_id AND m.request_id = t.request_id "
+    # The keys table says where each record is (quality_metrics is partitioned by timestamp).
+    "JOIN quality_request_keys AS k ON k.customer_id = :customer_id AND k.request_id = t.request_id "
+    "JOIN quality_metrics AS m ON m.id = k.quality_metric_id AND m.timestamp = k.quality_metric_timestamp "
     "WHERE m.metadata ? :pending ON CONFLICT (quality_metric_id) DO NOTHING"
 )
 _CLAIM = text(
@@ -34,13 +36,14 @@ _CLAIM = text(
     " AND (claimed_until IS NULL OR claimed_until < now()) AND expires_at > now()"
     " ORDER BY created_at LIMIT :limit FOR UPDATE SKIP LOCKED"
     ") AS picked WHERE s.quality_metric_id = picked.quality_metric_id "
-    "RETURNING s.quality_metric_id, s.customer_id, s.prompt, s.response, s.context, s.attempts"
+    "RETURNING s.quality_metric_id, s.customer_id, s.prompt, s.response, s.context, s.attempts, "
+    "s.quality_metric_timestamp"
 )
 _WRITE_SCORES = text(
     "UPDATE quality_metrics SET relevance_score = :relevance_score, coherence_score = :coherence_score, "
     "factuality_score = :factuality_score, toxicity_score = :toxicity_score, "
     "hallucination_detected = :hallucination_detected, overall_quality_score = :overall_quality_score, "
-    "metadata = (metadata - :pending) || :extra WHERE id = :id AND metadata ? :pending"
+    "metadata = (metadata - :pending) || :extra WHERE id = :id AND timestamp = :timestamp AND metadata ? :pending"
 )
 _KEEP_TEXT = text(
     "UPDATE scoring_texts SET scored_at = now(), claimed_until = NULL, last_error = NULL, "
@@ -63,6 +66,7 @@ class QueuedText:
     response: str
     context: str | None
     attempts: int
+    quality_metric_timestamp: datetime
 
 
 def queue_texts(
@@ -89,7 +93,7 @@ def queue_texts(
 def claim(session: Session, limit: int) -> list[QueuedText]:
     """Claim up to `limit` texts waiting for scores (oldest first); other workers skip them while claimed."""
     rows = session.execute(_CLAIM, {"claim_seconds": CLAIM_SECONDS, "max_attempts": MAX_ATTEMPTS, "limit": limit}).all()
-    return [QueuedText(row[0], row[1], row[2], row[3], row[4], int(row[5])) for row in rows]
+    return [QueuedText(row[0], row[1], row[2], row[3], row[4], int(row[5]), row[6]) for row in rows]
 
 
 def write_scores(session: Session, updates: Sequence[dict[str, Any]]) -> int:

@@ -212,6 +212,7 @@ def score_once(
             updates.append(
                 {
                     "id": item.quality_metric_id,
+                    "timestamp": item.quality_metric_timestamp,
                     "relevance_score": scores.relevance_score,
                     "coherence_score": scores.coherence_score,
                     "factuality_score": scores.factuality_score,
