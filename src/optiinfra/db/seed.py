@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import ARRAY, Engine, Uuid, any_, bindparam, func, inspect, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -138,6 +138,12 @@ def seed_demo_data(engine: Engine, *, now: datetime | None = None) -> dict[str, 
         before = _counts(session)
         for model in SEEDED_MODELS:
             rows = data.rows.get(model, [])
+            if model is QualityMetric and rows:
+                # A record seeded before (another anchor, so another timestamp) conflicts on its idempotency key,
+                # which lives in quality_request_keys (migration 016), not on quality_metrics' primary key.
+                ids = bindparam("ids", [row["id"] for row in rows], type_=ARRAY(Uuid))
+                stored = set(session.scalars(select(QualityMetric.id).where(QualityMetric.id == any_(ids))))
+                rows = [row for row in rows if row["id"] not in stored]
             if rows:
                 session.execute(insert(model).on_conflict_do_nothing(), rows)
         after = _counts(session)
