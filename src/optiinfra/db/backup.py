@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 from sqlalchemy import Engine, text
@@ -80,19 +81,37 @@ def restore(engine: Engine, source: Path) -> None:
     if not source.is_file():
         raise InvalidInputError(f"{source} is not a backup file.")
     url, env = _connection(engine.url)
-    tool = _tool("pg_restore", _server_major(engine))
-    _run(
-        [
-            tool,
-            "--clean",
-            "--if-exists",
-            "--no-owner",
-            "--no-privileges",
-            "--single-transaction",
-            "--exit-on-error",
-            f"--dbname={url}",
-            str(source),
-        ],
-        env,
-        "pg_restore",
-    )
+    major = _server_major(engine)
+    with tempfile.TemporaryDirectory(prefix="optiinfra-restore-") as directory:
+        script = Path(directory) / "restore.sql"
+        _run(
+            [
+                _tool("pg_restore", major),
+                "--clean",
+                "--if-exists",
+                "--no-owner",
+                "--no-privileges",
+                f"--file={script}",
+                str(source),
+            ],
+            env,
+            "pg_restore",
+        )
+        # pg_restore's clean step drops each partition's constraints on their own, which PostgreSQL refuses for
+        # constraints a partition inherits: dropping the partitioned quality_metrics first (with its partitions)
+        # makes those steps no-ops. All of it runs in one transaction: a failure changes nothing.
+        first = Path(directory) / "first.sql"
+        first.write_text("DROP TABLE IF EXISTS public.quality_metrics CASCADE;\n")
+        _run(
+            [
+                _tool("psql", major),
+                "--single-transaction",
+                "--quiet",
+                "--set=ON_ERROR_STOP=1",
+                f"--file={first}",
+                f"--file={script}",
+                f"--dbname={url}",
+            ],
+            env,
+            "restore",
+        )
