@@ -339,7 +339,7 @@ def test_every_revision_explains_itself_and_has_a_downgrade() -> None:
         assert callable(getattr(script.module, "downgrade", None))
 
 
-def test_upgrade_head_creates_exactly_the_26_tables_and_22_enum_types(empty_engine: Engine) -> None:
+def test_upgrade_head_creates_exactly_the_27_tables_and_22_enum_types(empty_engine: Engine) -> None:
     assert current_revision(empty_engine) is None
     assert table_names(empty_engine) == set()
 
@@ -347,7 +347,7 @@ def test_upgrade_head_creates_exactly_the_26_tables_and_22_enum_types(empty_engi
 
     assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
-    assert len(ALL_TABLES) == 26
+    assert len(ALL_TABLES) == 27
     assert enum_types(empty_engine) == ENUMS
     assert len(ENUMS) == 22
 
