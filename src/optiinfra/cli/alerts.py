@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from optiinfra.alerts import schemas as alert_schemas
-from optiinfra.cli.common import WideOption, add_columns, customer_id, resolve_id, session_factory, short
+from optiinfra.cli.common import WideOption, add_columns, cli_principal, customer_id, resolve_id, session_factory, short
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.enums import EventSeverity
 from optiinfra.errors import InvalidInputError
@@ -18,15 +18,8 @@ from optiinfra.errors import InvalidInputError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from optiinfra.auth.principal import Principal
 
 alerts_app = typer.Typer(help="Alert routes (webhook, Slack, Teams, e-mail) and the alerts sent.", no_args_is_help=True)
-
-
-def _cli() -> Principal:
-    from optiinfra.auth.principal import Principal
-
-    return Principal.system("cli")
 
 
 def _route_id(session: Session, value: str) -> uuid.UUID:
@@ -90,7 +83,7 @@ def add(
                 "throttle_seconds": throttle_seconds,
             }
         )
-        route = service.create_route(session, _cli(), payload)
+        route = service.create_route(session, cli_principal(), payload)
     _show_route(route)
     if route.signing_secret:
         console.print(f"signing secret (shown once): {route.signing_secret}", soft_wrap=True)
@@ -108,7 +101,7 @@ def routes(
     factory = session_factory()
     with unit_of_work(factory) as session:
         owner = customer_id(session, customer) if customer else None
-        page = service.list_routes(session, _cli(), customer_id=owner, cursor=None, limit=500)
+        page = service.list_routes(session, cli_principal(), customer_id=owner, cursor=None, limit=500)
     for found in page.items:
         _show_route(found)
     if not page.items:
@@ -124,7 +117,7 @@ def remove(route: Annotated[str, typer.Argument(help="Route id (or its first cha
 
     with unit_of_work(session_factory()) as session:
         route_id = _route_id(session, route)
-        service.delete_route(session, _cli(), route_id)
+        service.delete_route(session, cli_principal(), route_id)
     console.print(f"route {route_id} deleted")
 
 
@@ -136,7 +129,7 @@ def _wait(alert_id: uuid.UUID, seconds: float) -> alert_schemas.AlertDetail:
     deadline = time.monotonic() + seconds
     while True:
         with unit_of_work(factory) as session:
-            detail = service.get_alert(session, _cli(), alert_id)
+            detail = service.get_alert(session, cli_principal(), alert_id)
         if detail.status in {"delivered", "failed"} or time.monotonic() > deadline:
             return detail
         time.sleep(0.5)
@@ -174,7 +167,7 @@ def send_test(
     from optiinfra.db.engine import unit_of_work
 
     with unit_of_work(session_factory()) as session:
-        alert = service.send_test(session, _cli(), _route_id(session, route))
+        alert = service.send_test(session, cli_principal(), _route_id(session, route))
     console.print(f"test alert {alert.id} queued")
     if wait > 0:
         detail = _wait(alert.id, wait)
@@ -201,7 +194,7 @@ def list_alerts(
         )
     with unit_of_work(session_factory()) as session:
         route_id = _route_id(session, route) if route else None
-        page = service.list_alerts(session, _cli(), route_id=route_id, status=status, cursor=None, limit=limit)
+        page = service.list_alerts(session, cli_principal(), route_id=route_id, status=status, cursor=None, limit=limit)
     if not page.items:
         console.print("No alerts." + ("" if route or status else " Send one with: optiinfra alerts test ROUTE"))
         return
@@ -228,7 +221,7 @@ def show(alert: Annotated[str, typer.Argument(help="Alert id (or its first chara
     from optiinfra.db.engine import unit_of_work
 
     with unit_of_work(session_factory()) as session:
-        detail = service.get_alert(session, _cli(), _alert_id(session, alert))
+        detail = service.get_alert(session, cli_principal(), _alert_id(session, alert))
     _show_alert(detail)
 
 
@@ -244,7 +237,7 @@ def redeliver(
 
     with unit_of_work(session_factory()) as session:
         alert_id = _alert_id(session, alert)
-        detail = service.redeliver(session, _cli(), alert_id)
+        detail = service.redeliver(session, cli_principal(), alert_id)
     console.print(f"alert {alert_id} queued again")
     if wait > 0:
         detail = _wait(alert_id, wait)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-from optiinfra.cli.common import customer_id, resolve_id, session_factory
+from optiinfra.cli.common import cli_principal, customer_id, resolve_id, session_factory
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.collectors import schemas as source_schemas
 from optiinfra.errors import InvalidInputError
@@ -19,16 +19,9 @@ from optiinfra.errors import InvalidInputError
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
-    from optiinfra.auth.principal import Principal
 
 sources_app = typer.Typer(help="Prometheus sources the collector reads, per customer.", no_args_is_help=True)
 SECRET_ENV = "OPTIINFRA_PROMETHEUS_SECRET"  # noqa: S105 (the name of a variable, not a secret)
-
-
-def _cli() -> Principal:
-    from optiinfra.auth.principal import Principal
-
-    return Principal.system("cli")
 
 
 def _source_id(session: Session, value: str) -> uuid.UUID:
@@ -91,7 +84,7 @@ def add(
                 "lookback_hours": lookback_hours,
             }
         )
-        source = service.create_source(session, _cli(), payload)
+        source = service.create_source(session, cli_principal(), payload)
     _show(source)
 
 
@@ -106,7 +99,7 @@ def list_sources(
 
     with unit_of_work(session_factory()) as session:
         chosen = customer_id(session, customer) if customer else None
-        page = service.list_sources(session, _cli(), customer_id=chosen, cursor=None, limit=500)
+        page = service.list_sources(session, cli_principal(), customer_id=chosen, cursor=None, limit=500)
     for source in page.items:
         _show(source)
     if not page.items:
@@ -122,7 +115,7 @@ def remove(source: Annotated[str, typer.Argument(help="The source's id (or a uni
 
     with unit_of_work(session_factory()) as session:
         source_id = _source_id(session, source)
-        service.delete_source(session, _cli(), source_id)
+        service.delete_source(session, cli_principal(), source_id)
     console.print(f"source {source_id} removed")
 
 
@@ -149,7 +142,7 @@ def collect(
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        ids = [_source_id(session, source)] if source else service.enabled_source_ids(session, _cli())
+        ids = [_source_id(session, source)] if source else service.enabled_source_ids(session, cli_principal())
     start = datetime.now(UTC) - _duration(since) if since else None
     failed = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=console) as bar:

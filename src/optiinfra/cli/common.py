@@ -18,6 +18,8 @@ from optiinfra.errors import InvalidInputError, NotFoundError
 if TYPE_CHECKING:
     from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
+    from optiinfra.auth.principal import Principal
+
 SHORT = 8
 MIN_PREFIX = 4
 _PREFIX = re.compile(r"^[0-9a-f-]+$")
@@ -31,6 +33,13 @@ def short(value: uuid.UUID | str | None, wide: bool = False) -> str:
         return ""
     text = str(value)
     return text if wide else text[:SHORT]
+
+
+def cli_principal() -> Principal:
+    """Who the command line acts as: the system principal "cli" (an operator working on the database directly)."""
+    from optiinfra.auth.principal import Principal
+
+    return Principal.system("cli")
 
 
 def session_factory() -> sessionmaker[Session]:
@@ -70,12 +79,11 @@ def resolve_id(session: Session, column: InstrumentedAttribute[Any], value: str,
 
 def customer_id(session: Session, value: str) -> uuid.UUID:
     """A customer by id, id prefix or e-mail address (the command line acts as the operator)."""
-    from optiinfra.auth.principal import Principal
     from optiinfra.customers import service as customer_service
     from optiinfra.models import Customer
 
     if "@" in value:
-        return customer_service.customer_id_by_email(session, Principal.system("cli"), value)
+        return customer_service.customer_id_by_email(session, cli_principal(), value)
     return resolve_id(session, Customer.id, value, "customer")
 
 

@@ -17,25 +17,18 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from optiinfra.cli.common import WideOption, add_columns, customer_id, session_factory, short
+from optiinfra.cli.common import WideOption, add_columns, cli_principal, customer_id, session_factory, short
 from optiinfra.cli.context import console, error_console, reports_errors
 from optiinfra.errors import InvalidInputError
 from optiinfra.validation import MAX_BATCH
 
 if TYPE_CHECKING:
-    from optiinfra.auth.principal import Principal
     from optiinfra.quality import schemas as quality_schemas
 
 # The statistics, the database layer and the services are imported by the commands that run them, so that
 # `optiinfra quality --help` starts at once.
 
 MAX_REPORTED_LINES = 50
-
-
-def _cli() -> Principal:
-    from optiinfra.auth.principal import Principal
-
-    return Principal.system("cli")
 
 
 quality_app = typer.Typer(
@@ -211,7 +204,7 @@ def import_file(
         task = progress.add_task("storing", total=len(records))
         for offset in range(0, len(records), MAX_BATCH):
             batch = records[offset : offset + MAX_BATCH]
-            result = service.ingest(session, _cli(), batch, customer_id=owner, agent_id=agent, source="import")
+            result = service.ingest(session, cli_principal(), batch, customer_id=owner, agent_id=agent, source="import")
             inserted += result.inserted
             progress.advance(task, len(batch))
     elapsed = time.perf_counter() - started
@@ -247,7 +240,7 @@ def baseline(
             model_version=version,
             window=_window(last, since, until, 1000),
         )
-        result = service.establish_baseline(session, _cli(), request)
+        result = service.establish_baseline(session, cli_principal(), request)
     table = Table(title=f"Baseline {result.model_name} {result.model_version} ({result.baseline_type})")
     table.add_column("metric", overflow="fold")
     table.add_column("value", justify="right")
@@ -310,7 +303,7 @@ def detect(
             window=_window(last, since, until, 500),
             dry_run=dry_run,
         )
-        report = detection.detect(session, _cli(), request, rollback_for_quality)
+        report = detection.detect(session, cli_principal(), request, rollback_for_quality)
     if report.baseline_id is None:
         error_console.print(
             f"[bold red]Error:[/bold red] {model} {version} has no active baseline, so there is nothing to judge "
@@ -364,7 +357,7 @@ def regressions(
     with unit_of_work(factory) as session:
         page = service.list_regressions(
             session,
-            _cli(),
+            cli_principal(),
             customer_id=customer_id(session, customer),
             model_name=None,
             is_open=True if open_only else None,
@@ -419,7 +412,7 @@ def ab_test(
             start=_aware(since),
             end=_aware(until),
         )
-        result = abtest.run_ab_test(session, _cli(), request)
+        result = abtest.run_ab_test(session, cli_principal(), request)
     empty = [arm.label for arm in (result.control, result.candidate) if arm.count == 0]
     if empty:
         period = " in that period" if since or until else ""

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from optiinfra.cli.common import WideOption, add_columns, customer_id, resolve_id, session_factory, short
+from optiinfra.cli.common import WideOption, add_columns, cli_principal, customer_id, resolve_id, session_factory, short
 from optiinfra.cli.context import console, reports_errors
 from optiinfra.enums import AgentStatus, AgentType, WorkflowStatus
 from optiinfra.errors import InvalidInputError, NotFoundError
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
 
     from optiinfra.agents import schemas as agent_schemas
-    from optiinfra.auth.principal import Principal
     from optiinfra.workflows import schemas as wf_schemas
 
 # The database layer and the services are imported by the commands that run them: `--help` starts at once.
@@ -29,12 +28,6 @@ agents_app = typer.Typer(help="Inspect agents and assign them to the customers t
 
 
 WorkflowArgument = Annotated[str, typer.Argument(help="Workflow run id (or its first characters).")]
-
-
-def _cli() -> Principal:
-    from optiinfra.auth.principal import Principal
-
-    return Principal.system("cli")
 
 
 def _workflow_id(session: Session, value: str) -> uuid.UUID:
@@ -107,7 +100,7 @@ def run(
             execution_id = service.roll_out_spot(
                 session,
                 runner,
-                _cli(),
+                cli_principal(),
                 wf_schemas.SpotRolloutRequest(
                     optimization_id=optimization,
                     bake_seconds=bake_seconds,
@@ -123,14 +116,14 @@ def run(
                 execution_id = service.analyze_spot(
                     session,
                     runner,
-                    _cli(),
+                    cli_principal(),
                     wf_schemas.SpotAnalysisRequest(customer_id=owner, lookback_days=lookback_days),
                 )
             else:
                 execution_id = service.decide_scaling(
                     session,
                     runner,
-                    _cli(),
+                    cli_principal(),
                     wf_schemas.ScalingRequest(customer_id=owner, window_minutes=window_minutes),
                 )
         else:
@@ -148,7 +141,7 @@ def run(
     if wait:
         _follow(factory, execution_id)
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, _cli(), execution_id))
+        _show(service.get_execution(session, cli_principal(), execution_id))
 
 
 def _follow(factory: sessionmaker[Session], execution_id: uuid.UUID) -> None:
@@ -160,7 +153,7 @@ def _follow(factory: sessionmaker[Session], execution_id: uuid.UUID) -> None:
     with console.status("starting") as status:
         while True:
             with unit_of_work(factory) as session:
-                detail = service.get_execution(session, _cli(), execution_id)
+                detail = service.get_execution(session, cli_principal(), execution_id)
             if detail.status in TERMINAL or detail.status is WorkflowStatus.PAUSED:
                 return
             line = f"{detail.status}"
@@ -191,9 +184,9 @@ def resume(
     runner = build_runner(factory, load_settings().data_dir)
     with unit_of_work(factory) as session:
         workflow_id = _workflow_id(session, workflow)
-        service.resume(session, runner, _cli(), workflow_id, note)
+        service.resume(session, runner, cli_principal(), workflow_id, note)
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, _cli(), workflow_id))
+        _show(service.get_execution(session, cli_principal(), workflow_id))
 
 
 @workflow_app.command("abort")
@@ -209,9 +202,9 @@ def abort(workflow: WorkflowArgument) -> None:
     runner = build_runner(factory, load_settings().data_dir)
     with unit_of_work(factory) as session:
         workflow_id = _workflow_id(session, workflow)
-        service.abort(session, runner, _cli(), workflow_id)
+        service.abort(session, runner, cli_principal(), workflow_id)
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, _cli(), workflow_id))
+        _show(service.get_execution(session, cli_principal(), workflow_id))
 
 
 @workflow_app.command("list")
@@ -230,7 +223,7 @@ def list_workflows(
     with unit_of_work(factory) as session:
         owner = customer_id(session, customer) if customer else None
         page = service.list_executions(
-            session, _cli(), customer_id=owner, workflow_type=None, status=status, cursor=None, limit=limit
+            session, cli_principal(), customer_id=owner, workflow_type=None, status=status, cursor=None, limit=limit
         )
     if not page.items:
         console.print("No workflow runs. Start one with: optiinfra workflow run spot-analysis -c CUSTOMER")
@@ -257,7 +250,7 @@ def show(workflow: WorkflowArgument) -> None:
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        _show(service.get_execution(session, _cli(), _workflow_id(session, workflow)))
+        _show(service.get_execution(session, cli_principal(), _workflow_id(session, workflow)))
 
 
 @agents_app.command("list")
@@ -273,7 +266,9 @@ def list_agents(
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        page = agent_service.list_agents(session, _cli(), agent_type=agent_type, status=status, cursor=None, limit=500)
+        page = agent_service.list_agents(
+            session, cli_principal(), agent_type=agent_type, status=status, cursor=None, limit=500
+        )
     if not page.items:
         console.print("No agents. Agents register themselves: POST /api/v1/agents (README, 'Agents').")
         return
@@ -299,7 +294,7 @@ def _agent_id(session: Session, value: str) -> uuid.UUID:
     from optiinfra.agents import service as agent_service
     from optiinfra.models import Agent
 
-    named = agent_service.agent_ids_named(session, _cli(), value)
+    named = agent_service.agent_ids_named(session, cli_principal(), value)
     if named:
         return named[0]
     try:
@@ -319,7 +314,7 @@ def show_agent(agent: Annotated[str, typer.Argument(help="Agent id or name.")]) 
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        found = agent_service.get_agent(session, _cli(), _agent_id(session, agent))
+        found = agent_service.get_agent(session, cli_principal(), _agent_id(session, agent))
     for field, value in found.model_dump(mode="json").items():
         shown = ", ".join(str(item) for item in value) if isinstance(value, list) else value
         if isinstance(value, dict):
@@ -330,7 +325,7 @@ def show_agent(agent: Annotated[str, typer.Argument(help="Agent id or name.")]) 
 def _print_customers(session: Session, found: agent_schemas.Agent) -> None:
     from optiinfra.customers import service as customer_service
 
-    emails = customer_service.customer_emails(session, _cli(), found.customer_ids)
+    emails = customer_service.customer_emails(session, cli_principal(), found.customer_ids)
     served = ", ".join(f"{emails.get(customer_id, '?')} ({customer_id})" for customer_id in found.customer_ids)
     console.print(f"{found.type}/{found.name} serves: {served or 'no customer'}", highlight=False, soft_wrap=True)
 
@@ -349,7 +344,7 @@ def assign_customer(
     factory = session_factory()
     with unit_of_work(factory) as session:
         assignment = agent_schemas.CustomerAssignment(customer_id=customer_id(session, customer))
-        found = agent_service.assign_customer(session, _cli(), _agent_id(session, agent), assignment)
+        found = agent_service.assign_customer(session, cli_principal(), _agent_id(session, agent), assignment)
         _print_customers(session, found)
 
 
@@ -366,6 +361,6 @@ def unassign_customer(
     factory = session_factory()
     with unit_of_work(factory) as session:
         found = agent_service.unassign_customer(
-            session, _cli(), _agent_id(session, agent), customer_id(session, customer)
+            session, cli_principal(), _agent_id(session, agent), customer_id(session, customer)
         )
         _print_customers(session, found)
