@@ -46,6 +46,7 @@ TABLES_BY_REVISION: dict[str, set[str]] = {
     "013_scorers": {"scoring_texts"},
     "014_alerts": {"alert_routes", "alert_outbox", "alert_deliveries", "metric_counters"},
     "016_quality_partitions": {"quality_request_keys"},
+    "017_quality_rollups": {"quality_rollups"},
     "018_prometheus_sources": {"prometheus_sources"},
 }
 ALL_TABLES = set().union(*TABLES_BY_REVISION.values())
@@ -339,7 +340,7 @@ def test_every_revision_explains_itself_and_has_a_downgrade() -> None:
         assert callable(getattr(script.module, "downgrade", None))
 
 
-def test_upgrade_head_creates_exactly_the_27_tables_and_22_enum_types(empty_engine: Engine) -> None:
+def test_upgrade_head_creates_exactly_the_28_tables_and_22_enum_types(empty_engine: Engine) -> None:
     assert current_revision(empty_engine) is None
     assert table_names(empty_engine) == set()
 
@@ -347,7 +348,7 @@ def test_upgrade_head_creates_exactly_the_27_tables_and_22_enum_types(empty_engi
 
     assert current_revision(empty_engine) == head_revision()
     assert table_names(empty_engine) == ALL_TABLES | {"alembic_version"}
-    assert len(ALL_TABLES) == 27
+    assert len(ALL_TABLES) == 28
     assert enum_types(empty_engine) == ENUMS
     assert len(ENUMS) == 22
 

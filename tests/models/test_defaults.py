@@ -24,6 +24,7 @@ from optiinfra.models import (
     CustomerPlan,
     MetricCounter,
     PrometheusSource,
+    QualityRollup,
     RecommendationStatus,
 )
 from tests.factories import (
@@ -298,6 +299,10 @@ MINIMAL_INSERTS: dict[str, MinimalInsert] = {
     "metric_counters": MinimalInsert(
         _pick(name="optiinfra_rollbacks", labels="{}", customer_key="", shard=1), {"value": 0}
     ),
+    "quality_rollups": MinimalInsert(
+        _pick("customer_id", model_name="gpt", model_version="v1", hour_start=NOW, latency_histogram=[0] * 146),
+        {"route": "", "record_count": 0, "overall_sum": 0.0, "latency_count": 0, "prompt_tokens_sum": 0},
+    ),
 }
 
 
@@ -339,6 +344,19 @@ def make_metric_counter(session: Session) -> MetricCounter:
     session.add(counter)
     session.flush()
     return counter
+
+
+def make_quality_rollup(session: Session) -> QualityRollup:
+    rollup = QualityRollup(
+        customer_id=make_customer(session).id,
+        model_name="gpt",
+        model_version="v1",
+        hour_start=NOW,
+        latency_histogram=[0] * 146,
+    )
+    session.add(rollup)
+    session.flush()
+    return rollup
 
 
 JSONB_COLUMNS = {"before_state", "after_state"}
@@ -452,6 +470,7 @@ UPDATABLE: dict[str, tuple[Callable[[Session], Any], str, Any]] = {
     "prometheus_sources": (make_prometheus_source, "consecutive_failures", 1),
     "alert_outbox": (make_alert, "status", "delivered"),
     "metric_counters": (make_metric_counter, "value", 2),
+    "quality_rollups": (make_quality_rollup, "record_count", 3),
 }
 
 

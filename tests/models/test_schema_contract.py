@@ -36,6 +36,7 @@ TABLES = {
     "agent_customers",
     "scoring_texts",
     "prometheus_sources",
+    "quality_rollups",
 }
 # Tables keyed otherwise than by `id` (docs/schema.md): the idempotency keys of quality records (migration 016).
 NATURAL_KEY_TABLES = {"quality_request_keys": ["customer_id", "request_id"]}
@@ -93,6 +94,7 @@ FOREIGN_KEYS: list[tuple[str, str, str, str]] = [
     ("scoring_texts", "quality_metric_id", "quality_metrics", CASCADE),
     ("scoring_texts", "customer_id", "customers", CASCADE),
     ("quality_request_keys", "customer_id", "customers", CASCADE),
+    ("quality_rollups", "customer_id", "customers", CASCADE),
 ]
 
 ON_DELETE_RULES = {"a": "NO ACTION", "r": "RESTRICT", "c": CASCADE, "n": SET_NULL, "d": "SET DEFAULT"}

@@ -46,6 +46,7 @@ from optiinfra.models.application_schema import (
     QualityMetric,
     QualityRegression,
     QualityRequestKey,
+    QualityRollup,
 )
 from optiinfra.models.base import (
     Base,
@@ -111,6 +112,7 @@ __all__ = [
     "QualityMetric",
     "QualityRegression",
     "QualityRequestKey",
+    "QualityRollup",
     "Recommendation",
     "RecommendationPriority",
     "RecommendationStatus",
