@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+import numpy as np
 import orjson
+from numpy.typing import NDArray
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -161,20 +163,23 @@ def _summary(customer_id: uuid.UUID, model_name: str, model_version: str, total:
 def series_from_rollups(rollups: Sequence[HourlyRollup], since: datetime, bucket: timedelta) -> list[SeriesPoint]:
     """Chart points per bucket (a whole number of hours, from the hour of `since`) from hourly rollups."""
     origin = since.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-    merged: dict[datetime, HourlyRollup] = {}
+    merged: dict[datetime, tuple[dict[str, float], NDArray[np.int64]]] = {}
     for rollup in rollups:
         start = origin + bucket * ((rollup.hour_start - origin) // bucket)
-        merged.setdefault(start, HourlyRollup(start, "")).add(rollup)
+        sums, histogram = merged.setdefault(start, ({}, np.zeros(LATENCY_BINS, dtype=np.int64)))
+        for name in ("record_count", "scored_count", "overall_sum", "hallucination_count"):
+            sums[name] = sums.get(name, 0) + rollup.sums.get(name, 0)
+        histogram += rollup.latency_histogram
     points = []
     for start in sorted(merged):
-        sums = merged[start].sums
+        sums, histogram = merged[start]
         scored = sums.get("scored_count", 0)
         points.append(
             SeriesPoint(
                 start,
                 int(sums.get("record_count", 0)),
                 sums["overall_sum"] / scored if scored else None,
-                histogram_quantile(merged[start].latency_histogram, 0.95),
+                histogram_quantile(histogram.tolist(), 0.95),
                 sums["hallucination_count"] / scored if scored else None,
             )
         )
@@ -307,13 +312,24 @@ class PostgresStore:
     def fleet_summary(
         self, session: Session, since: datetime, until: datetime, customer_ids: Sequence[uuid.UUID] | None = None
     ) -> list[VersionSummary]:
-        # Sums in SQL; the hours' histograms come as one two-dimensional array per version, summed here.
+        # Sums in SQL, and the hours' histograms summed bin by bin in SQL too (only the bins that count anything):
+        # the work grows with versions x hours, never with records.
+        key = "customer_id, model_name, model_version"
+        window = (
+            "hour_start >= :since AND hour_start < :until "
+            "AND (CAST(:all_customers AS boolean) OR customer_id = ANY(CAST(:customer_ids AS uuid[])))"
+        )
         statement = text(
-            "SELECT customer_id, model_name, model_version, "  # noqa: S608 (constant SQL)
-            + ", ".join(f"sum({name})" for name in SUM_FIELDS)
-            + ", array_agg(latency_histogram) FROM quality_rollups WHERE hour_start >= :since AND hour_start < :until "
-            "AND (CAST(:all_customers AS boolean) OR customer_id = ANY(CAST(:customer_ids AS uuid[]))) "
-            "GROUP BY customer_id, model_name, model_version ORDER BY customer_id, model_name, model_version"
+            f"WITH sums AS (SELECT {key}, "  # noqa: S608 (constant SQL)
+            + ", ".join(f"sum({name}) AS {name}" for name in SUM_FIELDS)
+            + f" FROM quality_rollups WHERE {window} GROUP BY {key}), "  # noqa: S608
+            f"bins AS (SELECT {key}, b.bin, sum(b.n) AS n FROM quality_rollups CROSS JOIN LATERAL "
+            f"unnest(latency_histogram) WITH ORDINALITY AS b(n, bin) WHERE {window} AND b.n <> 0 "
+            f"GROUP BY {key}, b.bin), "
+            f"histograms AS (SELECT {key}, array_agg(bin ORDER BY bin) AS bins, array_agg(n ORDER BY bin) AS counts "
+            f"FROM bins GROUP BY {key}) "
+            f"SELECT s.*, h.bins, h.counts FROM sums AS s LEFT JOIN histograms AS h USING ({key}) "
+            f"ORDER BY {key}"
         )
         rows = session.execute(
             statement,
@@ -326,10 +342,11 @@ class PostgresStore:
         ).all()
         out = []
         for row in rows:
-            histogram = [int(sum(column)) for column in zip(*row[-1], strict=True)]
-            sums = {name: float(value) for name, value in zip(SUM_FIELDS, row[3:-1], strict=True)}
-            total = HourlyRollup(_hour_floor(since), "", sums, histogram)
-            out.append(_summary(row[0], row[1], row[2], total))
+            histogram = [0] * LATENCY_BINS
+            for position, count in zip(row[-2] or [], row[-1] or [], strict=True):
+                histogram[int(position) - 1] = int(count)  # WITH ORDINALITY counts from 1
+            sums = {name: float(value) for name, value in zip(SUM_FIELDS, row[3:-2], strict=True)}
+            out.append(_summary(row[0], row[1], row[2], HourlyRollup(_hour_floor(since), "", sums, histogram)))
         return out
 
     def model_versions(self, session: Session, customer_id: uuid.UUID) -> list[tuple[str, str]]:
@@ -667,7 +684,8 @@ class ClickHouseStore:
                 _dense(row[-1]),
             )
             out.append(_summary(_as_uuid(row[0]), str(row[1]), str(row[2]), total))
-        return out
+        # ClickHouse orders UUIDs by their two 64-bit halves, not as PostgreSQL (and Python) do.
+        return sorted(out, key=lambda line: (line.customer_id, line.model_name, line.model_version))
 
     def model_versions(self, session: Session, customer_id: uuid.UUID) -> list[tuple[str, str]]:
         rows = self.client.rows(
