@@ -7,7 +7,7 @@ days, 3 routes, scores and latencies drawn by the server. PostgreSQL's rollups a
 triggers during the load. At each size, medians of `--runs` warm runs of:
 
 - detection of one version's last day (`detect`, dry run) and its last 500 records;
-- the dashboard's quality page (`GET /quality`, 7 days, a real `optiinfra serve` on loopback, signed in);
+- the dashboard's quality page (`GET /quality`, range 7d, a real `optiinfra serve` on loopback, signed in);
 - the page's data alone (`bucketed_series`, 7 days) and on ClickHouse (`series` of ClickHouseStore);
 - fleet-wide aggregates of the last 7 days: from the rollups (`PostgresStore.fleet_summary`), from the raw records
   (the same GROUP BY over quality_metrics), and on ClickHouse (`ClickHouseStore.fleet_summary`);
@@ -303,7 +303,7 @@ def measure(
         assert browser.post("/login", data={"api_key": key}).status_code == 303
 
         def page() -> object:
-            response = browser.get("/quality", params={"model": f"{model}:{version}", "days": 7})
+            response = browser.get("/quality", params={"model": f"{model}:{version}", "range": "7d"})
             assert response.status_code == 200, response.text[:300]
             return response
 
@@ -368,13 +368,14 @@ def main() -> None:
         loaded = 0
         with running_server(engine, args.port, ["--otlp-grpc-port", "0", "--no-worker"]) as (base_url, _):
             for size in sorted(args.sizes):
-                # Rows are numbered over the largest size so that every size spans the same 30 days; a smaller size
-                # is the first part of the sequence (denser at the start: the last day is read at the largest).
+                # Rows are numbered over the largest size, which spans the 30 days up to now; a size holds the last
+                # `size` of them (the last days, as dense as at the largest size), so the dashboard's ranges, which
+                # end now, always read records.
                 print(f"loading to {size:,} rows ...", flush=True)
-                pg_seconds = load_postgres(engine, fleet, start, loaded, size, largest)
-                ch_seconds = load_clickhouse(client, fleet, start, loaded, size, largest)
+                pg_seconds = load_postgres(engine, fleet, start, largest - size, largest - loaded, largest)
+                ch_seconds = load_clickhouse(client, fleet, start, largest - size, largest - loaded, largest)
                 loaded = size
-                horizon = start + timedelta(seconds=DAYS * 86400 * size / largest)
+                horizon = start + timedelta(days=DAYS)
                 if size == sorted(args.sizes)[0]:
                     with Session(engine) as session, session.begin():
                         service.establish_baseline(
@@ -384,7 +385,9 @@ def main() -> None:
                                 customer_id=fleet[0][0],
                                 model_name="model-0",
                                 model_version="v0",
-                                window=BaselineWindow(start=start, end=start + timedelta(days=2)),
+                                window=BaselineWindow(
+                                    start=horizon - timedelta(days=2.9), end=horizon - timedelta(days=1.5)
+                                ),
                             ),
                         )
                 with engine.connect() as connection:

@@ -7,6 +7,7 @@ import math
 from datetime import UTC, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
@@ -141,3 +142,33 @@ def test_hourly_series_reads_rollups_and_agrees_with_the_raw_records(session: Se
         for i in range(5)
     ]
     assert PostgresStore().model_versions(session, customer.id) == [("gpt", "v1")]
+
+
+def test_route_breakdown_and_a_routes_series_over_days_read_rollups_and_agree_with_the_records(
+    session: Session,
+) -> None:
+    customer, agent = _tenant(session)
+    repository.bulk_insert_metrics(session, records(customer.id, agent.id, 500, seed=9, versions=(("gpt", "v1"),)))
+    raw = {
+        row[0]: row[1:]
+        for row in session.execute(
+            text(
+                "SELECT coalesce(metadata->>'route', ''), count(*), "
+                "avg(overall_quality_score) FILTER (WHERE NOT metadata ? 'scores_pending'), "
+                "avg(hallucination_detected::int) FILTER (WHERE NOT metadata ? 'scores_pending') "
+                "FROM quality_metrics WHERE customer_id = :c GROUP BY 1"
+            ),
+            {"c": customer.id},
+        ).all()
+    }
+    breakdown = repository.route_breakdown(session, customer.id, "gpt", "v1", START)  # more than a day: rollups
+    assert [summary.count for summary in breakdown] == sorted((row[0] for row in raw.values()), reverse=True)
+    for summary in breakdown:
+        count, overall, hallucination = raw[summary.route]
+        assert summary.count == count
+        assert summary.overall == pytest.approx(float(overall))
+        assert summary.hallucination_rate == pytest.approx(float(hallucination))
+        assert summary.p95_latency_ms is not None
+
+    search = repository.bucketed_series(session, customer.id, "gpt", "v1", START, timedelta(hours=6), "search")
+    assert sum(point.count for point in search) == raw["search"][0]

@@ -293,7 +293,17 @@ def read_window(
     ).where(and_(*conditions))
     if last_n is not None:
         statement = statement.order_by(QualityMetric.timestamp.desc()).limit(last_n)
-    rows = sorted(session.execute(statement).all(), key=lambda row: row[7])
+    # Straight through the driver: a day of a busy version is tens of thousands of rows, and building ORM rows for
+    # them cost most of a detection (about 70% of 0.39 s of CPU for 21,600 rows). The session is flushed first,
+    # as session.execute would, so records added in this unit of work are read.
+    session.flush()
+    connection = session.connection()
+    compiled = statement.compile(dialect=connection.dialect)
+    driver = connection.connection.driver_connection
+    assert driver is not None
+    with driver.cursor() as cursor:
+        cursor.execute(str(compiled), compiled.params)
+        rows = sorted(cursor.fetchall(), key=lambda row: row[7])
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(10)]
     return WindowRows(
         overall=list(columns[0]),
