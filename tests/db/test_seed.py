@@ -46,7 +46,7 @@ def scalar(engine: Engine, query: str, **params: object) -> object:
         return connection.execute(text(query), params).scalar_one()
 
 
-def test_seed_fills_all_23_tables(seeded_engine: Engine) -> None:
+def test_seed_fills_all_24_tables(seeded_engine: Engine) -> None:
     # Dashboard sessions are opened by people signing in, metric counters count what the processes did, and scoring
     # texts wait only until a worker scores them, and Prometheus sources name someone's real server (a worker would
     # call it): none is demo data. quality_metrics' partitions (migration 016) are parts of one table; its
@@ -62,7 +62,7 @@ def test_seed_fills_all_23_tables(seeded_engine: Engine) -> None:
         "scoring_texts",
         "prometheus_sources",
     }
-    assert len(names) == 23
+    assert len(names) == 24
     for name in names:
         assert scalar(seeded_engine, f'SELECT count(*) FROM "{name}"') > 0, name
 

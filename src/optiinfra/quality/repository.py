@@ -8,9 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
 import psycopg
-from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import (
     ARRAY,
     ColumnElement,
@@ -34,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, defer
 
 from optiinfra.auth.principal import Principal
+from optiinfra.db.bulk import copy_rows
 from optiinfra.db.queries import paginate, where_given
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
@@ -70,19 +69,21 @@ INGEST_COLUMNS = (
 
 # Fixed SQL (no user input is ever formatted into it; the column names are the constant above).
 _COLUMN_LIST = ", ".join(f'"{name}"' for name in INGEST_COLUMNS)
-_COPY_DIRECT = f"COPY quality_metrics ({_COLUMN_LIST}) FROM STDIN"
 _CREATE_STAGING = (
     "CREATE TEMP TABLE IF NOT EXISTS quality_ingest_staging (LIKE quality_metrics INCLUDING DEFAULTS) ON COMMIT DROP"
 )
-_COPY_STAGING = f"COPY quality_ingest_staging ({_COLUMN_LIST}) FROM STDIN"
 # The rows whose key is not stored yet. quality_metrics' insert trigger stores their keys, and refuses the statement
 # if a concurrent batch stored one of them first (migration 016).
 _INSERT_FROM_STAGING = (
-    f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM quality_ingest_staging AS s "  # noqa: S608
+    f"INSERT INTO quality_metrics ({_COLUMN_LIST}) SELECT {_COLUMN_LIST} FROM ("  # noqa: S608
+    f"SELECT DISTINCT ON (s.customer_id, s.request_id) {_COLUMN_LIST} FROM quality_ingest_staging AS s "
     "WHERE NOT EXISTS (SELECT 1 FROM quality_request_keys AS k "
-    "WHERE k.customer_id = s.customer_id AND k.request_id = s.request_id) ORDER BY s.request_id"
+    "WHERE k.customer_id = s.customer_id AND k.request_id = s.request_id) "
+    "ORDER BY s.customer_id, s.request_id, s.ctid) AS first_of_each ORDER BY request_id"
 )
 _STAGING_ATTEMPTS = 5
+_REQUEST_ID = INGEST_COLUMNS.index("request_id")
+_JSON_COLUMNS = frozenset({"metadata"})
 
 
 # The customer's (model, version) pairs, enumerated by a recursive skip scan of the (customer_id, model_name,
@@ -147,39 +148,32 @@ def get_record(session: Session, customer_id: uuid.UUID, request_id: str) -> Qua
     return session.scalar(select(QualityMetric).where(by_request_id(customer_id, [request_id])))
 
 
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 def bulk_insert_metrics(session: Session, rows: Sequence[Sequence[Any]]) -> int:
     """Insert rows (in INGEST_COLUMNS order; metadata a dict) that are not stored yet; returns how many were new.
 
     Fast path: COPY straight into quality_metrics, inside a savepoint (the caller has left out the request ids it
-    found stored). If a concurrent batch stored one of the same request ids in the meantime, the keys table refuses
-    the COPY; the savepoint is rolled back and the rows go through a staging table and an INSERT of those whose key
-    is not stored yet, retried if yet another batch got in first, so nothing is lost or stored twice.
+    found stored). If the batch names a request id twice, or a concurrent batch stored one of the same request ids in
+    the meantime, the keys table refuses the COPY; the savepoint is rolled back and the rows go through a staging
+    table and an INSERT of the first row of each request id whose key is not stored yet, retried if yet another batch
+    got in first, so nothing is lost or stored twice.
     """
     if not rows:
         return 0
     # Every batch writes its keys in the same (request id) order, so two overlapping batches wait for each other
     # instead of deadlocking.
-    rows = sorted(rows, key=lambda row: row[INGEST_COLUMNS.index("request_id")])
+    rows = sorted(rows, key=lambda row: row[_REQUEST_ID])
     driver = session.connection().connection.driver_connection
     assert driver is not None
-    set_json_dumps(_json_text, context=driver)  # orjson: several times faster than the standard encoder
     try:
-        with driver.transaction(), driver.cursor() as cursor, cursor.copy(_COPY_DIRECT) as copy:
-            for row in rows:
-                copy.write_row((*row[:-1], Jsonb(row[-1])))
+        with driver.transaction():
+            copy_rows(session, "quality_metrics", INGEST_COLUMNS, rows, json_columns=_JSON_COLUMNS)
         return len(rows)
     except psycopg.errors.UniqueViolation:
         pass
     with driver.cursor() as cursor:
         cursor.execute(_CREATE_STAGING)
         cursor.execute("TRUNCATE quality_ingest_staging")
-        with cursor.copy(_COPY_STAGING) as copy:
-            for row in rows:
-                copy.write_row((*row[:-1], Jsonb(row[-1])))
+        copy_rows(session, "quality_ingest_staging", INGEST_COLUMNS, rows, json_columns=_JSON_COLUMNS)
         for attempt in range(_STAGING_ATTEMPTS):
             try:
                 with driver.transaction():
