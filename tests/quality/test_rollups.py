@@ -4,6 +4,7 @@ records, score updates and deletions, and the dashboard's series reads them."""
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, timedelta
 from typing import Any
 
@@ -19,8 +20,9 @@ from tests.factories import make_agent, make_customer
 from tests.quality.store_data import START, assert_same_aggregates, expected_rollups, records
 
 
-def stored_rollups(session: Session) -> dict[tuple[Any, ...], dict[str, Any]]:
-    rows = session.scalars(select(QualityRollup)).all()
+# Other tests' servers commit records into the same database: every comparison is limited to this test's customers.
+def stored_rollups(session: Session, customers: set[uuid.UUID]) -> dict[tuple[Any, ...], dict[str, Any]]:
+    rows = session.scalars(select(QualityRollup).where(QualityRollup.customer_id.in_(customers))).all()
     return {
         (r.customer_id, r.model_name, r.model_version, r.route, r.hour_start.astimezone(UTC)): {
             **{name: getattr(r, name) for name in SUM_FIELDS},
@@ -30,16 +32,17 @@ def stored_rollups(session: Session) -> dict[tuple[Any, ...], dict[str, Any]]:
     }
 
 
-def stored_records(session: Session) -> list[tuple[Any, ...]]:
+def stored_records(session: Session, customers: set[uuid.UUID]) -> list[tuple[Any, ...]]:
     """The records as stored, in INGEST_COLUMNS order (what the rollups must agree with)."""
     columns = [getattr(QualityMetric, "metadata_" if name == "metadata" else name) for name in INGEST_COLUMNS]
-    return [tuple(row) for row in session.execute(select(*columns)).all()]
+    statement = select(*columns).where(QualityMetric.customer_id.in_(customers))
+    return [tuple(row) for row in session.execute(statement).all()]
 
 
-def assert_rollups_match_records(session: Session) -> None:
+def assert_rollups_match_records(session: Session, customers: set[uuid.UUID]) -> None:
     session.flush()
-    expected = expected_rollups(stored_records(session))
-    actual = stored_rollups(session)
+    expected = expected_rollups(stored_records(session, customers))
+    actual = stored_rollups(session, customers)
     assert set(actual) == set(expected)
     for key, sums in expected.items():
         assert_same_aggregates(actual[key], sums)
@@ -52,10 +55,11 @@ def _tenant(session: Session) -> tuple[Customer, Agent]:
 def test_ingested_batches_duplicates_and_late_records_are_rolled_up_exactly(session: Session) -> None:
     customer, agent = _tenant(session)
     other_customer, other_agent = _tenant(session)
+    mine = {customer.id, other_customer.id}
     first = records(customer.id, agent.id, 400, seed=1)
     assert repository.bulk_insert_metrics(session, first) == 400  # the COPY path
     assert repository.bulk_insert_metrics(session, records(other_customer.id, other_agent.id, 50, seed=2)) == 50
-    assert_rollups_match_records(session)
+    assert_rollups_match_records(session, mine)
 
     # A batch half of which is stored already goes through INSERT ... ON CONFLICT: only the new half counts.
     again = first[:100] + records(customer.id, agent.id, 100, seed=3, prefix="s")
@@ -64,12 +68,13 @@ def test_ingested_batches_duplicates_and_late_records_are_rolled_up_exactly(sess
     late = records(customer.id, agent.id, 60, seed=4, prefix="late", start=START - timedelta(days=20), hours=3)
     late += records(customer.id, agent.id, 40, seed=5, prefix="later", start=START, hours=2)
     assert repository.bulk_insert_metrics(session, late) == 100
-    assert_rollups_match_records(session)
-    assert sum(int(r["record_count"]) for r in stored_rollups(session).values()) == 650
+    assert_rollups_match_records(session, mine)
+    assert sum(int(r["record_count"]) for r in stored_rollups(session, mine).values()) == 650
 
 
 def test_score_updates_deletions_and_deleted_agents_and_customers_are_subtracted(session: Session) -> None:
     customer, agent = _tenant(session)
+    mine = {customer.id}
     second_agent = make_agent(session, type=AgentType.APPLICATION)
     repository.bulk_insert_metrics(session, records(customer.id, agent.id, 300, seed=6))
     repository.bulk_insert_metrics(session, records(customer.id, second_agent.id, 100, seed=7, prefix="b"))
@@ -90,7 +95,7 @@ def test_score_updates_deletions_and_deleted_agents_and_customers_are_subtracted
         ),
         {"c": customer.id},
     )
-    assert_rollups_match_records(session)
+    assert_rollups_match_records(session, mine)
 
     # Deletions: some records, then every record of one hour (its rollup rows disappear), then an agent's records.
     session.execute(text("DELETE FROM quality_metrics WHERE request_id LIKE 'r-001%'"))
@@ -98,14 +103,14 @@ def test_score_updates_deletions_and_deleted_agents_and_customers_are_subtracted
         text("DELETE FROM quality_metrics WHERE timestamp >= :s AND timestamp < :e"),
         {"s": START + timedelta(hours=5), "e": START + timedelta(hours=6)},
     )
-    assert_rollups_match_records(session)
-    assert not [key for key in stored_rollups(session) if key[4] == START + timedelta(hours=5)]
+    assert_rollups_match_records(session, mine)
+    assert not [key for key in stored_rollups(session, mine) if key[4] == START + timedelta(hours=5)]
     session.delete(session.get(Agent, second_agent.id))
-    assert_rollups_match_records(session)
+    assert_rollups_match_records(session, mine)
 
     session.delete(session.get(Customer, customer.id))
     session.flush()
-    assert stored_rollups(session) == {}
+    assert stored_rollups(session, mine) == {}
 
 
 def test_hourly_series_reads_rollups_and_agrees_with_the_raw_records(session: Session) -> None:

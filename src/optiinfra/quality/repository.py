@@ -292,7 +292,7 @@ def read_window(
     # as session.execute would, so records added in this unit of work are read.
     session.flush()
     connection = session.connection()
-    compiled = statement.compile(dialect=connection.dialect)
+    compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     driver = connection.connection.driver_connection
     assert driver is not None
     with driver.cursor() as cursor:
