@@ -79,7 +79,7 @@ def test_windows_by_time_and_last_n_return_the_versions_records_oldest_first(
     window = store.read_window(session, customer_id, "gpt", model_version="v2", start=start, end=end)
     expected = [r for r in mine if start <= r[COLUMN["timestamp"]] < end]
     assert window.size == len(expected) > 20
-    assert window.timestamps == [r[COLUMN["timestamp"]] for r in expected]
+    assert (window.first_at, window.last_at) == (expected[0][COLUMN["timestamp"]], expected[-1][COLUMN["timestamp"]])
     assert window.overall == [
         None if "scores_pending" in r[COLUMN["metadata"]] else pytest.approx(r[COLUMN["overall_quality_score"]])
         for r in expected
@@ -88,11 +88,15 @@ def test_windows_by_time_and_last_n_return_the_versions_records_oldest_first(
         None if r[COLUMN["latency_ms"]] is None else pytest.approx(r[COLUMN["latency_ms"]]) for r in expected
     ]
     assert window.hallucination == [r[COLUMN["hallucination_detected"]] for r in expected]
-    assert window.agent_ids == [agent_id] * len(expected)
-    assert window.optimization_ids == [r[COLUMN["metadata"]].get("optimization_id") for r in expected]
+    assert window.agent_id == agent_id
 
     last = store.read_window(session, customer_id, "gpt", model_version="v2", last_n=25)
-    assert last.timestamps == [r[COLUMN["timestamp"]] for r in mine[-25:]]
+    assert last.size == 25
+    assert (last.first_at, last.last_at) == (mine[-25][COLUMN["timestamp"]], mine[-1][COLUMN["timestamp"]])
+    assert last.overall == [
+        None if "scores_pending" in r[COLUMN["metadata"]] else pytest.approx(r[COLUMN["overall_quality_score"]])
+        for r in mine[-25:]
+    ]
     assert store.read_window(session, customer_id, "gpt", model_version="v3", last_n=25).size == 0
 
 

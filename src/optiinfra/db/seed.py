@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import random
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -1371,9 +1372,9 @@ def _window_rows(rows: list[dict[str, Any]]) -> WindowRows:
         latency_ms=[r["latency_ms"] for r in ordered],
         hallucination=[r["hallucination_detected"] for r in ordered],
         toxicity=[r["toxicity_score"] for r in ordered],
-        timestamps=[r["timestamp"] for r in ordered],
-        agent_ids=[r["agent_id"] for r in ordered],
-        optimization_ids=[None for _ in ordered],
+        first_at=ordered[0]["timestamp"],
+        last_at=ordered[-1]["timestamp"],
+        agent_id=Counter(r["agent_id"] for r in ordered).most_common(1)[0][0],
     )
 
 
@@ -1386,6 +1387,8 @@ def _baseline(
 ) -> tuple[uuid.UUID, WindowSummary]:
     """A baseline built by the quality service's own code from the demo rows it summarises."""
     window = _window_rows(rows)
+    assert window.first_at is not None
+    assert window.last_at is not None
     baseline = build_baseline(
         customer_id=rows[0]["customer_id"],
         agent_id=rows[0]["agent_id"],
@@ -1393,9 +1396,9 @@ def _baseline(
         model_version=rows[0]["model_version"],
         baseline_type=baseline_type,
         rows=window,
-        established_at=window.timestamps[-1] + timedelta(minutes=5),
+        established_at=window.last_at + timedelta(minutes=5),
         valid_until=valid_until,
-        window={"start": window.timestamps[0].isoformat(), "end": window.timestamps[-1].isoformat(), "last_n": None},
+        window={"start": window.first_at.isoformat(), "end": window.last_at.isoformat(), "last_n": None},
     )
     values = {attribute.key: getattr(baseline, attribute.key) for attribute in inspect(QualityBaseline).column_attrs}
     values = {k: v for k, v in values.items() if v is not None or k == "valid_until"}

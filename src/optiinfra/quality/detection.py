@@ -73,8 +73,8 @@ def detect(
         session, customer.id, request.model_name, request.model_version, request.window, settings, now
     )
     window_info: dict[str, Any] = {
-        "start": (request.window.start or (rows.timestamps[0] if rows.size else None)),
-        "end": (request.window.end or (rows.timestamps[-1] if rows.size else None)),
+        "start": request.window.start or rows.first_at,
+        "end": request.window.end or rows.last_at,
         "last_n": request.window.last_n,
         "sample_size": rows.size,
     }
@@ -247,8 +247,8 @@ def _act(
     if not wants_rollback:
         return None
     worst = max(wants_rollback, key=lambda r: SEVERITY_ORDER.index(r.severity))
-    window_start = rows.timestamps[0] if rows.timestamps else _now()
-    window_end = rows.timestamps[-1] + timedelta(microseconds=1) if rows.timestamps else _now()
+    window_start = rows.first_at or _now()
+    window_end = rows.last_at + timedelta(microseconds=1) if rows.last_at else _now()
     return rollback_if_attributable(session, customer_id, wants_rollback, worst, window_start, window_end, rollback)
 
 

@@ -29,6 +29,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session, defer
 
 from optiinfra.auth.principal import Principal
@@ -227,9 +228,9 @@ class WindowRows:
     latency_ms: list[float | None]
     hallucination: list[bool]
     toxicity: list[float | None]
-    timestamps: list[datetime]
-    agent_ids: list[uuid.UUID]
-    optimization_ids: list[str | None]
+    first_at: datetime | None  # the oldest record's timestamp (None: no records)
+    last_at: datetime | None  # the newest record's
+    agent_id: uuid.UUID | None  # the agent that sent most of the records
 
     @property
     def size(self) -> int:
@@ -273,8 +274,8 @@ def read_window(
         conditions.append(QualityMetric.timestamp < end)
     if extra_condition is not None:
         conditions.append(extra_condition)
-    statement = select(
-        SCORED_OVERALL,
+    window = select(
+        SCORED_OVERALL.label("overall"),
         QualityMetric.relevance_score,
         QualityMetric.coherence_score,
         QualityMetric.factuality_score,
@@ -283,33 +284,41 @@ def read_window(
         QualityMetric.toxicity_score,
         QualityMetric.timestamp,
         QualityMetric.agent_id,
-        QualityMetric.metadata_["optimization_id"].astext,
     ).where(and_(*conditions))
     if last_n is not None:
-        statement = statement.order_by(QualityMetric.timestamp.desc()).limit(last_n)
-    # Straight through the driver: a day of a busy version is tens of thousands of rows, and building ORM rows for
-    # them cost most of a detection (about 70% of 0.39 s of CPU for 21,600 rows). The session is flushed first,
-    # as session.execute would, so records added in this unit of work are read.
+        window = window.order_by(QualityMetric.timestamp.desc()).limit(last_n)
+    records = window.subquery()
+    # Each column as one array, oldest first: a day of a busy version is tens of thousands of records, and arrays
+    # cross the wire and load (in binary, in C) about 20 times cheaper than as many rows.
+    statement = select(
+        *(func.array_agg(aggregate_order_by(column, records.c.timestamp)) for column in list(records.c)[:7]),
+        func.min(records.c.timestamp),
+        func.max(records.c.timestamp),
+        func.mode().within_group(records.c.agent_id),
+    )
+    # Straight through the driver: the session is flushed first, as session.execute would, so records added in this
+    # unit of work are read.
     session.flush()
     connection = session.connection()
     compiled = statement.compile(dialect=connection.dialect, compile_kwargs={"render_postcompile": True})
     driver = connection.connection.driver_connection
     assert driver is not None
-    with driver.cursor() as cursor:
+    with driver.cursor(binary=True) as cursor:
         cursor.execute(str(compiled), compiled.params)
-        rows = sorted(cursor.fetchall(), key=lambda row: row[7])
-    columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [() for _ in range(10)]
+        arrays = cursor.fetchone()
+    assert arrays is not None
+    columns: list[list[Any]] = [list(array or ()) for array in arrays[:7]]
     return WindowRows(
-        overall=list(columns[0]),
-        relevance=list(columns[1]),
-        coherence=list(columns[2]),
-        factuality=list(columns[3]),
-        latency_ms=list(columns[4]),
-        hallucination=list(columns[5]),
-        toxicity=list(columns[6]),
-        timestamps=list(columns[7]),
-        agent_ids=list(columns[8]),
-        optimization_ids=list(columns[9]),
+        overall=columns[0],
+        relevance=columns[1],
+        coherence=columns[2],
+        factuality=columns[3],
+        latency_ms=columns[4],
+        hallucination=columns[5],
+        toxicity=columns[6],
+        first_at=arrays[7],
+        last_at=arrays[8],
+        agent_id=arrays[9],
     )
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -271,8 +270,12 @@ def establish_baseline(
         baseline_type = BaselineType.ROLLBACK
     else:
         baseline_type = BaselineType.UPDATED
-    start = window.start or rows.timestamps[0]
-    end = window.end or rows.timestamps[-1] + timedelta(microseconds=1)
+    # The window holds at least min_samples records (checked above).
+    assert rows.first_at is not None
+    assert rows.last_at is not None
+    assert rows.agent_id is not None
+    start = window.start or rows.first_at
+    end = window.end or rows.last_at + timedelta(microseconds=1)
     reference = monitoring_store.reference_from_db(
         session,
         customer.id,
@@ -288,7 +291,7 @@ def establish_baseline(
     repository.expire_baselines(session, customer.id, request.model_name, request.model_version, now)
     baseline = build_baseline(
         customer_id=customer.id,
-        agent_id=Counter(rows.agent_ids).most_common(1)[0][0],
+        agent_id=rows.agent_id,
         model_name=request.model_name,
         model_version=request.model_version,
         baseline_type=baseline_type,
@@ -296,8 +299,8 @@ def establish_baseline(
         established_at=now,
         valid_until=request.valid_until,
         window={
-            "start": (window.start or rows.timestamps[0]).isoformat(),
-            "end": (window.end or rows.timestamps[-1]).isoformat(),
+            "start": (window.start or rows.first_at).isoformat(),
+            "end": (window.end or rows.last_at).isoformat(),
             "last_n": window.last_n,
         },
         reference=reference,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import uuid
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -482,8 +483,7 @@ _CH_SUMS = ", ".join(
 )
 _CH_WINDOW_COLUMNS = (
     "if(scores_pending, NULL, overall_quality_score), relevance_score, coherence_score, factuality_score, latency_ms,"
-    " hallucination_detected, toxicity_score, timestamp, agent_id,"
-    " nullIf(JSONExtractString(metadata, 'optimization_id'), '')"
+    " hallucination_detected, toxicity_score, timestamp, agent_id"
 )
 
 
@@ -624,9 +624,9 @@ class ClickHouseStore:
             latency_ms=[_opt_float(r[4]) for r in rows],
             hallucination=[bool(r[5]) for r in rows],
             toxicity=[_opt_float(r[6]) for r in rows],
-            timestamps=[_as_utc(r[7]) for r in rows],
-            agent_ids=[_as_uuid(r[8]) for r in rows],
-            optimization_ids=[None if r[9] is None else str(r[9]) for r in rows],
+            first_at=_as_utc(rows[0][7]) if rows else None,
+            last_at=_as_utc(rows[-1][7]) if rows else None,
+            agent_id=Counter(_as_uuid(r[8]) for r in rows).most_common(1)[0][0] if rows else None,
         )
 
     def _grouped(self, group: str, where: str, parameters: dict[str, Any]) -> list[tuple[Any, ...]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -286,9 +285,10 @@ def _establish(
     else:
         baseline_type = BaselineType.UPDATED
     repository.expire_baselines(session, customer_id, model_name, model_version, now)
+    assert rows.agent_id is not None  # the window holds records (checked above)
     baseline = build_baseline(
         customer_id=customer_id,
-        agent_id=Counter(rows.agent_ids).most_common(1)[0][0],
+        agent_id=rows.agent_id,
         model_name=model_name,
         model_version=model_version,
         baseline_type=baseline_type,
