@@ -1,7 +1,8 @@
 """Pages: the `Page` schema, its limits and its opaque cursor, with no database or HTTP dependency.
 
 Services return pages, the API serialises them and the Python client reads them, so this module sits below all
-three. The query side (ordering and applying a cursor) is `optiinfra.db.queries.paginate`.
+three. The query side (filters, ordering, applying a cursor) is `optiinfra.db.queries.list_page`; a list's filter
+model derives from `optiinfra.listing.ListQuery`.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
@@ -17,6 +19,7 @@ from pydantic import BaseModel
 from optiinfra.errors import InvalidInputError
 
 T = TypeVar("T")
+U = TypeVar("U")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -27,6 +30,10 @@ class Page(BaseModel, Generic[T]):
 
     items: list[T]
     next_cursor: str | None
+
+    def map(self, to_item: Callable[[T], U]) -> Page[U]:
+        """The same page with each item converted (a row into its schema, in the service)."""
+        return Page[Any](items=[to_item(item) for item in self.items], next_cursor=self.next_cursor)
 
 
 def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
@@ -46,8 +53,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
         raise InvalidInputError("The cursor is not one this API issued.", details={"cursor": cursor}) from error
 
 
-def page_of(rows: list[Any], limit: int, to_item: Any) -> Page[Any]:
-    """Build a Page from up to limit + 1 rows fetched by `paginate`."""
-    items = rows[:limit]
+def page_of(rows: Sequence[Any], limit: int) -> Page[Any]:
+    """A Page from up to limit + 1 rows, newest first (the extra row only says that another page exists)."""
+    items = list(rows[:limit])
     next_cursor = encode_cursor(items[-1].created_at, items[-1].id) if len(rows) > limit else None
-    return Page(items=[to_item(row) for row in items], next_cursor=next_cursor)
+    return Page[Any](items=items, next_cursor=next_cursor)

@@ -22,7 +22,6 @@ from optiinfra.validation import MAX_BATCH
 # How far into the future a sample's timestamp may be (client clocks drift).
 CLOCK_SKEW = timedelta(minutes=5)
 
-DEFAULT_BUCKET = "60s"
 BUCKET_PATTERN = r"^[1-9][0-9]{0,7}[smhd]?$"
 MIN_BUCKET_SECONDS = 1
 MAX_BUCKET_SECONDS = 30 * 86_400

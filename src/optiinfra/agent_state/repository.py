@@ -11,7 +11,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from optiinfra.agent_state.schemas import AgentMetricQuery
 from optiinfra.db.bulk import copy_rows
+from optiinfra.db.queries import where_filters
 from optiinfra.models import Agent, AgentCapability, AgentConfig, AgentMetric, AgentState, WorkflowExecution
 from optiinfra.tenancy import customers_of_agent
 from optiinfra.timeseries import Bucketing, bucket_start
@@ -166,26 +168,20 @@ def copy_metrics(session: Session, rows: Sequence[tuple[Any, ...]]) -> int:
 
 
 def metric_buckets(
-    session: Session, agent_id: uuid.UUID, metric_name: str | None, window: Bucketing, limit: int
+    session: Session, agent_id: uuid.UUID, query: AgentMetricQuery, window: Bucketing, limit: int
 ) -> list[tuple[str, datetime, float, float, float, int]]:
     """avg / min / max / count per (metric name, bucket) of the agent's samples in [start, end); at most `limit`
     rows."""
-    conditions = [
+    in_window = select(
+        AgentMetric.metric_name,
+        bucket_start(AgentMetric.recorded_at, window.seconds).label("bucket_start"),
+        AgentMetric.metric_value,
+    ).where(
         AgentMetric.agent_id == agent_id,
         AgentMetric.recorded_at >= window.start,
         AgentMetric.recorded_at < window.end,
-    ]
-    if metric_name is not None:
-        conditions.append(AgentMetric.metric_name == metric_name)
-    samples = (
-        select(
-            AgentMetric.metric_name,
-            bucket_start(AgentMetric.recorded_at, window.seconds).label("bucket_start"),
-            AgentMetric.metric_value,
-        )
-        .where(*conditions)
-        .subquery()
     )
+    samples = where_filters(in_window, AgentMetric, query).subquery()
     statement = (
         select(
             samples.c.metric_name,

@@ -10,17 +10,12 @@ from fastapi import APIRouter, Body, Path, Query
 from optiinfra.agent_state import schemas, service
 from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.strict import StrictRoute
-from optiinfra.timeseries import DEFAULT_BUCKET
-from optiinfra.validation import SaneInstant
 
 router = APIRouter(tags=["agent state"], route_class=StrictRoute)
 
 ConfigKey = Annotated[str, Path(max_length=255, pattern=schemas.NAME_PATTERN)]
 Resource = Annotated[str, Path(max_length=255, pattern=schemas.NAME_PATTERN, description="the locked resource")]
 CapabilityName = Annotated[str, Path(max_length=255)]
-BucketQuery = Annotated[
-    str, Query(max_length=20, description="bucket width: seconds, or with a unit (60s, 5m, 1h, 1d)")
-]
 
 
 @router.get("/agents/{agent_id}/configs", response_model=list[schemas.AgentConfig])
@@ -114,12 +109,7 @@ def query_metrics(
     agent_id: uuid.UUID,
     session: SessionDep,
     principal: PrincipalDep,
-    metric_name: Annotated[str | None, Query(max_length=255)] = None,
-    start: SaneInstant | None = None,
-    end: SaneInstant | None = None,
-    bucket: BucketQuery = DEFAULT_BUCKET,
+    query: Annotated[schemas.AgentMetricQuery, Query()],
 ) -> schemas.AgentMetricSeries:
     """avg / min / max / count per metric and bucket over [start, end); default the last hour in 60 s buckets."""
-    return service.query_metrics(
-        session, principal, agent_id, metric_name=metric_name, start=start, end=end, bucket=bucket
-    )
+    return service.query_metrics(session, principal, agent_id, query)

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AliasChoices, BaseModel, BeforeValidator, ConfigDict, Field
 
 from optiinfra.enums import AgentStatus, AgentStatusDetail, ConfigType, MetricType
+from optiinfra.listing import SeriesQuery
 from optiinfra.validation import MAX_BATCH, BatchItem, BoundedJson, FiniteFloat, SaneInstant
 
 # Config keys, lock resources and capability names travel in the path: letters, digits and _ . : -
@@ -177,3 +178,9 @@ class AgentMetricSeries(BaseModel):
     end: datetime
     bucket_seconds: int
     buckets: list[MetricBucket]
+
+
+class AgentMetricQuery(SeriesQuery):
+    """GET /agents/{agent_id}/metrics: which of the agent's samples to bucket."""
+
+    metric_name: Annotated[str | None, Field(max_length=255)] = None

@@ -445,17 +445,13 @@ def query_metrics(
     session: Session,
     principal: Principal,
     agent_id: uuid.UUID,
-    *,
-    metric_name: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    bucket: str,
+    query: state_schemas.AgentMetricQuery,
 ) -> state_schemas.AgentMetricSeries:
     """avg / min / max / count per metric and bucket over [start, end) (default: the last hour, 60 s buckets)."""
     _require_self_or_operator(principal, agent_id, "read the metrics")
-    window = bucketing(start, end, bucket, _now())
+    window = bucketing(query.start, query.end, query.bucket, _now())
     agent_repository.get_agent(session, agent_id)
-    rows = repository.metric_buckets(session, agent_id, metric_name, window, MAX_BUCKETS + 1)
+    rows = repository.metric_buckets(session, agent_id, query, window, MAX_BUCKETS + 1)
     refuse_too_many_buckets(len(rows))
     return state_schemas.AgentMetricSeries(
         agent_id=agent_id,

@@ -9,9 +9,11 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.agents.schemas import AgentFilters
+from optiinfra.db.queries import list_page
 from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.models import Agent, AgentCapability, AgentCustomer, AgentStatus, AgentType
+from optiinfra.pagination import Page
 
 
 def get_agent(session: Session, agent_id: uuid.UUID, *, for_update: bool = False) -> Agent:
@@ -36,18 +38,9 @@ def ids_named(session: Session, name: str) -> list[uuid.UUID]:
     return list(session.scalars(select(Agent.id).where(Agent.name == name).order_by(Agent.created_at, Agent.id)))
 
 
-def list_agents(
-    session: Session,
-    *,
-    agent_type: AgentType | None,
-    status: AgentStatus | None,
-    cursor: str | None,
-    limit: int,
-) -> list[Agent]:
-    statement = select(Agent)
-    statement = where_given(statement, (Agent.type, agent_type), (Agent.status, status))
-    statement = paginate(statement, created_column=Agent.created_at, id_column=Agent.id, cursor=cursor, limit=limit)
-    return list(session.scalars(statement))
+def list_agents(session: Session, filters: AgentFilters) -> Page[Agent]:
+    """Agents are not tenant rows (the service shows each agent's customers as far as the caller may know them)."""
+    return list_page(session, Agent, filters, principal=None)
 
 
 def overdue_agents(session: Session, now: datetime, intervals: int) -> list[Agent]:

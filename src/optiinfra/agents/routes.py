@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
 from optiinfra.agents import schemas, service
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.enums import AgentStatus, AgentType
 
 router = APIRouter(prefix="/agents", tags=["agents"], route_class=StrictRoute)
 
@@ -26,14 +26,9 @@ def register_agent(
 
 @router.get("", response_model=Page[schemas.Agent])
 def list_agents(
-    session: SessionDep,
-    principal: PrincipalDep,
-    type: AgentType | None = None,
-    status: AgentStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.AgentFilters, Query()]
 ) -> Page[schemas.Agent]:
-    return service.list_agents(session, principal, agent_type=type, status=status, cursor=cursor, limit=limit)
+    return service.list_agents(session, principal, filters)
 
 
 @router.get("/{agent_id}", response_model=schemas.Agent)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from optiinfra.enums import AgentStatus, AgentType
+from optiinfra.listing import ListQuery
 from optiinfra.validation import BoundedJson
 
 CAPABILITY_PATTERN = r"^[a-z][a-z0-9_.-]{0,254}$"
@@ -70,3 +71,10 @@ class CustomerAssignment(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     customer_id: uuid.UUID
+
+
+class AgentFilters(ListQuery):
+    """GET /agents: filters of the list."""
+
+    type: AgentType | None = None
+    status: AgentStatus | None = None

@@ -15,9 +15,9 @@ from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ForbiddenError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
-from optiinfra.models import Agent, AgentStatus, AgentType, EventSeverity
+from optiinfra.models import Agent, AgentStatus, EventSeverity
 from optiinfra.net import endpoints
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 
 STATUS_SEVERITY = {
     AgentStatus.STARTING: EventSeverity.INFO,
@@ -205,17 +205,10 @@ def agent_ids_named(session: Session, principal: Principal, name: str) -> list[u
 
 
 def list_agents(
-    session: Session,
-    principal: Principal,
-    *,
-    agent_type: AgentType | None,
-    status: AgentStatus | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: agent_schemas.AgentFilters
 ) -> Page[agent_schemas.Agent]:
-    rows = repository.list_agents(session, agent_type=agent_type, status=status, cursor=cursor, limit=limit)
-    shown = {agent.id: agent for agent in _out(session, principal, rows)}
-    return page_of(rows, limit, lambda row: shown[row.id])
+    page = repository.list_agents(session, filters)
+    return Page(items=_out(session, principal, page.items), next_cursor=page.next_cursor)
 
 
 # --- customers an agent serves ---------------------------------------------------------------------------------

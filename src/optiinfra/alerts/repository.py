@@ -8,10 +8,12 @@ from collections.abc import Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from optiinfra.alerts.schemas import AlertFilters, AlertRouteFilters
 from optiinfra.auth.principal import Principal
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.db.queries import list_page
 from optiinfra.errors import NotFoundError
 from optiinfra.models import AlertDelivery, AlertOutbox, AlertRoute
+from optiinfra.pagination import Page
 from optiinfra.tenancy import scope_to_caller
 
 
@@ -27,15 +29,8 @@ def get_route(session: Session, principal: Principal, route_id: uuid.UUID, *, fo
     return route
 
 
-def list_routes(
-    session: Session, principal: Principal, *, customer_id: uuid.UUID | None, cursor: str | None, limit: int
-) -> list[AlertRoute]:
-    statement = scope_to_caller(select(AlertRoute), principal, customer_column=AlertRoute.customer_id)
-    statement = where_given(statement, (AlertRoute.customer_id, customer_id))
-    statement = paginate(
-        statement, created_column=AlertRoute.created_at, id_column=AlertRoute.id, cursor=cursor, limit=limit
-    )
-    return list(session.scalars(statement))
+def list_routes(session: Session, principal: Principal, filters: AlertRouteFilters) -> Page[AlertRoute]:
+    return list_page(session, AlertRoute, filters, principal=principal)
 
 
 def get_alert(session: Session, principal: Principal, alert_id: uuid.UUID, *, for_update: bool = False) -> AlertOutbox:
@@ -50,21 +45,8 @@ def get_alert(session: Session, principal: Principal, alert_id: uuid.UUID, *, fo
     return alert
 
 
-def list_alerts(
-    session: Session,
-    principal: Principal,
-    *,
-    route_id: uuid.UUID | None,
-    status: str | None,
-    cursor: str | None,
-    limit: int,
-) -> list[AlertOutbox]:
-    statement = scope_to_caller(select(AlertOutbox), principal, customer_column=AlertOutbox.customer_id)
-    statement = where_given(statement, (AlertOutbox.route_id, route_id), (AlertOutbox.status, status))
-    statement = paginate(
-        statement, created_column=AlertOutbox.created_at, id_column=AlertOutbox.id, cursor=cursor, limit=limit
-    )
-    return list(session.scalars(statement))
+def list_alerts(session: Session, principal: Principal, filters: AlertFilters) -> Page[AlertOutbox]:
+    return list_page(session, AlertOutbox, filters, principal=principal)
 
 
 def deliveries_of(session: Session, alert_id: uuid.UUID) -> Sequence[AlertDelivery]:

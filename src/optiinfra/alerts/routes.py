@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
 from optiinfra.alerts import schemas, service
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
 
@@ -25,13 +26,9 @@ def create_route(
 
 @router.get("/alert-routes", response_model=Page[schemas.AlertRoute])
 def list_routes(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.AlertRouteFilters, Query()]
 ) -> Page[schemas.AlertRoute]:
-    return service.list_routes(session, principal, customer_id=customer_id, cursor=cursor, limit=limit)
+    return service.list_routes(session, principal, filters)
 
 
 @router.get("/alert-routes/{route_id}", response_model=schemas.AlertRoute)
@@ -61,15 +58,10 @@ def send_test(route_id: uuid.UUID, session: SessionDep, principal: PrincipalDep)
 
 @router.get("/alerts", response_model=Page[schemas.Alert])
 def list_alerts(
-    session: SessionDep,
-    principal: PrincipalDep,
-    route_id: uuid.UUID | None = None,
-    status: schemas.AlertStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.AlertFilters, Query()]
 ) -> Page[schemas.Alert]:
     """Alerts, newest first: what was sent or is waiting, to which route, and how it went."""
-    return service.list_alerts(session, principal, route_id=route_id, status=status, cursor=cursor, limit=limit)
+    return service.list_alerts(session, principal, filters)
 
 
 @router.get("/alerts/{alert_id}", response_model=schemas.AlertDetail)

@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from optiinfra.enums import EventSeverity
+from optiinfra.listing import ListQuery
 
 # The kinds of alert a route can subscribe to (`optiinfra.alerts.outbox` turns events into them).
 KINDS = (
@@ -126,3 +127,16 @@ class Alert(BaseModel):
 
 class AlertDetail(Alert):
     deliveries: list[AlertDelivery]
+
+
+class AlertRouteFilters(ListQuery):
+    """GET /alert-routes: filters of the list."""
+
+    customer_id: uuid.UUID | None = None
+
+
+class AlertFilters(ListQuery):
+    """GET /alerts: filters of the list."""
+
+    route_id: uuid.UUID | None = None
+    status: AlertStatus | None = None

@@ -21,7 +21,7 @@ from optiinfra.errors import ConflictError, InvalidInputError
 from optiinfra.events import service as events
 from optiinfra.models import AlertOutbox, AlertRoute, EventSeverity
 from optiinfra.net import endpoints
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 (a prefix, not a secret)
 
@@ -111,16 +111,10 @@ def create_route(
 
 
 def list_routes(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: alert_schemas.AlertRouteFilters
 ) -> Page[alert_schemas.AlertRoute]:
     principal.require(Role.CUSTOMER, Role.OPERATOR)
-    rows = repository.list_routes(session, principal, customer_id=customer_id, cursor=cursor, limit=limit)
-    return page_of(rows, limit, _out)
+    return repository.list_routes(session, principal, filters).map(_out)
 
 
 def get_route(session: Session, principal: Principal, route_id: uuid.UUID) -> alert_schemas.AlertRoute:
@@ -185,17 +179,10 @@ def send_test(session: Session, principal: Principal, route_id: uuid.UUID) -> al
 
 
 def list_alerts(
-    session: Session,
-    principal: Principal,
-    *,
-    route_id: uuid.UUID | None,
-    status: str | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: alert_schemas.AlertFilters
 ) -> Page[alert_schemas.Alert]:
     principal.require(Role.CUSTOMER, Role.OPERATOR)
-    rows = repository.list_alerts(session, principal, route_id=route_id, status=status, cursor=cursor, limit=limit)
-    return page_of(rows, limit, alert_schemas.Alert.model_validate)
+    return repository.list_alerts(session, principal, filters).map(alert_schemas.Alert.model_validate)
 
 
 def _detail(session: Session, alert: AlertOutbox) -> alert_schemas.AlertDetail:

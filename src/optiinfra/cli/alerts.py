@@ -96,12 +96,13 @@ def routes(
 ) -> None:
     """List alert routes (URLs masked; secrets are never shown again)."""
     from optiinfra.alerts import service
+    from optiinfra.alerts.schemas import AlertRouteFilters
     from optiinfra.db.engine import unit_of_work
 
     factory = session_factory()
     with unit_of_work(factory) as session:
         owner = customer_id(session, customer) if customer else None
-        page = service.list_routes(session, cli_principal(), customer_id=owner, cursor=None, limit=500)
+        page = service.list_routes(session, cli_principal(), AlertRouteFilters(customer_id=owner, limit=500))
     for found in page.items:
         _show_route(found)
     if not page.items:
@@ -186,6 +187,7 @@ def list_alerts(
 ) -> None:
     """Alerts, newest first."""
     from optiinfra.alerts import service
+    from optiinfra.alerts.schemas import AlertFilters
     from optiinfra.db.engine import unit_of_work
 
     if status is not None and status not in {"pending", "sending", "delivered", "failed", "superseded"}:
@@ -194,7 +196,8 @@ def list_alerts(
         )
     with unit_of_work(session_factory()) as session:
         route_id = _route_id(session, route) if route else None
-        page = service.list_alerts(session, cli_principal(), route_id=route_id, status=status, cursor=None, limit=limit)
+        filters = AlertFilters.model_validate({"route_id": route_id, "status": status, "limit": limit})
+        page = service.list_alerts(session, cli_principal(), filters)
     if not page.items:
         console.print("No alerts." + ("" if route or status else " Send one with: optiinfra alerts test ROUTE"))
         return

@@ -95,11 +95,12 @@ def list_sources(
 ) -> None:
     """List Prometheus sources and the collector's progress on each."""
     from optiinfra.collectors import service
+    from optiinfra.collectors.schemas import PrometheusSourceFilters
     from optiinfra.db.engine import unit_of_work
 
     with unit_of_work(session_factory()) as session:
         chosen = customer_id(session, customer) if customer else None
-        page = service.list_sources(session, cli_principal(), customer_id=chosen, cursor=None, limit=500)
+        page = service.list_sources(session, cli_principal(), PrometheusSourceFilters(customer_id=chosen, limit=500))
     for source in page.items:
         _show(source)
     if not page.items:

@@ -352,18 +352,14 @@ def regressions(
     """List a customer's regressions, newest first."""
     from optiinfra.db.engine import unit_of_work
     from optiinfra.quality import service
+    from optiinfra.quality.schemas import RegressionFilters
 
     factory = session_factory()
     with unit_of_work(factory) as session:
-        page = service.list_regressions(
-            session,
-            cli_principal(),
-            customer_id=customer_id(session, customer),
-            model_name=None,
-            is_open=True if open_only else None,
-            cursor=None,
-            limit=limit,
+        filters = RegressionFilters(
+            customer_id=customer_id(session, customer), open=True if open_only else None, limit=limit
         )
+        page = service.list_regressions(session, cli_principal(), filters)
     if not page.items:
         console.print(
             "No open regressions." if open_only else "No regressions: nothing has been flagged for this customer."

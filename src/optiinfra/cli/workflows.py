@@ -218,12 +218,13 @@ def list_workflows(
     """Workflow executions, newest first."""
     from optiinfra.db.engine import unit_of_work
     from optiinfra.workflows import service
+    from optiinfra.workflows.schemas import ExecutionFilters
 
     factory = session_factory()
     with unit_of_work(factory) as session:
         owner = customer_id(session, customer) if customer else None
         page = service.list_executions(
-            session, cli_principal(), customer_id=owner, workflow_type=None, status=status, cursor=None, limit=limit
+            session, cli_principal(), ExecutionFilters(customer_id=owner, status=status, limit=limit)
         )
     if not page.items:
         console.print("No workflow runs. Start one with: optiinfra workflow run spot-analysis -c CUSTOMER")
@@ -262,12 +263,13 @@ def list_agents(
 ) -> None:
     """Agents with their health."""
     from optiinfra.agents import service as agent_service
+    from optiinfra.agents.schemas import AgentFilters
     from optiinfra.db.engine import unit_of_work
 
     factory = session_factory()
     with unit_of_work(factory) as session:
         page = agent_service.list_agents(
-            session, cli_principal(), agent_type=agent_type, status=status, cursor=None, limit=500
+            session, cli_principal(), AgentFilters(type=agent_type, status=status, limit=500)
         )
     if not page.items:
         console.print("No agents. Agents register themselves: POST /api/v1/agents (README, 'Agents').")

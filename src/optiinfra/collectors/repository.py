@@ -9,9 +9,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.collectors.schemas import PrometheusSourceFilters
+from optiinfra.db.queries import list_page
 from optiinfra.errors import NotFoundError
 from optiinfra.models import AgentMetric, PrometheusSource, ResourceMetric
+from optiinfra.pagination import Page
 from optiinfra.tenancy import scope_to_caller
 
 
@@ -31,15 +33,8 @@ def get_source(
     return source
 
 
-def list_sources(
-    session: Session, principal: Principal, *, customer_id: uuid.UUID | None, cursor: str | None, limit: int
-) -> list[PrometheusSource]:
-    statement = scope_to_caller(select(PrometheusSource), principal, customer_column=PrometheusSource.customer_id)
-    statement = where_given(statement, (PrometheusSource.customer_id, customer_id))
-    statement = paginate(
-        statement, created_column=PrometheusSource.created_at, id_column=PrometheusSource.id, cursor=cursor, limit=limit
-    )
-    return list(session.scalars(statement))
+def list_sources(session: Session, principal: Principal, filters: PrometheusSourceFilters) -> Page[PrometheusSource]:
+    return list_page(session, PrometheusSource, filters, principal=principal)
 
 
 def enabled_source_ids(session: Session) -> list[uuid.UUID]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Query, Response
 
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
 from optiinfra.collectors import schemas, service
@@ -25,14 +26,10 @@ def create_source(
 
 @router.get("/prometheus-sources", response_model=Page[schemas.PrometheusSource])
 def list_sources(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.PrometheusSourceFilters, Query()]
 ) -> Page[schemas.PrometheusSource]:
     """Prometheus sources with the collector's progress (collected until, last error, failures in a row)."""
-    return service.list_sources(session, principal, customer_id=customer_id, cursor=cursor, limit=limit)
+    return service.list_sources(session, principal, filters)
 
 
 @router.get("/prometheus-sources/{source_id}", response_model=schemas.PrometheusSource)

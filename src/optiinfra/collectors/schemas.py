@@ -8,6 +8,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from optiinfra.listing import ListQuery
+
 # A Prometheus label name (the data model's rule); only such names are ever put into a query.
 LabelName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
 AuthType = Literal["none", "basic", "bearer"]
@@ -95,3 +97,9 @@ class SourceCollection(BaseModel):
     agent_rows: int = 0
     skipped_duplicates: int = 0
     recommendations: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class PrometheusSourceFilters(ListQuery):
+    """GET /prometheus-sources: filters of the list."""
+
+    customer_id: uuid.UUID | None = None

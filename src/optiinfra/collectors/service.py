@@ -20,7 +20,7 @@ from optiinfra.errors import ConflictError, InvalidInputError
 from optiinfra.events import service as events
 from optiinfra.models import PrometheusSource
 from optiinfra.net import endpoints
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 
 
 def to_schema(source: PrometheusSource) -> source_schemas.PrometheusSource:
@@ -89,11 +89,10 @@ def create_source(
 
 
 def list_sources(
-    session: Session, principal: Principal, *, customer_id: uuid.UUID | None, cursor: str | None, limit: int
+    session: Session, principal: Principal, filters: source_schemas.PrometheusSourceFilters
 ) -> Page[source_schemas.PrometheusSource]:
     principal.require(Role.CUSTOMER, Role.OPERATOR)
-    rows = repository.list_sources(session, principal, customer_id=customer_id, cursor=cursor, limit=limit)
-    return page_of(rows, limit, to_schema)
+    return repository.list_sources(session, principal, filters).map(to_schema)
 
 
 def enabled_source_ids(session: Session, principal: Principal) -> list[uuid.UUID]:

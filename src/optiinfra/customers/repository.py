@@ -8,9 +8,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal, Role
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.customers.schemas import CustomerFilters
+from optiinfra.db.queries import list_page
 from optiinfra.errors import InvalidInputError, NotFoundError
-from optiinfra.models import Customer, CustomerStatus
+from optiinfra.models import Customer
+from optiinfra.pagination import Page
 from optiinfra.tenancy import acts_for, scope_to_caller
 
 
@@ -66,17 +68,5 @@ def emails_of(session: Session, principal: Principal, customer_ids: list[uuid.UU
     return {customer.id: customer.email for customer in customers}
 
 
-def list_customers(
-    session: Session,
-    principal: Principal,
-    *,
-    status: CustomerStatus | None,
-    cursor: str | None,
-    limit: int,
-) -> list[Customer]:
-    statement = scope_to_caller(select(Customer), principal, customer_column=Customer.id)
-    statement = where_given(statement, (Customer.status, status))
-    statement = paginate(
-        statement, created_column=Customer.created_at, id_column=Customer.id, cursor=cursor, limit=limit
-    )
-    return list(session.scalars(statement))
+def list_customers(session: Session, principal: Principal, filters: CustomerFilters) -> Page[Customer]:
+    return list_page(session, Customer, filters, principal=principal, customer_column=Customer.id)

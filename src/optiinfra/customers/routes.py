@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
 from optiinfra.customers import schemas, service
-from optiinfra.enums import CustomerStatus
 
 router = APIRouter(prefix="/customers", tags=["customers"], route_class=StrictRoute)
 
@@ -25,14 +25,10 @@ def create_customer(
 
 @router.get("", response_model=Page[schemas.Customer])
 def list_customers(
-    session: SessionDep,
-    principal: PrincipalDep,
-    status: CustomerStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.CustomerFilters, Query()]
 ) -> Page[schemas.Customer]:
     """All tenants, newest first (operator)."""
-    return service.list_customers(session, principal, status=status, cursor=cursor, limit=limit)
+    return service.list_customers(session, principal, filters)
 
 
 @router.get("/me", response_model=schemas.Customer)

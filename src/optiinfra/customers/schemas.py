@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import AliasChoices, BaseModel, ConfigDict, EmailStr, Field
 
 from optiinfra.enums import CustomerPlan, CustomerStatus
+from optiinfra.listing import ListQuery
 from optiinfra.validation import BoundedJson
 
 
@@ -47,3 +48,9 @@ class CustomerUpdate(BaseModel):
     plan: CustomerPlan | None = None
     status: CustomerStatus | None = None
     metadata: BoundedJson | None = None
+
+
+class CustomerFilters(ListQuery):
+    """GET /customers: filters of the list."""
+
+    status: CustomerStatus | None = None

@@ -13,7 +13,7 @@ from optiinfra.customers import schemas as customer_schemas
 from optiinfra.errors import ConflictError, NotFoundError
 from optiinfra.events import service as events
 from optiinfra.models import Customer, CustomerStatus, EventSeverity
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 
 
 def _snapshot(customer: Customer) -> dict[str, str]:
@@ -59,11 +59,10 @@ def get_me(session: Session, principal: Principal) -> customer_schemas.Customer:
 
 
 def list_customers(
-    session: Session, principal: Principal, *, status: CustomerStatus | None, cursor: str | None, limit: int
+    session: Session, principal: Principal, filters: customer_schemas.CustomerFilters
 ) -> Page[customer_schemas.Customer]:
     principal.require(Role.OPERATOR)
-    rows = repository.list_customers(session, principal, status=status, cursor=cursor, limit=limit)
-    return page_of(rows, limit, customer_schemas.Customer.model_validate)
+    return repository.list_customers(session, principal, filters).map(customer_schemas.Customer.model_validate)
 
 
 def customer_id_by_email(session: Session, principal: Principal, email: str) -> uuid.UUID:

@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from optiinfra.agent_state import service as agent_state
 from optiinfra.agents import service as agent_service
+from optiinfra.agents.schemas import AgentFilters
 from optiinfra.alerts import schemas as alert_schemas
 from optiinfra.alerts import service as alert_service
 from optiinfra.alerts.outbox import KINDS as ALERT_KINDS
@@ -33,6 +34,7 @@ from optiinfra.auth.limiter import AuthFailureLimiter, attempt_buckets
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.auth.service import authenticate
 from optiinfra.customers import service as customer_service
+from optiinfra.customers.schemas import CustomerFilters
 from optiinfra.dashboard import sessions, wording
 from optiinfra.dashboard.charts import Lane, LineChart, Marker, Span, render, render_lanes
 from optiinfra.db.engine import unit_of_work
@@ -47,6 +49,7 @@ from optiinfra.quality import service as quality_service
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows import service as workflow_service
+from optiinfra.workflows.schemas import ExecutionFilters
 
 COOKIE = "optiinfra_session"
 PAGE_SIZE = 25
@@ -228,7 +231,7 @@ def _customer_ids(session: Session, principal: Principal) -> list[uuid.UUID]:
     if principal.role is Role.CUSTOMER:
         assert principal.customer_id is not None
         return [principal.customer_id]
-    page = customer_service.list_customers(session, principal, status=None, cursor=None, limit=100)
+    page = customer_service.list_customers(session, principal, CustomerFilters(limit=100))
     return [c.id for c in page.items]
 
 
@@ -240,8 +243,8 @@ def overview(request: Request) -> HTMLResponse:
         for summary in summaries:
             names[summary.customer_id] = customer_service.get_customer(session, principal, summary.customer_id).name
         open_incidents = quality_service.list_incidents(session, principal, customer_id=None, is_open=True)
-        agents = agent_service.list_agents(session, principal, agent_type=None, status=None, cursor=None, limit=500)
-        recent = event_service.list_events(session, principal, event_schemas.EventFilters(), cursor=None, limit=12)
+        agents = agent_service.list_agents(session, principal, AgentFilters(limit=500))
+        recent = event_service.list_events(session, principal, event_schemas.EventFilters(limit=12))
         return _page(
             request,
             "overview.html",
@@ -264,17 +267,11 @@ def overview(request: Request) -> HTMLResponse:
 def recommendation_queue(request: Request, status: str | None = None, cursor: str | None = None) -> HTMLResponse:
     with _caller(request) as (session, principal):
         chosen = RecommendationStatus(status) if status in set(RecommendationStatus) else None
-        page = recommendations.list_recommendations(
-            session,
-            principal,
-            customer_id=None,
-            agent_id=None,
-            status=chosen,
-            priority=None,
-            recommendation_type=None,
-            cursor=cursor,
-            limit=PAGE_SIZE,
+        # The cursor is checked when the list reads it (a cursor the dashboard did not issue is refused there).
+        filters = rec_schemas.RecommendationFilters(status=chosen, limit=PAGE_SIZE).model_copy(
+            update={"cursor": cursor}
         )
+        page = recommendations.list_recommendations(session, principal, filters)
         return _page(
             request,
             "recommendations.html",
@@ -290,7 +287,7 @@ def recommendation_detail(request: Request, recommendation_id: uuid.UUID) -> HTM
     with _caller(request) as (session, principal):
         detail = recommendations.get_recommendation(session, principal, recommendation_id)
         history = event_service.list_events(
-            session, principal, event_schemas.EventFilters(customer_id=detail.customer_id), cursor=None, limit=200
+            session, principal, event_schemas.EventFilters(customer_id=detail.customer_id, limit=200)
         ).items
         wanted = str(recommendation_id)
         related = [e for e in history if _about_recommendation(e.data, wanted)]
@@ -378,7 +375,7 @@ def _model_markers(
     of the optimizations that concerned it (attributed by a regression of this version, or by the recommendation's
     target model). Another model's rollbacks are not drawn here."""
     regressions = quality_service.list_regressions(
-        session, principal, customer_id=customer_id, model_name=model, is_open=None, cursor=None, limit=200
+        session, principal, quality_schemas.RegressionFilters(customer_id=customer_id, model_name=model, limit=200)
     ).items
     mine = [r for r in regressions if r.model_version == version]
     markers = [
@@ -410,7 +407,7 @@ def _changes(
 ) -> list[tuple[rec_schemas.Optimization, rec_schemas.RecommendationDetail]]:
     """The customer's optimizations active at or after `since`, each with its recommendation."""
     optimizations = recommendations.list_optimizations(
-        session, principal, customer_id=customer_id, recommendation_id=None, status=None, cursor=None, limit=200
+        session, principal, rec_schemas.OptimizationFilters(customer_id=customer_id, limit=200)
     ).items
     found = []
     for optimization in optimizations:
@@ -529,11 +526,9 @@ def quality(
             baselines = quality_service.list_baselines(
                 session,
                 principal,
-                customer_id=customer_id,
-                model_name=name,
-                model_version=version,
-                cursor=None,
-                limit=20,
+                quality_schemas.BaselineFilters(
+                    customer_id=customer_id, model_name=name, model_version=version, limit=20
+                ),
             ).items
         names = {cid: customer_service.get_customer(session, principal, cid).name for cid in customers}
         days = max(1, RANGES[chosen_range][0].days)
@@ -613,7 +608,7 @@ def changes(
                     }
                 )
             runs = workflow_service.list_executions(
-                session, principal, customer_id=customer_id, workflow_type=None, status=None, cursor=None, limit=100
+                session, principal, ExecutionFilters(customer_id=customer_id, limit=100)
             ).items
             by_workflow: dict[str, list[Span]] = {}
             for run in runs:
@@ -795,14 +790,14 @@ def resolve_incident(
 
 
 def _alerts_page(request: Request, session: Session, principal: Principal, **extra: Any) -> HTMLResponse:
-    routes = alert_service.list_routes(session, principal, customer_id=None, cursor=None, limit=100)
-    alerts = alert_service.list_alerts(session, principal, route_id=None, status=None, cursor=None, limit=PAGE_SIZE)
+    routes = alert_service.list_routes(session, principal, alert_schemas.AlertRouteFilters(limit=100))
+    alerts = alert_service.list_alerts(session, principal, alert_schemas.AlertFilters(limit=PAGE_SIZE))
     names = {route.id: route.name for route in routes.items}
     customers = {}
     if principal.role is Role.OPERATOR:
         customers = {
             str(c.id): c.name
-            for c in customer_service.list_customers(session, principal, status=None, cursor=None, limit=100).items
+            for c in customer_service.list_customers(session, principal, CustomerFilters(limit=100)).items
         }
     return _page(
         request,
@@ -902,7 +897,7 @@ def redeliver_alert(request: Request, alert_id: uuid.UUID, csrf: Annotated[str, 
 @router.get("/agents", response_class=HTMLResponse)
 def agents(request: Request) -> HTMLResponse:
     with _caller(request) as (session, principal):
-        listed = agent_service.list_agents(session, principal, agent_type=None, status=None, cursor=None, limit=200)
+        listed = agent_service.list_agents(session, principal, AgentFilters(limit=200))
         details = []
         for agent in listed.items:
             capabilities = agent_state.list_capabilities(session, principal, agent.id)
@@ -919,9 +914,8 @@ def agents(request: Request) -> HTMLResponse:
 @router.get("/workflows", response_class=HTMLResponse)
 def workflows(request: Request, cursor: str | None = None) -> HTMLResponse:
     with _caller(request) as (session, principal):
-        page = workflow_service.list_executions(
-            session, principal, customer_id=None, workflow_type=None, status=None, cursor=cursor, limit=PAGE_SIZE
-        )
+        filters = ExecutionFilters(limit=PAGE_SIZE).model_copy(update={"cursor": cursor})
+        page = workflow_service.list_executions(session, principal, filters)
         return _page(request, "workflows.html", principal, page=page)
 
 
@@ -1014,8 +1008,9 @@ def events(
         filters = event_schemas.EventFilters(
             event_type=event_type or None,
             severity=EventSeverity(severity) if severity in set(EventSeverity) else None,
-        )
-        page = event_service.list_events(session, principal, filters, cursor=cursor, limit=50)
+            limit=50,
+        ).model_copy(update={"cursor": cursor})
+        page = event_service.list_events(session, principal, filters)
         return _page(
             request,
             "events.html",

@@ -1,18 +1,22 @@
-"""Building list queries: optional equality filters and keyset pagination, newest first on (created_at, id); ids
-by the prefix people type."""
+"""Building list queries: one scoped, filtered page of a list, newest first on (created_at, id) with an opaque
+cursor (`list_page`); ids by the prefix people type."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Select, String, and_, case, cast, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from optiinfra.pagination import decode_cursor
+from optiinfra.auth.principal import Principal
+from optiinfra.listing import Condition, FilterModel, ListQuery
+from optiinfra.pagination import Page, decode_cursor, page_of
+from optiinfra.tenancy import scope_to_caller
 
-S = TypeVar("S", bound=Select[Any])
+S = TypeVar("S", bound=Select[*tuple[Any, ...]])
 
 # A list shows a JSON column as stored up to this many bytes (twice the input limit of a free-form field, so every
 # value written since the limits is shown whole); a larger one, stored before the limits, is shown as a stand-in.
@@ -29,29 +33,63 @@ def capped_json(column: InstrumentedAttribute[Any], limit: int = LIST_JSON_LIMIT
     )
 
 
-def where_given(statement: S, *filters: tuple[InstrumentedAttribute[Any], object]) -> S:
-    """Add `column == value` for each (column, value) pair whose value was given; None means "any"."""
-    for column, value in filters:
-        if value is not None:
-            statement = statement.where(column == value)
-    return statement
-
-
-def paginate(
-    statement: S,
+def list_page(
+    session: Session,
+    table: type[Any],
+    filters: ListQuery,
     *,
-    created_column: InstrumentedAttribute[Any],
-    id_column: InstrumentedAttribute[Any],
-    cursor: str | None,
-    limit: int,
-) -> S:
-    """Order newest first and apply the cursor; fetch limit + 1 rows to know whether another page exists."""
-    if cursor:
-        created_at, row_id = decode_cursor(cursor)
+    principal: Principal | None,
+    customer_column: InstrumentedAttribute[Any] | None = None,
+    columns: Sequence[Any] | None = None,
+) -> Page[Any]:
+    """One page of `table`'s rows (or of `columns` of it): scoped to the caller, filtered by `filters`, newest first
+    on (created_at, id), from `filters.cursor`, at most `filters.limit` rows.
+
+    The scope is `tenancy.scope_to_caller` for `principal` on the table's `customer_id` (or `customer_column`) and,
+    where the table has one, its `agent_id` (the agent that wrote the row); `principal=None` is for rows no tenant
+    owns (agents; the service has checked the caller's role). Each filter given names a column of `table`
+    (`optiinfra.listing`). The items are entities, or `Row`s when `columns` are named; the service turns them into
+    its schema (`Page.map`).
+    """
+    statement: Select[Any] = select(*columns) if columns is not None else select(table)
+    if principal is not None:
+        statement = scope_to_caller(
+            statement,
+            principal,
+            customer_column=customer_column if customer_column is not None else table.customer_id,
+            agent_column=getattr(table, "agent_id", None),
+        )
+    statement = where_filters(statement, table, filters)
+    created_column, id_column = table.created_at, table.id
+    if filters.cursor:
+        created_at, row_id = decode_cursor(filters.cursor)
         statement = statement.where(
             or_(created_column < created_at, and_(created_column == created_at, id_column < row_id))
         )
-    return statement.order_by(created_column.desc(), id_column.desc()).limit(limit + 1)
+    statement = statement.order_by(created_column.desc(), id_column.desc()).limit(filters.limit + 1)
+    rows = session.execute(statement).all() if columns is not None else session.scalars(statement).all()
+    return page_of(rows, filters.limit)
+
+
+def where_filters(statement: S, table: type[Any], filters: FilterModel) -> S:
+    """`statement` narrowed by each filter given, on the column of `table` it names (`optiinfra.listing`)."""
+    for condition in filters.conditions():
+        statement = statement.where(_condition(getattr(table, condition.column), condition))
+    return statement
+
+
+def _condition(column: InstrumentedAttribute[Any], condition: Condition) -> ColumnElement[bool]:
+    value = condition.value
+    match condition.operator:
+        case "==":
+            found: ColumnElement[bool] = column == value
+        case ">=":
+            found = column >= value
+        case "<":
+            found = column < value
+        case "is null":
+            found = column.is_(None) if value else column.is_not(None)
+    return found
 
 
 def ids_starting_with(session: Session, column: InstrumentedAttribute[Any], prefix: str, limit: int) -> list[uuid.UUID]:

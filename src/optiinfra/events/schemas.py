@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra.enums import EventSeverity
+from optiinfra.listing import ListQuery, Where
 from optiinfra.validation import BoundedJson, SaneInstant
 
 
@@ -35,12 +36,12 @@ class EventCreate(BaseModel):
     data: BoundedJson = Field(default_factory=dict)
 
 
-class EventFilters(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class EventFilters(ListQuery):
+    """GET /events: filters of the audit log; `since` / `until` bound created_at."""
 
     customer_id: uuid.UUID | None = None
     agent_id: uuid.UUID | None = None
     event_type: str | None = None
     severity: EventSeverity | None = None
-    since: SaneInstant | None = None
-    until: SaneInstant | None = None
+    since: Annotated[SaneInstant | None, Where("created_at", ">=")] = None
+    until: Annotated[SaneInstant | None, Where("created_at", "<")] = None

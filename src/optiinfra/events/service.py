@@ -15,7 +15,7 @@ from optiinfra.events import repository
 from optiinfra.events import schemas as event_schemas
 from optiinfra.metrics import counters
 from optiinfra.models import Event, EventSeverity
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 
 
 def record(
@@ -77,12 +77,6 @@ def append_agent_event(session: Session, principal: Principal, payload: event_sc
 
 
 def list_events(
-    session: Session,
-    principal: Principal,
-    filters: event_schemas.EventFilters,
-    *,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: event_schemas.EventFilters
 ) -> Page[event_schemas.Event]:
-    rows = repository.list_events(session, principal, filters, cursor=cursor, limit=limit)
-    return page_of(list(rows), limit, event_schemas.Event.model_validate)
+    return repository.list_events(session, principal, filters).map(event_schemas.Event.model_validate)

@@ -34,7 +34,7 @@ from sqlalchemy.orm import Session, defer
 
 from optiinfra.auth.principal import Principal
 from optiinfra.db.bulk import copy_rows
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.db.queries import list_page
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
@@ -46,6 +46,8 @@ from optiinfra.models import (
     RegressionAction,
     RegressionType,
 )
+from optiinfra.pagination import Page
+from optiinfra.quality.schemas import BaselineFilters, RegressionFilters
 from optiinfra.quality.statistics import WindowSummary, summarize_window
 from optiinfra.tenancy import agents_serving, scope_to_caller
 
@@ -440,71 +442,12 @@ def get_regression(
     return regression
 
 
-def list_regressions(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    model_name: str | None,
-    is_open: bool | None,
-    cursor: str | None,
-    limit: int,
-) -> list[QualityRegression]:
-    statement = scope_to_caller(
-        select(QualityRegression),
-        principal,
-        customer_column=QualityRegression.customer_id,
-        agent_column=QualityRegression.agent_id,
-    )
-    statement = where_given(
-        statement,
-        (QualityRegression.customer_id, customer_id),
-        (QualityRegression.model_name, model_name),
-    )
-    if is_open is not None:
-        statement = statement.where(
-            QualityRegression.resolved_at.is_(None) if is_open else QualityRegression.resolved_at.is_not(None)
-        )
-    statement = paginate(
-        statement,
-        created_column=QualityRegression.created_at,
-        id_column=QualityRegression.id,
-        cursor=cursor,
-        limit=limit,
-    )
-    return list(session.scalars(statement))
+def list_regressions(session: Session, principal: Principal, filters: RegressionFilters) -> Page[QualityRegression]:
+    return list_page(session, QualityRegression, filters, principal=principal)
 
 
-def list_baselines(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    model_name: str | None,
-    model_version: str | None,
-    cursor: str | None,
-    limit: int,
-) -> list[QualityBaseline]:
-    statement = scope_to_caller(
-        select(QualityBaseline),
-        principal,
-        customer_column=QualityBaseline.customer_id,
-        agent_column=QualityBaseline.agent_id,
-    )
-    statement = where_given(
-        statement,
-        (QualityBaseline.customer_id, customer_id),
-        (QualityBaseline.model_name, model_name),
-        (QualityBaseline.model_version, model_version),
-    )
-    statement = paginate(
-        statement,
-        created_column=QualityBaseline.created_at,
-        id_column=QualityBaseline.id,
-        cursor=cursor,
-        limit=limit,
-    )
-    return list(session.scalars(statement))
+def list_baselines(session: Session, principal: Principal, filters: BaselineFilters) -> Page[QualityBaseline]:
+    return list_page(session, QualityBaseline, filters, principal=principal)
 
 
 def model_versions_where(

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Path
+from fastapi import APIRouter, Body, Path, Query
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.errors import error_response
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
@@ -97,23 +97,9 @@ def establish_baseline(
 
 @router.get("/baselines", response_model=Page[quality_schemas.Baseline])
 def list_baselines(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    model_name: str | None = None,
-    model_version: str | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[quality_schemas.BaselineFilters, Query()]
 ) -> Page[quality_schemas.Baseline]:
-    return service.list_baselines(
-        session,
-        principal,
-        customer_id=customer_id,
-        model_name=model_name,
-        model_version=model_version,
-        cursor=cursor,
-        limit=limit,
-    )
+    return service.list_baselines(session, principal, filters)
 
 
 @router.post("/detect", response_model=quality_schemas.DetectionReport)
@@ -126,17 +112,9 @@ def detect(
 
 @router.get("/regressions", response_model=Page[quality_schemas.Regression])
 def list_regressions(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    model_name: str | None = None,
-    open: bool | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[quality_schemas.RegressionFilters, Query()]
 ) -> Page[quality_schemas.Regression]:
-    return service.list_regressions(
-        session, principal, customer_id=customer_id, model_name=model_name, is_open=open, cursor=cursor, limit=limit
-    )
+    return service.list_regressions(session, principal, filters)
 
 
 @router.get("/regressions/{regression_id}", response_model=quality_schemas.Regression)

@@ -9,6 +9,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, computed_field, model_validator
 
 from optiinfra.enums import BaselineType, RegressionAction, RegressionSeverity, RegressionType
+from optiinfra.listing import ListQuery, Where
 from optiinfra.validation import BatchItem, BoundedJson, SaneInstant
 
 MAX_BATCH = 10_000
@@ -374,3 +375,19 @@ class RecordsDeletion(BaseModel):
     customer_id: uuid.UUID
     requested_at: datetime = Field(description="records stored until this instant are deleted")
     status: Literal["pending"] = "pending"
+
+
+class BaselineFilters(ListQuery):
+    """GET /quality/baselines: filters of the list."""
+
+    customer_id: uuid.UUID | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+
+
+class RegressionFilters(ListQuery):
+    """GET /quality/regressions: filters of the list; `open` is whether the regression is unresolved."""
+
+    customer_id: uuid.UUID | None = None
+    model_name: str | None = None
+    open: Annotated[bool | None, Where("resolved_at", "is null")] = None

@@ -23,7 +23,7 @@ from optiinfra.models import (
     RegressionSeverity,
     ScoringText,
 )
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 from optiinfra.quality import monitoring_store, partitions, repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference
@@ -378,25 +378,9 @@ def build_baseline(
 
 
 def list_baselines(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    model_name: str | None,
-    model_version: str | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: quality_schemas.BaselineFilters
 ) -> Page[quality_schemas.Baseline]:
-    rows = repository.list_baselines(
-        session,
-        principal,
-        customer_id=customer_id,
-        model_name=model_name,
-        model_version=model_version,
-        cursor=cursor,
-        limit=limit,
-    )
-    return page_of(rows, limit, quality_schemas.Baseline.model_validate)
+    return repository.list_baselines(session, principal, filters).map(quality_schemas.Baseline.model_validate)
 
 
 # --- settings --------------------------------------------------------------------------------------------------
@@ -430,19 +414,9 @@ def update_settings(
 
 
 def list_regressions(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    model_name: str | None,
-    is_open: bool | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: quality_schemas.RegressionFilters
 ) -> Page[quality_schemas.Regression]:
-    rows = repository.list_regressions(
-        session, principal, customer_id=customer_id, model_name=model_name, is_open=is_open, cursor=cursor, limit=limit
-    )
-    return page_of(rows, limit, quality_schemas.Regression.model_validate)
+    return repository.list_regressions(session, principal, filters).map(quality_schemas.Regression.model_validate)
 
 
 def get_regression(session: Session, principal: Principal, regression_id: uuid.UUID) -> quality_schemas.Regression:
@@ -552,9 +526,9 @@ def list_incidents(
     session: Session, principal: Principal, *, customer_id: uuid.UUID | None, is_open: bool | None
 ) -> list[quality_schemas.Incident]:
     """The caller's incidents, newest first, grouped from its newest INCIDENT_SCAN regressions."""
-    rows = repository.list_regressions(
-        session, principal, customer_id=customer_id, model_name=None, is_open=None, cursor=None, limit=INCIDENT_SCAN
-    )
+    # Past the API's page limit: the incidents are grouped from one read (model_construct: trusted values).
+    scan = quality_schemas.RegressionFilters.model_construct(customer_id=customer_id, limit=INCIDENT_SCAN)
+    rows = repository.list_regressions(session, principal, scan).items
     incidents = group_incidents([quality_schemas.Regression.model_validate(r) for r in rows])
     if is_open is not None:
         incidents = [i for i in incidents if i.is_open == is_open]
@@ -564,15 +538,10 @@ def list_incidents(
 def get_incident(session: Session, principal: Principal, incident_id: uuid.UUID) -> quality_schemas.Incident:
     """The incident that one of its regressions belongs to (404 if the caller may not see the regression)."""
     regression = repository.get_regression(session, principal, incident_id)
-    rows = repository.list_regressions(
-        session,
-        principal,
-        customer_id=regression.customer_id,
-        model_name=regression.model_name,
-        is_open=None,
-        cursor=None,
-        limit=INCIDENT_SCAN,
+    scan = quality_schemas.RegressionFilters.model_construct(
+        customer_id=regression.customer_id, model_name=regression.model_name, limit=INCIDENT_SCAN
     )
+    rows = repository.list_regressions(session, principal, scan).items
     same_version = [
         quality_schemas.Regression.model_validate(r) for r in rows if r.model_version == regression.model_version
     ]

@@ -9,15 +9,16 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from optiinfra.auth.principal import Principal
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.db.queries import list_page
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Optimization,
     OptimizationStatus,
     Recommendation,
-    RecommendationPriority,
     RecommendationStatus,
 )
+from optiinfra.pagination import Page
+from optiinfra.recommendations.schemas import OptimizationFilters, RecommendationFilters
 from optiinfra.tenancy import scope_to_caller
 
 
@@ -48,39 +49,9 @@ def get_recommendation(
 
 
 def list_recommendations(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    agent_id: uuid.UUID | None,
-    status: RecommendationStatus | None,
-    priority: RecommendationPriority | None,
-    recommendation_type: str | None,
-    cursor: str | None,
-    limit: int,
-) -> list[Recommendation]:
-    statement = scope_to_caller(
-        select(Recommendation),
-        principal,
-        customer_column=Recommendation.customer_id,
-        agent_column=Recommendation.agent_id,
-    )
-    statement = where_given(
-        statement,
-        (Recommendation.customer_id, customer_id),
-        (Recommendation.agent_id, agent_id),
-        (Recommendation.status, status),
-        (Recommendation.priority, priority),
-        (Recommendation.type, recommendation_type),
-    )
-    statement = paginate(
-        statement,
-        created_column=Recommendation.created_at,
-        id_column=Recommendation.id,
-        cursor=cursor,
-        limit=limit,
-    )
-    return list(session.scalars(statement))
+    session: Session, principal: Principal, filters: RecommendationFilters
+) -> Page[Recommendation]:
+    return list_page(session, Recommendation, filters, principal=principal)
 
 
 def get_optimization(
@@ -112,32 +83,8 @@ def lock_recommendation_of(session: Session, optimization: Optimization) -> Reco
     return recommendation
 
 
-def list_optimizations(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    recommendation_id: uuid.UUID | None,
-    status: OptimizationStatus | None,
-    cursor: str | None,
-    limit: int,
-) -> list[Optimization]:
-    statement = scope_to_caller(
-        select(Optimization),
-        principal,
-        customer_column=Optimization.customer_id,
-        agent_column=Optimization.agent_id,
-    )
-    statement = where_given(
-        statement,
-        (Optimization.customer_id, customer_id),
-        (Optimization.recommendation_id, recommendation_id),
-        (Optimization.status, status),
-    )
-    statement = paginate(
-        statement, created_column=Optimization.created_at, id_column=Optimization.id, cursor=cursor, limit=limit
-    )
-    return list(session.scalars(statement))
+def list_optimizations(session: Session, principal: Principal, filters: OptimizationFilters) -> Page[Optimization]:
+    return list_page(session, Optimization, filters, principal=principal)
 
 
 def recommendation_counts(session: Session, customer_id: uuid.UUID) -> dict[RecommendationStatus, int]:

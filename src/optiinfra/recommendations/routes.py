@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.enums import OptimizationStatus, RecommendationPriority, RecommendationStatus
 from optiinfra.recommendations import schemas, service
 
 router = APIRouter(tags=["recommendations"], route_class=StrictRoute)
@@ -25,27 +25,9 @@ def create_recommendation(
 
 @router.get("/recommendations", response_model=Page[schemas.Recommendation])
 def list_recommendations(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    agent_id: uuid.UUID | None = None,
-    status: RecommendationStatus | None = None,
-    priority: RecommendationPriority | None = None,
-    type: str | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.RecommendationFilters, Query()]
 ) -> Page[schemas.Recommendation]:
-    return service.list_recommendations(
-        session,
-        principal,
-        customer_id=customer_id,
-        agent_id=agent_id,
-        status=status,
-        priority=priority,
-        recommendation_type=type,
-        cursor=cursor,
-        limit=limit,
-    )
+    return service.list_recommendations(session, principal, filters)
 
 
 @router.get("/recommendations/summary", response_model=schemas.Summary)
@@ -71,23 +53,9 @@ def decide(
 
 @router.get("/optimizations", response_model=Page[schemas.Optimization])
 def list_optimizations(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    recommendation_id: uuid.UUID | None = None,
-    status: OptimizationStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.OptimizationFilters, Query()]
 ) -> Page[schemas.Optimization]:
-    return service.list_optimizations(
-        session,
-        principal,
-        customer_id=customer_id,
-        recommendation_id=recommendation_id,
-        status=status,
-        cursor=cursor,
-        limit=limit,
-    )
+    return service.list_optimizations(session, principal, filters)
 
 
 @router.get("/optimizations/{optimization_id}", response_model=schemas.Optimization)

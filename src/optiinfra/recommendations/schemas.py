@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from optiinfra.enums import ApprovalStatus, OptimizationStatus, RecommendationPriority, RecommendationStatus
+from optiinfra.listing import ListQuery
 from optiinfra.validation import BoundedJson
 
 Money = Decimal  # numeric(10, 2) in the database
@@ -142,3 +143,21 @@ class Summary(BaseModel):
     optimizations_by_status: dict[OptimizationStatus, int]
     estimated_savings_pending: Money
     actual_savings_realised: Money
+
+
+class RecommendationFilters(ListQuery):
+    """GET /recommendations: filters of the list."""
+
+    customer_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    status: RecommendationStatus | None = None
+    priority: RecommendationPriority | None = None
+    type: str | None = None
+
+
+class OptimizationFilters(ListQuery):
+    """GET /optimizations: filters of the list."""
+
+    customer_id: uuid.UUID | None = None
+    recommendation_id: uuid.UUID | None = None
+    status: OptimizationStatus | None = None

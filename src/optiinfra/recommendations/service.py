@@ -24,7 +24,7 @@ from optiinfra.models import (
     RecommendationPriority,
     RecommendationStatus,
 )
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 from optiinfra.quality import detection
 from optiinfra.recommendations import gate as quality_gate
 from optiinfra.recommendations import repository
@@ -188,29 +188,9 @@ def get_recommendation(
 
 
 def list_recommendations(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    agent_id: uuid.UUID | None,
-    status: RecommendationStatus | None,
-    priority: RecommendationPriority | None,
-    recommendation_type: str | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: rec_schemas.RecommendationFilters
 ) -> Page[rec_schemas.Recommendation]:
-    rows = repository.list_recommendations(
-        session,
-        principal,
-        customer_id=customer_id,
-        agent_id=agent_id,
-        status=status,
-        priority=priority,
-        recommendation_type=recommendation_type,
-        cursor=cursor,
-        limit=limit,
-    )
-    return page_of(rows, limit, rec_schemas.Recommendation.model_validate)
+    return repository.list_recommendations(session, principal, filters).map(rec_schemas.Recommendation.model_validate)
 
 
 def summary(session: Session, principal: Principal, customer_id: uuid.UUID | None) -> rec_schemas.Summary:
@@ -382,22 +362,6 @@ def get_optimization(session: Session, principal: Principal, optimization_id: uu
 
 
 def list_optimizations(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    recommendation_id: uuid.UUID | None,
-    status: OptimizationStatus | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: rec_schemas.OptimizationFilters
 ) -> Page[rec_schemas.Optimization]:
-    rows = repository.list_optimizations(
-        session,
-        principal,
-        customer_id=customer_id,
-        recommendation_id=recommendation_id,
-        status=status,
-        cursor=cursor,
-        limit=limit,
-    )
-    return page_of(rows, limit, rec_schemas.Optimization.model_validate)
+    return repository.list_optimizations(session, principal, filters).map(rec_schemas.Optimization.model_validate)

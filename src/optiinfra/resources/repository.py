@@ -12,17 +12,17 @@ from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal
 from optiinfra.db.bulk import copy_rows
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.db.queries import list_page, where_filters
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
     AgentType,
     ResourceMetric,
-    ResourceType,
     ScalingEvent,
-    ScalingEventType,
     WorkflowExecution,
 )
+from optiinfra.pagination import Page
+from optiinfra.resources.schemas import ResourceMetricQuery, ScalingEventFilters
 from optiinfra.tenancy import agents_serving, scope_to_caller
 from optiinfra.timeseries import Bucketing, bucket_start
 
@@ -75,11 +75,8 @@ def metric_buckets(
     session: Session,
     principal: Principal,
     window: Bucketing,
+    query: ResourceMetricQuery,
     *,
-    customer_id: uuid.UUID | None,
-    instance_id: str | None,
-    resource_type: ResourceType | None,
-    metric_name: str | None,
     limit: int,
 ) -> list[Any]:
     """avg / min / max / count per (customer, instance, resource type, metric, unit, bucket) of the samples the
@@ -91,13 +88,7 @@ def metric_buckets(
         customer_column=ResourceMetric.customer_id,
         agent_column=ResourceMetric.agent_id,
     )
-    statement = where_given(
-        statement,
-        (ResourceMetric.customer_id, customer_id),
-        (ResourceMetric.instance_id, instance_id),
-        (ResourceMetric.resource_type, resource_type),
-        (ResourceMetric.metric_name, metric_name),
-    )
+    statement = where_filters(statement, ResourceMetric, query)
     samples = statement.with_only_columns(
         ResourceMetric.customer_id,
         ResourceMetric.instance_id,
@@ -156,37 +147,5 @@ def get_scaling_event(session: Session, principal: Principal, scaling_event_id: 
     return event
 
 
-def list_scaling_events(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    agent_id: uuid.UUID | None,
-    workflow_execution_id: uuid.UUID | None,
-    event_type: ScalingEventType | None,
-    success: bool | None,
-    since: datetime | None,
-    until: datetime | None,
-    cursor: str | None,
-    limit: int,
-) -> list[ScalingEvent]:
-    statement = scope_to_caller(
-        select(ScalingEvent), principal, customer_column=ScalingEvent.customer_id, agent_column=ScalingEvent.agent_id
-    )
-    statement = where_given(
-        statement,
-        (ScalingEvent.customer_id, customer_id),
-        (ScalingEvent.agent_id, agent_id),
-        (ScalingEvent.workflow_execution_id, workflow_execution_id),
-        (ScalingEvent.event_type, event_type),
-    )
-    if success is not None:
-        statement = statement.where(ScalingEvent.success.is_(success))
-    if since is not None:
-        statement = statement.where(ScalingEvent.executed_at >= since)
-    if until is not None:
-        statement = statement.where(ScalingEvent.executed_at < until)
-    statement = paginate(
-        statement, created_column=ScalingEvent.created_at, id_column=ScalingEvent.id, cursor=cursor, limit=limit
-    )
-    return list(session.scalars(statement))
+def list_scaling_events(session: Session, principal: Principal, filters: ScalingEventFilters) -> Page[ScalingEvent]:
+    return list_page(session, ScalingEvent, filters, principal=principal)

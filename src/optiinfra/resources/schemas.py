@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
 from optiinfra.enums import ResourceType, ScalingEventType
+from optiinfra.listing import ListQuery, SeriesQuery, Where
 from optiinfra.validation import MAX_BATCH, BatchItem, BoundedJson, FiniteFloat, SaneInstant
 
 
@@ -114,3 +115,24 @@ class ScalingEvent(BaseModel):
     metadata: dict[str, Any] = Field(validation_alias=AliasChoices("metadata_", "metadata"))
     created_at: datetime
     updated_at: datetime
+
+
+class ScalingEventFilters(ListQuery):
+    """GET /resources/scaling-events: filters of the list; `since` / `until` bound executed_at."""
+
+    customer_id: uuid.UUID | None = None
+    agent_id: uuid.UUID | None = None
+    workflow_execution_id: uuid.UUID | None = None
+    event_type: ScalingEventType | None = None
+    success: bool | None = None
+    since: Annotated[SaneInstant | None, Where("executed_at", ">=")] = None
+    until: Annotated[SaneInstant | None, Where("executed_at", "<")] = None
+
+
+class ResourceMetricQuery(SeriesQuery):
+    """GET /resources/metrics: which samples to bucket."""
+
+    customer_id: uuid.UUID | None = None
+    instance_id: Annotated[str | None, Field(max_length=255)] = None
+    resource_type: ResourceType | None = None
+    metric_name: Annotated[str | None, Field(max_length=100)] = None

@@ -17,8 +17,8 @@ from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.events import service as events
-from optiinfra.models import Customer, EventSeverity, ResourceType, ScalingEvent, ScalingEventType
-from optiinfra.pagination import Page, page_of
+from optiinfra.models import Customer, EventSeverity, ScalingEvent
+from optiinfra.pagination import Page
 from optiinfra.resources import repository
 from optiinfra.resources import schemas as resource_schemas
 from optiinfra.timeseries import CLOCK_SKEW, MAX_BUCKETS, bucketing, refuse_too_many_buckets, validate_batch
@@ -89,30 +89,12 @@ def ingest_metrics(
 
 
 def query_metrics(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    instance_id: str | None,
-    resource_type: ResourceType | None,
-    metric_name: str | None,
-    start: datetime | None,
-    end: datetime | None,
-    bucket: str,
+    session: Session, principal: Principal, query: resource_schemas.ResourceMetricQuery
 ) -> resource_schemas.ResourceMetricSeries:
     """avg / min / max / count per instance, metric and bucket over [start, end), of the samples the caller may
     see (default: the last hour, 60 s buckets)."""
-    window = bucketing(start, end, bucket, _now())
-    rows = repository.metric_buckets(
-        session,
-        principal,
-        window,
-        customer_id=customer_id,
-        instance_id=instance_id,
-        resource_type=resource_type,
-        metric_name=metric_name,
-        limit=MAX_BUCKETS + 1,
-    )
+    window = bucketing(query.start, query.end, query.bucket, _now())
+    rows = repository.metric_buckets(session, principal, window, query, limit=MAX_BUCKETS + 1)
     refuse_too_many_buckets(len(rows))
     return resource_schemas.ResourceMetricSeries(
         start=window.start,
@@ -207,30 +189,6 @@ def get_scaling_event(
 
 
 def list_scaling_events(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    agent_id: uuid.UUID | None,
-    workflow_execution_id: uuid.UUID | None,
-    event_type: ScalingEventType | None,
-    success: bool | None,
-    since: datetime | None,
-    until: datetime | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: resource_schemas.ScalingEventFilters
 ) -> Page[resource_schemas.ScalingEvent]:
-    rows = repository.list_scaling_events(
-        session,
-        principal,
-        customer_id=customer_id,
-        agent_id=agent_id,
-        workflow_execution_id=workflow_execution_id,
-        event_type=event_type,
-        success=success,
-        since=since,
-        until=until,
-        cursor=cursor,
-        limit=limit,
-    )
-    return page_of(rows, limit, resource_schemas.ScalingEvent.model_validate)
+    return repository.list_scaling_events(session, principal, filters).map(resource_schemas.ScalingEvent.model_validate)

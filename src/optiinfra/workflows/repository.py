@@ -11,7 +11,7 @@ from sqlalchemy import Select, func, literal, select
 from sqlalchemy.orm import Session, selectinload
 
 from optiinfra.auth.principal import Principal
-from optiinfra.db.queries import paginate, where_given
+from optiinfra.db.queries import list_page
 from optiinfra.errors import NotFoundError
 from optiinfra.models import (
     Agent,
@@ -22,9 +22,10 @@ from optiinfra.models import (
     WorkflowArtifact,
     WorkflowExecution,
     WorkflowStatus,
-    WorkflowType,
 )
+from optiinfra.pagination import Page
 from optiinfra.tenancy import agents_serving, scope_to_caller
+from optiinfra.workflows.schemas import ExecutionFilters
 
 ORIGIN = datetime(2000, 1, 1, tzinfo=UTC)  # buckets start on round times
 
@@ -186,31 +187,8 @@ def get_execution(session: Session, principal: Principal, execution_id: uuid.UUI
     return execution
 
 
-def list_executions(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    workflow_type: WorkflowType | None,
-    status: WorkflowStatus | None,
-    cursor: str | None,
-    limit: int,
-) -> list[WorkflowExecution]:
-    statement = _scoped(principal)
-    statement = where_given(
-        statement,
-        (WorkflowExecution.customer_id, customer_id),
-        (WorkflowExecution.workflow_type, workflow_type),
-        (WorkflowExecution.status, status),
-    )
-    statement = paginate(
-        statement,
-        created_column=WorkflowExecution.created_at,
-        id_column=WorkflowExecution.id,
-        cursor=cursor,
-        limit=limit,
-    )
-    return list(session.scalars(statement))
+def list_executions(session: Session, principal: Principal, filters: ExecutionFilters) -> Page[WorkflowExecution]:
+    return list_page(session, WorkflowExecution, filters, principal=principal)
 
 
 def artifact_of(session: Session, execution_id: uuid.UUID, artifact_id: uuid.UUID) -> WorkflowArtifact | None:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
-from optiinfra.api.deps import DEFAULT_PAGE_SIZE, CursorQuery, LimitQuery, PrincipalDep, SessionDep
+from optiinfra.api.deps import PrincipalDep, SessionDep
 from optiinfra.api.pagination import Page
 from optiinfra.api.strict import StrictRoute
-from optiinfra.enums import WorkflowStatus, WorkflowType
 from optiinfra.workflows import schemas, service
 from optiinfra.workflows.engine import WorkflowRunner
 
@@ -58,23 +58,9 @@ def scaling_decision(
 
 @router.get("", response_model=Page[schemas.Execution])
 def list_workflows(
-    session: SessionDep,
-    principal: PrincipalDep,
-    customer_id: uuid.UUID | None = None,
-    workflow_type: WorkflowType | None = None,
-    status: WorkflowStatus | None = None,
-    cursor: CursorQuery = None,
-    limit: LimitQuery = DEFAULT_PAGE_SIZE,
+    session: SessionDep, principal: PrincipalDep, filters: Annotated[schemas.ExecutionFilters, Query()]
 ) -> Page[schemas.Execution]:
-    return service.list_executions(
-        session,
-        principal,
-        customer_id=customer_id,
-        workflow_type=workflow_type,
-        status=status,
-        cursor=cursor,
-        limit=limit,
-    )
+    return service.list_executions(session, principal, filters)
 
 
 @router.get("/{workflow_id}", response_model=schemas.ExecutionDetail)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 from optiinfra.enums import ArtifactType, StepStatus, WorkflowStatus, WorkflowType
+from optiinfra.listing import ListQuery
 
 
 class Artifact(BaseModel):
@@ -124,3 +125,11 @@ class ScalingRequest(BaseModel):
     cooldown_minutes: float = Field(default=15, ge=0, le=24 * 60)
     min_instances: int = Field(default=1, ge=0)
     max_instances: int = Field(default=16, ge=1)
+
+
+class ExecutionFilters(ListQuery):
+    """GET /workflows: filters of the list."""
+
+    customer_id: uuid.UUID | None = None
+    workflow_type: WorkflowType | None = None
+    status: WorkflowStatus | None = None

@@ -16,9 +16,8 @@ from optiinfra.models import (
     AgentType,
     OptimizationStatus,
     WorkflowStatus,
-    WorkflowType,
 )
-from optiinfra.pagination import Page, page_of
+from optiinfra.pagination import Page
 from optiinfra.recommendations import repository as recommendation_repository
 from optiinfra.workflows import repository
 from optiinfra.workflows import schemas as wf_schemas
@@ -171,25 +170,9 @@ def get_execution(session: Session, principal: Principal, execution_id: uuid.UUI
 
 
 def list_executions(
-    session: Session,
-    principal: Principal,
-    *,
-    customer_id: uuid.UUID | None,
-    workflow_type: WorkflowType | None,
-    status: WorkflowStatus | None,
-    cursor: str | None,
-    limit: int,
+    session: Session, principal: Principal, filters: wf_schemas.ExecutionFilters
 ) -> Page[wf_schemas.Execution]:
-    rows = repository.list_executions(
-        session,
-        principal,
-        customer_id=customer_id,
-        workflow_type=workflow_type,
-        status=status,
-        cursor=cursor,
-        limit=limit,
-    )
-    return page_of(rows, limit, wf_schemas.Execution.model_validate)
+    return repository.list_executions(session, principal, filters).map(wf_schemas.Execution.model_validate)
 
 
 def cancel(session: Session, runner: WorkflowRunner, principal: Principal, execution_id: uuid.UUID) -> WorkflowStatus:
