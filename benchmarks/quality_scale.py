@@ -388,9 +388,11 @@ def _copy_rows(engine: Engine, data: bytes) -> None:
 
 def _fresh_records(fleet: Fleet, n: int, prefix: str, seed: int) -> list[dict[str, Any]]:
     """n new records of one version over the last hour (what a busy application sends)."""
-    per_day = n * 24 * 1.05
+    per_day = n * 24 * 3.0  # the daily cycle's trough is a third of the mean: enough records at any hour
     traffic = generate(TrafficModel(requests_per_day=per_day), fleet.now - timedelta(hours=1), 1 / 24, seed=seed)
-    return traffic.records(MODELS[2], VERSIONS[0], prefix=prefix)[:n]
+    records = traffic.records(MODELS[2], VERSIONS[0], prefix=prefix)[:n]
+    assert len(records) == n, f"the simulator made {len(records)} records, not {n}"
+    return records
 
 
 def time_ingest(
@@ -408,7 +410,7 @@ def time_ingest(
                 response = client.post(
                     "/api/v1/quality/metrics", json={"records": api_records[offset : offset + batch]}
                 )
-                response.raise_for_status()
+                assert response.status_code == 200, response.text
                 assert response.json()["inserted"] == len(api_records[offset : offset + batch]), response.text
         return rows / (time.perf_counter() - started)
 

@@ -29,22 +29,27 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 from _support import fresh_database, median, running_server, write_results
+from quality_scale import _copy_rows, _copy_text
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.models import Agent, AgentCustomer, AgentType, Customer
-from optiinfra.quality import detection, repository, service, worker
+from optiinfra.quality import detection, partitions, repository, service, worker
 from optiinfra.quality.clickhouse import ChdbClickHouse
 from optiinfra.quality.schemas import BaselineCreate, BaselineWindow, DetectRequest
 from optiinfra.quality.store import ClickHouseStore, PostgresStore, series
+from optiinfra.quality.traffic import TrafficModel, generate
+from optiinfra.recommendations.service import rollback_for_quality
 
 CUSTOMERS, MODELS, VERSIONS, DAYS = 4, 5, 5, 30
 VERSION_COUNT = CUSTOMERS * MODELS * VERSIONS
@@ -97,11 +102,6 @@ def tenants(engine: Engine) -> list[tuple[uuid.UUID, uuid.UUID, str]]:
 ROLLUP_TRIGGERS = ("quality_rollups_insert", "quality_rollups_delete", "quality_rollups_update")
 # The secondary indexes of quality_metrics (migration 015), dropped during a load and built again after it.
 INDEXES = (
-    (
-        "ALTER TABLE quality_metrics DROP CONSTRAINT uq_quality_metrics_customer_request",
-        "ALTER TABLE quality_metrics ADD CONSTRAINT uq_quality_metrics_customer_request "
-        "UNIQUE (customer_id, request_id)",
-    ),
     (
         "DROP INDEX ix_quality_metrics_customer_model_version_timestamp",
         "CREATE INDEX ix_quality_metrics_customer_model_version_timestamp "
@@ -210,11 +210,13 @@ class CpuMeter:
 
     def __init__(self, engine: Engine, server_port: int | None) -> None:
         self.engine = engine
-        self.server_pids = [
+        fronts = {
             int(path.parent.name)
             for path in Path("/proc").glob("[0-9]*/cmdline")
             if server_port and f"--port\0{server_port}\0".encode() in _read(path) and b"optiinfra" in _read(path)
-        ]
+        }
+        # `serve` runs a front process and its children (API processes, through a fork server): count them all.
+        self.server_pids = sorted(fronts | _descendants(fronts))
 
     def _backends(self) -> dict[int, float]:
         with self.engine.connect() as connection:
@@ -232,6 +234,21 @@ class CpuMeter:
         after = self.snapshot()
         backends = sum(cpu - before[2].get(pid, 0.0) for pid, cpu in after[2].items())
         return {"client": after[0] - before[0], "server": after[1] - before[1], "postgresql": backends}
+
+
+def _descendants(roots: set[int]) -> set[int]:
+    parents: dict[int, int] = {}
+    for path in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parents[int(path.parent.name)] = int(path.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    found: set[int] = set()
+    frontier = set(roots)
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
 
 
 def _read(path: Path) -> bytes:
@@ -273,6 +290,7 @@ def measure(
     now: datetime,
     runs: int,
     skip_worker: bool,
+    with_clickhouse: bool = True,
 ) -> tuple[dict[str, list[float]], dict[str, dict[str, float]]]:
     factory = sessionmaker(engine)
     customer_id, _, key = fleet[0]
@@ -294,7 +312,7 @@ def measure(
         request = DetectRequest(
             customer_id=customer_id, model_name=model, model_version=version, window=window, dry_run=True
         )
-        return lambda session: detection.detect(session, Principal.operator(), request)
+        return lambda session: detection.detect(session, Principal.operator(), request, rollback_for_quality)
 
     last_day = BaselineWindow(start=now - timedelta(days=1), end=now + timedelta(minutes=1))
     out: dict[str, list[float]] = {}
@@ -334,6 +352,8 @@ def measure(
             ),
         }
         for name, action in cases.items():
+            if name.startswith("clickhouse_") and not with_clickhouse:
+                continue
             out[name], cpu[name] = timed(runs, action, meter)
             print(
                 f"  {name}: median {median(out[name]) * 1000:,.1f} ms, CPU per run "
@@ -347,6 +367,78 @@ def measure(
     return out, cpu
 
 
+def _fresh_records(now: datetime, n: int, prefix: str, seed: int) -> list[dict[str, Any]]:
+    """n new records of the busy version over the hour before `now`, with random request ids (as clients send)."""
+    traffic = generate(TrafficModel(requests_per_day=n * 24 * 3.0), now - timedelta(hours=1), 1 / 24, seed=seed)
+    records = traffic.records("model-0", "v0", prefix=prefix)[:n]
+    assert len(records) == n, f"the simulator made {len(records)} records, not {n}"
+    for record in records:
+        record["request_id"] = f"{prefix}{uuid.uuid4().hex}"
+    return records
+
+
+def time_ingest(
+    engine: Engine,
+    base_url: str,
+    fleet: list[tuple[uuid.UUID, uuid.UUID, str]],
+    now: datetime,
+    rows: int,
+    batch: int,
+    rounds: int,
+    label: str,
+    clients: int = 1,
+) -> list[dict[str, int]]:
+    """Per round: API ingest (`POST /api/v1/quality/metrics`, `batch` records a request, one client, bodies encoded
+    before the clock starts) against a raw text COPY of as many rows into the same table (rendered before the clock
+    starts), alternating which goes first. Both time the server, not the client's JSON or COPY encoding. With
+    `clients` > 1, as many clients send the batches side by side (and as many COPYs run side by side)."""
+    customer_id, agent_id, key = fleet[0]
+    out = []
+    with httpx.Client(
+        base_url=base_url,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+        timeout=300,
+        limits=httpx.Limits(max_connections=clients),
+    ) as client:
+        for round_number in range(rounds):
+            api_records = _fresh_records(now, rows, f"api-{label}-{round_number}-", seed=round_number)
+            bodies = [orjson.dumps({"records": api_records[i : i + batch]}) for i in range(0, rows, batch)]
+            copy_data = _copy_text(
+                customer_id,
+                agent_id,
+                _fresh_records(now, rows, f"copy-{label}-{round_number}-", seed=100 + round_number),
+            )
+
+            def send(body: bytes) -> None:
+                response = client.post("/api/v1/quality/metrics", content=body)
+                assert response.status_code == 200, response.text[:500]
+                assert response.json()["inserted"] == batch, response.text[:500]
+
+            def api(bodies: list[bytes] = bodies) -> float:
+                started = time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    list(pool.map(send, bodies))
+                return rows / (time.perf_counter() - started)
+
+            def raw(copy_data: bytes = copy_data) -> float:
+                lines = copy_data.splitlines(keepends=True)
+                share = -(-len(lines) // clients)
+                parts = [b"".join(lines[i : i + share]) for i in range(0, len(lines), share)]
+                started = time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    list(pool.map(lambda part: _copy_rows(engine, part), parts))
+                return rows / (time.perf_counter() - started)
+
+            if round_number % 2 == 0:
+                api_rate, copy_rate = api(), raw()
+            else:
+                copy_rate = raw()
+                api_rate = api()
+            print(f"  ingest: API {api_rate:,.0f} records/s, raw COPY {copy_rate:,.0f} rows/s", flush=True)
+            out.append({"api_records_per_second": round(api_rate), "raw_copy_rows_per_second": round(copy_rate)})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -355,6 +447,18 @@ def main() -> None:
         "--worker-max-rows", type=int, default=1_000_000, help="time the worker pass only up to this size"
     )
     parser.add_argument("--port", type=int, default=None)
+    parser.add_argument("--ingest-rows", type=int, default=50_000, help="records per ingest round, API and COPY each")
+    parser.add_argument("--ingest-rounds", type=int, default=3)
+    parser.add_argument("--batch", type=int, default=5_000, help="records per API request")
+    parser.add_argument("--no-clickhouse", action="store_true", help="PostgreSQL only")
+    parser.add_argument(
+        "--ingest-clients",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="ingest with each of these numbers of concurrent clients (and as many side-by-side COPYs)",
+    )
+    parser.add_argument("--api-processes", type=int, default=2, help="the server's --api-processes")
     args = parser.parse_args()
     results: dict[str, Any] = {"arguments": vars(args), "load_average_at_start": os.getloadavg(), "sizes": []}
     now = datetime.now(UTC).replace(microsecond=0)
@@ -365,15 +469,24 @@ def main() -> None:
         store = ClickHouseStore(client)
         store.ensure_schema()
         fleet = tenants(engine)
+        # Daily partitions over the 30 days, as the worker would have created them while the records came in (its
+        # pass creates them 7 days ahead); without them every record would land in the default partition.
+        with Session(engine) as session, session.begin():
+            partitions.ensure_partitions(session, start - timedelta(days=1), days_ahead=DAYS + 9)
         loaded = 0
-        with running_server(engine, args.port, ["--otlp-grpc-port", "0", "--no-worker"]) as (base_url, _):
+        server_args = ["--otlp-grpc-port", "0", "--no-worker", "--api-processes", str(args.api_processes)]
+        with running_server(engine, args.port, server_args) as (base_url, _):
             for size in sorted(args.sizes):
                 # Rows are numbered over the largest size, which spans the 30 days up to now; a size holds the last
                 # `size` of them (the last days, as dense as at the largest size), so the dashboard's ranges, which
                 # end now, always read records.
                 print(f"loading to {size:,} rows ...", flush=True)
                 pg_seconds = load_postgres(engine, fleet, start, largest - size, largest - loaded, largest)
-                ch_seconds = load_clickhouse(client, fleet, start, largest - size, largest - loaded, largest)
+                ch_seconds = (
+                    0.0
+                    if args.no_clickhouse
+                    else load_clickhouse(client, fleet, start, largest - size, largest - loaded, largest)
+                )
                 loaded = size
                 horizon = start + timedelta(days=DAYS)
                 if size == sorted(args.sizes)[0]:
@@ -404,8 +517,40 @@ def main() -> None:
                 skip_worker = size > args.worker_max_rows
                 port = int(base_url.rsplit(":", 1)[1].split("/")[0])
                 timings, cpu = measure(
-                    engine, CpuMeter(engine, port), store, base_url, fleet, horizon, args.runs, skip_worker
+                    engine,
+                    CpuMeter(engine, port),
+                    store,
+                    base_url,
+                    fleet,
+                    horizon,
+                    args.runs,
+                    skip_worker,
+                    with_clickhouse=not args.no_clickhouse,
                 )
+                # Last: the ingested records (in the last hour) would change what the reads above see.
+                print(f"ingest at {size:,} rows ...", flush=True)
+                ingest: dict[str, Any] = {}
+                for clients in args.ingest_clients:
+                    rounds = time_ingest(
+                        engine,
+                        base_url,
+                        fleet,
+                        horizon,
+                        args.ingest_rows,
+                        args.batch,
+                        args.ingest_rounds,
+                        f"{size}-{clients}",
+                        clients,
+                    )
+                    api_median = median([r["api_records_per_second"] for r in rounds])
+                    copy_median = median([r["raw_copy_rows_per_second"] for r in rounds])
+                    ingest[f"{clients}_clients"] = {
+                        "rounds": rounds,
+                        "api_records_per_second_median": round(api_median),
+                        "raw_copy_rows_per_second_median": round(copy_median),
+                        "api_over_raw_copy": round(api_median / copy_median, 2),
+                        "api_over_issue_baseline_4958": round(api_median / 4958, 2),
+                    }
                 results["sizes"].append(
                     {
                         "rows": size,
@@ -418,6 +563,7 @@ def main() -> None:
                         "seconds": timings,
                         "median_ms": {k: round(median(v) * 1000, 1) for k, v in timings.items()},
                         "cpu_ms_per_run": {k: {p: round(c * 1000, 1) for p, c in v.items()} for k, v in cpu.items()},
+                        "ingest": ingest,
                         "load_average": os.getloadavg(),
                     }
                 )
