@@ -49,10 +49,11 @@ from optiinfra.auth.principal import Principal, Role
 from optiinfra.db import migrations
 from optiinfra.models import Agent, AgentCustomer, AgentType, Customer
 from optiinfra.otlp import repository as otlp_repository
-from optiinfra.quality import detection, repository, service, worker
+from optiinfra.quality import detection, monitoring_pass, repository, service
 from optiinfra.quality.repository import INGEST_COLUMNS
 from optiinfra.quality.schemas import BaselineCreate, BaselineWindow, DetectRequest
 from optiinfra.quality.traffic import Effect, TrafficModel, generate
+from optiinfra.recommendations.service import rollback_for_quality
 from optiinfra.workflows import phase_gate
 
 CUSTOMERS = 3
@@ -244,9 +245,11 @@ READS: dict[str, Read] = {
     ),
     "detect: last 500 records": lambda session, fleet: _detect(BaselineWindow(last_n=500))(session, fleet),
     "detect: last day": lambda session, fleet: _detect(_last_day(fleet))(session, fleet),
-    "worker: versions with recent records": lambda session, fleet: worker.model_versions_to_judge(session, fleet.now),
-    "worker: monitoring of one version": lambda session, fleet: worker.monitor_version(
-        session, fleet.first[0], MODELS[1], VERSIONS[1], fleet.now
+    "worker: versions with recent records": lambda session, fleet: monitoring_pass.model_versions_to_judge(
+        session, fleet.now
+    ),
+    "worker: monitoring of one version": lambda session, fleet: monitoring_pass.monitor_version(
+        session, fleet.first[0], MODELS[1], VERSIONS[1], fleet.now, rollback_for_quality
     ),
     "dashboard: the customer's model versions": lambda session, fleet: repository.model_versions_of(
         session, fleet.first[0]
@@ -464,7 +467,7 @@ def time_operations(engine: Engine, base_url: str, fleet: Fleet, runs: int) -> d
         return run
 
     def worker_pass() -> object:
-        return worker.run_monitoring_pass(factory, fleet.now)
+        return monitoring_pass.run_monitoring_pass(factory, fleet.now, rollback=rollback_for_quality)
 
     with httpx.Client(base_url=base_url, timeout=120, follow_redirects=False) as browser:
         signed_in = browser.post("/login", data={"api_key": fleet.first[2]})

@@ -44,7 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from optiinfra.auth.keys import generate_key, key_digest
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.models import Agent, AgentCustomer, AgentType, Customer
-from optiinfra.quality import detection, partitions, repository, service, worker
+from optiinfra.quality import detection, monitoring_pass, partitions, repository, service
 from optiinfra.quality.clickhouse import ChdbClickHouse
 from optiinfra.quality.schemas import BaselineCreate, BaselineWindow, DetectRequest
 from optiinfra.quality.store import ClickHouseStore, PostgresStore, series
@@ -362,7 +362,9 @@ def measure(
             )
     if not skip_worker:
         name = "postgresql_worker_pass_100_versions"
-        out[name], cpu[name] = timed(1, lambda: worker.run_monitoring_pass(factory, now), meter)
+        out[name], cpu[name] = timed(
+            1, lambda: monitoring_pass.run_monitoring_pass(factory, now, rollback=rollback_for_quality), meter
+        )
         print(f"  worker pass: {out['postgresql_worker_pass_100_versions'][0]:,.1f} s", flush=True)
     return out, cpu
 

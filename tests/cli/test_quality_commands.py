@@ -23,8 +23,9 @@ from optiinfra.cli.context import console
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import AgentType, QualityMetric, QualityRegression
+from optiinfra.quality.monitoring_pass import run_monitoring_pass
 from optiinfra.quality.simulation import Traffic, simulate
-from optiinfra.quality.worker import run_monitoring_pass
+from optiinfra.recommendations.service import rollback_for_quality
 from tests.conftest import DatabaseFactory, url_for_env
 from tests.factories import assign, make_agent, make_customer
 
@@ -275,7 +276,7 @@ def test_two_workers_at_once_never_duplicate_regressions(world: World, tmp_path:
 
     def work() -> None:
         barrier.wait()
-        reports.append(run_monitoring_pass(factory))
+        reports.append(run_monitoring_pass(factory, rollback=rollback_for_quality))
 
     threads = [threading.Thread(target=work) for _ in range(2)]
     for thread in threads:
@@ -292,7 +293,7 @@ def test_two_workers_at_once_never_duplicate_regressions(world: World, tmp_path:
     assert {row[0] for row in open_per_key} == {"v1", "v2", "v3"}
     assert all(row[2] == 1 for row in open_per_key)
     # A second pass updates the same rows instead of adding new ones.
-    run_monitoring_pass(factory)
+    run_monitoring_pass(factory, rollback=rollback_for_quality)
     with world.engine.connect() as connection:
         total = connection.execute(select(func.count()).select_from(QualityRegression)).scalar_one()
     assert total == len(open_per_key)

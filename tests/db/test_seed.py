@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from optiinfra.db import migrations
 from optiinfra.db.migrations import QUEUE_PREFIX
-from optiinfra.db.seed import seed_demo_data
+from optiinfra.demo.seed import seed_demo_data
 from optiinfra.enums import RecommendationStatus
 from optiinfra.models import QUALITY_PARTITION_PREFIX
 from tests.conftest import DatabaseFactory

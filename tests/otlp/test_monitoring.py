@@ -27,9 +27,10 @@ from sqlalchemy.orm import Session
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import QualityBaseline, QualityRegression
 from optiinfra.quality.evaluation import evaluate
+from optiinfra.quality.monitoring_pass import run_monitoring_pass
 from optiinfra.quality.schemas import BaselineWindow
 from optiinfra.quality.settings import QualitySettings
-from optiinfra.quality.worker import run_monitoring_pass
+from optiinfra.recommendations.service import rollback_for_quality
 from tests.otlp.conftest import Backend, FakeOpenAI, OtlpServer, OtlpTenant, rows_of
 
 STABLE, CANARY = "gpt-4o-mini-2024-07-18", "gpt-4o-mini-2025-04-14"
@@ -152,7 +153,7 @@ def test_the_monitor_judges_an_instrumented_application(
     first = min(row["timestamp"] for row in healthy.values())
     now = first + timedelta(minutes=61)
     assert max(row["timestamp"] for row in healthy.values()) < now
-    run_monitoring_pass(factory, now)
+    run_monitoring_pass(factory, now, rollback=rollback_for_quality)
     assert verdicts_logged(caplog, otlp_tenant.customer_id) == {STABLE: "pass", CANARY: "pass"}
     with Session(otlp_server.engine) as session:
         baselines = session.scalars(
@@ -182,7 +183,7 @@ def test_the_monitor_judges_an_instrumented_application(
 
     # 61 minutes after the change the window holds exactly the phase-2 records.
     later = start + timedelta(minutes=61)
-    run_monitoring_pass(factory, later)
+    run_monitoring_pass(factory, later, rollback=rollback_for_quality)
     assert verdicts_logged(caplog, otlp_tenant.customer_id) == {STABLE: "pass", CANARY: "regression"}
     scored = CALLS // 2 - 4 * CALLS // 20
     with Session(otlp_server.engine) as session:

@@ -37,11 +37,12 @@ from optiinfra.models import (
 )
 from optiinfra.quality import service
 from optiinfra.quality.backtest import run_backtest
+from optiinfra.quality.monitoring_pass import run_monitoring_pass
 from optiinfra.quality.replay import columns_of, replay
 from optiinfra.quality.schemas import Regression
 from optiinfra.quality.settings import QualitySettings, store_settings
 from optiinfra.quality.traffic import Effect, TrafficModel, generate, start_of_day
-from optiinfra.quality.worker import run_monitoring_pass
+from optiinfra.recommendations.service import rollback_for_quality
 from tests.conftest import DatabaseFactory, url_for_env
 from tests.factories import assign, make_customer, make_optimization, make_recommendation
 
@@ -72,7 +73,7 @@ def test_backtest_and_the_worker_procedure_in_memory_agree(server_url: URL) -> N
         Effect("overall_factor", 0.85, start + timedelta(minutes=270), end=start + timedelta(minutes=300)),
     ]
     traffic = generate(TrafficModel(requests_per_day=12_000), base, 15 / 24, 1, tuple(effects))
-    result = run_backtest(traffic.records("m", "v1"), REOPENING, server_url)
+    result = run_backtest(traffic.records("m", "v1"), REOPENING, server_url, rollback=rollback_for_quality)
     incidents, baselines = replay(columns_of(traffic), REOPENING)
 
     assert baselines
@@ -205,7 +206,7 @@ def _run_monitoring(engine: Engine, start: datetime, end: datetime) -> None:
     factory = make_session_factory(engine)
     moment = start
     while moment <= end:
-        run_monitoring_pass(factory, moment)
+        run_monitoring_pass(factory, moment, rollback=rollback_for_quality)
         moment += timedelta(minutes=1)
 
 
@@ -348,7 +349,9 @@ def test_the_worker_judges_a_baseline_made_before_the_tail_score_by_its_p95_shar
     traffic = generate(TrafficModel(requests_per_day=12_000), base, 7.75 / 24, 5, (Effect("latency_tail", 2.0, start),))
     _ingest(engine, customer_id, traffic.records("m", "v-new", "n") + traffic.records("m", "v-old", "o"))
     factory = make_session_factory(engine)
-    run_monitoring_pass(factory, start - timedelta(minutes=1))  # establishes both baselines
+    run_monitoring_pass(
+        factory, start - timedelta(minutes=1), rollback=rollback_for_quality
+    )  # establishes both baselines
     with Session(engine) as session, session.begin():
         baselines = {b.model_version: b for b in session.scalars(select(QualityBaseline))}
         reference = baselines["v-new"].metadata_["monitoring"]

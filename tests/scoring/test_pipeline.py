@@ -17,9 +17,10 @@ from optiinfra.auth.principal import Principal
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.models import AgentType, Customer, Event, QualityBaseline, QualityMetric, ScoringText
-from optiinfra.quality import worker as monitor
+from optiinfra.quality import monitoring_pass as monitor
 from optiinfra.quality.service import ingest
 from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
+from optiinfra.recommendations.service import rollback_for_quality
 from optiinfra.scoring import service as scoring
 from optiinfra.scoring.suite import default_scorers, scorer_set
 from optiinfra.workflows import queue
@@ -152,7 +153,7 @@ def test_a_record_sent_with_text_and_no_scores_is_scored_by_a_worker_and_judged_
             == 0
         )
 
-    report = monitor.run_monitoring_pass(factory, now + timedelta(seconds=1))
+    report = monitor.run_monitoring_pass(factory, now + timedelta(seconds=1), rollback=rollback_for_quality)
     assert report.baselines >= 1
     with factory() as session:
         baseline = session.scalars(select(QualityBaseline).where(QualityBaseline.customer_id == customer_id)).one()
@@ -211,7 +212,7 @@ def test_a_new_scorer_version_ends_the_baseline_and_the_next_one_starts_at_the_b
 
     def judge(at: datetime) -> str:
         with factory() as session, session.begin():
-            return monitor.monitor_version(session, customer_id, "gpt-test", "v1", at)
+            return monitor.monitor_version(session, customer_id, "gpt-test", "v1", at, rollback_for_quality)
 
     judge(upgrade_at)
     with factory() as session:

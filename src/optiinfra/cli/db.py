@@ -121,7 +121,7 @@ def check() -> None:
 def seed() -> None:
     """Load the demo data into every table. Running it again changes nothing."""
     from optiinfra.db import migrations
-    from optiinfra.db.seed import seed_demo_data
+    from optiinfra.demo.seed import seed_demo_data
 
     engine = open_engine()
     migrations.require_current_schema(engine)

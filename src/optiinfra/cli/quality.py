@@ -458,6 +458,7 @@ def backtest(
     from optiinfra.db.engine import resolve_database_url
     from optiinfra.quality.backtest import run_backtest
     from optiinfra.quality.settings import QualitySettings
+    from optiinfra.recommendations.service import rollback_for_quality
 
     settings = QualitySettings()
     if settings_file is not None:
@@ -473,7 +474,7 @@ def backtest(
     records = read.records
     server = resolve_database_url(load_settings())
     if as_json:
-        result = run_backtest(records, settings, server)
+        result = run_backtest(records, settings, server, rollback=rollback_for_quality)
         typer.echo(json.dumps(result.to_json()))
         return
     with Progress(
@@ -490,7 +491,7 @@ def backtest(
                 tasks[stage] = bar.add_task(stage, total=total)
             bar.update(tasks[stage], completed=done, total=total)
 
-        result = run_backtest(records, settings, server, progress=report)
+        result = run_backtest(records, settings, server, rollback=rollback_for_quality, progress=report)
     table = Table(title=f"Backtest: {result.records:,} records over {result.days:.2f} days, {result.passes:,} passes")
     for column in ("detected", "resolved", "model", "type", "metric", "severity", "action"):
         table.add_column(column, overflow="fold")

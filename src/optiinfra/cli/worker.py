@@ -14,7 +14,8 @@ from optiinfra.config import load_settings
 from optiinfra.db import migrations
 from optiinfra.db.engine import make_session_factory
 from optiinfra.quality import partitions
-from optiinfra.quality.worker import MonitoringCache, run_monitoring_pass
+from optiinfra.quality.monitoring_pass import MonitoringCache, run_monitoring_pass
+from optiinfra.recommendations.service import rollback_for_quality
 from optiinfra.workflows import queue
 from optiinfra.workflows.service import build_runner
 
@@ -44,7 +45,7 @@ def worker(
     cache = MonitoringCache()  # what it read of each baseline, between passes
 
     def monitor() -> None:
-        report = run_monitoring_pass(factory, cache=cache)
+        report = run_monitoring_pass(factory, rollback=rollback_for_quality, cache=cache)
         console.print(
             f"pass: {report.judged} judged, {report.skipped_busy} busy elsewhere, {report.baselines} baselines, "
             f"{report.regressions} regressions opened, {report.updated} updated, {report.resolved} resolved, "

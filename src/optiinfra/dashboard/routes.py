@@ -43,9 +43,9 @@ from optiinfra.errors import OptiInfraError
 from optiinfra.events import schemas as event_schemas
 from optiinfra.events import service as event_service
 from optiinfra.otlp import service as otlp_service
-from optiinfra.quality import repository as quality_repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality import service as quality_service
+from optiinfra.quality.service import RouteSummary
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.workflows import service as workflow_service
@@ -432,13 +432,13 @@ def _quality_charts(
     span, bucket = RANGES[chosen_range]
     now = datetime.now(UTC)
     since = now - span
-    series = quality_repository.bucketed_series(session, customer_id, model, version, since, bucket, route)
-    baseline = quality_repository.active_baseline(session, customer_id, model, version, now)
+    series = quality_service.quality_series(session, principal, customer_id, model, version, since, bucket, route)
+    baseline = quality_service.active_baseline(session, principal, customer_id, model, version)
     markers = _model_markers(session, principal, customer_id, model, version, since)
     band = None
     mean = None
     if baseline is not None:
-        overall = baseline.metadata_.get("components", {}).get("overall_quality_score", {})
+        overall = baseline.metadata.get("components", {}).get("overall_quality_score", {})
         mean = overall.get("mean")
         if mean is not None and overall.get("std") is not None:
             band = (max(0.0, mean - overall["std"]), min(1.0, mean + overall["std"]))
@@ -508,15 +508,15 @@ def quality(
     chosen_range = _range_of(time_range)
     with _caller(request) as (session, principal):
         customers, customer_id = _chosen_customer(session, principal, customer)
-        versions = quality_repository.model_versions_of(session, customer_id) if customer_id else []
+        versions = quality_service.model_versions(session, principal, customer_id) if customer_id else []
         chosen = _chosen_model(versions, model)
         charts: dict[str, str] = {}
         baselines: list[quality_schemas.Baseline] = []
-        routes: list[quality_repository.RouteSummary] = []
+        routes: list[RouteSummary] = []
         since = datetime.now(UTC) - RANGES[chosen_range][0]
         if customer_id is not None and chosen:
             name, version = chosen.split(":", 1)
-            routes = quality_repository.route_breakdown(session, customer_id, name, version, since)
+            routes = quality_service.route_breakdown(session, principal, customer_id, name, version, since)
             if route is not None and route not in {r.route for r in routes}:
                 route = None
             charts = {
@@ -571,7 +571,7 @@ def changes(
     chosen_range = _range_of(time_range)
     with _caller(request) as (session, principal):
         customers, customer_id = _chosen_customer(session, principal, customer)
-        versions = quality_repository.model_versions_of(session, customer_id) if customer_id else []
+        versions = quality_service.model_versions(session, principal, customer_id) if customer_id else []
         chosen = _chosen_model(versions, model)
         span, _ = RANGES[chosen_range]
         now = datetime.now(UTC)

@@ -69,9 +69,9 @@ from optiinfra.models import (
     WorkflowStatus,
 )
 from optiinfra.quality import service as quality_service
+from optiinfra.quality.monitoring_pass import MonitoringCache, run_monitoring_pass
 from optiinfra.quality.settings import MonitoringSettings, QualitySettings
 from optiinfra.quality.traffic import generate
-from optiinfra.quality.worker import MonitoringCache, run_monitoring_pass
 from optiinfra.recommendations import schemas as rec_schemas
 from optiinfra.recommendations import service as recommendations
 from optiinfra.resources import schemas as resource_schemas
@@ -252,7 +252,7 @@ class Demo:
             since = max(since, first + timedelta(hours=self.pace.baseline_min_hours) - step)
         moment, passes = since + step, 0
         while moment < now:
-            run_monitoring_pass(self.factory, moment, cache=self._cache)
+            run_monitoring_pass(self.factory, moment, rollback=recommendations.rollback_for_quality, cache=self._cache)
             moment += step
             passes += 1
         return passes
@@ -269,7 +269,7 @@ class Demo:
         self.move_story(moment)
 
     def monitor(self) -> None:
-        report = run_monitoring_pass(self.factory, cache=self._cache)
+        report = run_monitoring_pass(self.factory, rollback=recommendations.rollback_for_quality, cache=self._cache)
         if report.regressions or report.resolved:
             logger.info("demo monitoring: %d opened, %d resolved", report.regressions, report.resolved)
 

@@ -2,9 +2,9 @@
 
 The records go into a scratch database (created on the same PostgreSQL server for this run, built by the
 migrations, dropped afterwards), never into live data. A scratch customer owns them, with the settings given. Then
-`worker.run_monitoring_pass(factory, now)` runs at the worker's interval on record time, from the first record's
-minute to one interval after the last record: the same baseline policy, judge, incident rule and actions as the
-worker. What the scratch database's regressions table holds at the end is the report.
+`monitoring_pass.run_monitoring_pass(factory, now)` runs at the worker's interval on record time, from the first
+record's minute to one interval after the last record: the same baseline policy, judge, incident rule and actions as
+the worker. What the scratch database's regressions table holds at the end is the report.
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from optiinfra.errors import InvalidInputError
 from optiinfra.models import Agent, AgentCustomer, AgentType, Customer, QualityRegression
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality import service
+from optiinfra.quality.detection import Rollback
+from optiinfra.quality.monitoring_pass import MonitoringCache, run_monitoring_pass
 from optiinfra.quality.monitoring_store import WindowCache
 from optiinfra.quality.settings import QualitySettings, store_settings
-from optiinfra.quality.worker import MonitoringCache, run_monitoring_pass
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 PASSES_PER_COMMIT = 60  # passes of record time per transaction
@@ -60,9 +61,11 @@ def run_backtest(
     settings: QualitySettings,
     server: URL,
     *,
+    rollback: Rollback,
     progress: Progress | None = None,
 ) -> BacktestResult:
-    """Replay `records` (quality import records) in a scratch database on `server`; see the module's docstring."""
+    """Replay `records` (quality import records) in a scratch database on `server`; see the module's docstring.
+    `rollback` is what the monitoring may do to an attributable optimization (the scratch database holds none)."""
     if not records:
         raise InvalidInputError("The file holds no records.")
     validated = service.validate_file_records(list(records), datetime.now(UTC) + timedelta(days=36_500))
@@ -113,7 +116,7 @@ def run_backtest(
                 for _ in range(PASSES_PER_COMMIT):
                     if moment > stop:
                         break
-                    run_monitoring_pass(factory, moment, cache=cache, session=session)
+                    run_monitoring_pass(factory, moment, rollback=rollback, cache=cache, session=session)
                     passes += 1
                     moment += interval
             if progress:

@@ -27,6 +27,8 @@ from optiinfra.pagination import Page
 from optiinfra.quality import monitoring_store, partitions, repository
 from optiinfra.quality import schemas as quality_schemas
 from optiinfra.quality.monitoring import Reference
+from optiinfra.quality.repository import RouteSummary as RouteSummary
+from optiinfra.quality.repository import SeriesPoint as SeriesPoint
 from optiinfra.quality.scoring import overall_quality_score
 from optiinfra.quality.settings import QualitySettings, settings_of, store_settings
 from optiinfra.scoring import service as scoring_service
@@ -617,3 +619,54 @@ def resolve_incident(
     for regression in still_open:
         resolve_regression(session, principal, regression.id, notes)
     return get_incident(session, principal, incident_id)
+
+
+# --- the dashboard's reads --------------------------------------------------------------------------------------
+
+
+def model_versions(session: Session, principal: Principal, customer_id: uuid.UUID | None) -> list[tuple[str, str]]:
+    """The customer's (model, version) pairs that have records or baselines, sorted."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    customer = resolve_customer(session, principal, customer_id)
+    return repository.model_versions_of(session, customer.id)
+
+
+def quality_series(
+    session: Session,
+    principal: Principal,
+    customer_id: uuid.UUID | None,
+    model_name: str,
+    model_version: str,
+    since: datetime,
+    bucket: timedelta,
+    route: str | None = None,
+) -> list[SeriesPoint]:
+    """Per bucket since `since`: request count, mean overall score, p95 latency and hallucination rate (whole hours
+    from the hourly rollups, finer buckets from the records); with `route`, only that route's records."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    customer = resolve_customer(session, principal, customer_id)
+    return repository.bucketed_series(session, customer.id, model_name, model_version, since, bucket, route)
+
+
+def route_breakdown(
+    session: Session,
+    principal: Principal,
+    customer_id: uuid.UUID | None,
+    model_name: str,
+    model_version: str,
+    since: datetime,
+) -> list[RouteSummary]:
+    """Per route since `since`, busiest first: request count, mean overall score, p95 latency, hallucination rate."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    customer = resolve_customer(session, principal, customer_id)
+    return repository.route_breakdown(session, customer.id, model_name, model_version, since)
+
+
+def active_baseline(
+    session: Session, principal: Principal, customer_id: uuid.UUID | None, model_name: str, model_version: str
+) -> quality_schemas.Baseline | None:
+    """The model version's baseline in force now, if any."""
+    principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
+    customer = resolve_customer(session, principal, customer_id)
+    baseline = repository.active_baseline(session, customer.id, model_name, model_version, _now())
+    return None if baseline is None else quality_schemas.Baseline.model_validate(baseline)

@@ -19,13 +19,11 @@ from optiinfra.models import (
     EventSeverity,
     Optimization,
     OptimizationStatus,
-    QualityRegression,
     Recommendation,
     RecommendationPriority,
     RecommendationStatus,
 )
 from optiinfra.pagination import Page
-from optiinfra.quality import detection
 from optiinfra.recommendations import gate as quality_gate
 from optiinfra.recommendations import repository
 from optiinfra.recommendations import schemas as rec_schemas
@@ -340,21 +338,6 @@ def rollback_optimization(
 def rollback_for_quality(session: Session, actor: Principal, optimization_id: uuid.UUID, reason: str) -> None:
     """Quality detection's rollback (`optiinfra.quality.detection.Rollback`): the lifecycle's own rollback."""
     rollback_optimization(session, actor, optimization_id, rec_schemas.Rollback(reason=reason))
-
-
-def rollback_if_attributable(
-    session: Session,
-    customer_id: uuid.UUID,
-    wants_rollback: list[QualityRegression],
-    worst: QualityRegression,
-    window_start: datetime,
-    window_end: datetime,
-) -> uuid.UUID | None:
-    """`optiinfra.quality.detection.rollback_if_attributable` taking this lifecycle's rollback (for the monitoring
-    worker, which acts on its incidents the way detection does)."""
-    return detection.rollback_if_attributable(
-        session, customer_id, wants_rollback, worst, window_start, window_end, rollback_for_quality
-    )
 
 
 def get_optimization(session: Session, principal: Principal, optimization_id: uuid.UUID) -> rec_schemas.Optimization:

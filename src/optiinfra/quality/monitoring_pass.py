@@ -37,10 +37,9 @@ from optiinfra.models import (
     RegressionAction,
 )
 from optiinfra.quality import monitoring, monitoring_store, repository
-from optiinfra.quality.detection import EVENT_SEVERITY, SEVERITY_ORDER, SYSTEM
+from optiinfra.quality.detection import EVENT_SEVERITY, SEVERITY_ORDER, SYSTEM, Rollback, rollback_if_attributable
 from optiinfra.quality.service import build_baseline
 from optiinfra.quality.settings import QualitySettings, settings_of
-from optiinfra.recommendations.service import rollback_if_attributable  # detection with the lifecycle's rollback
 
 logger = logging.getLogger("optiinfra.worker")
 MONITORING_KEY = "monitoring"
@@ -126,6 +125,7 @@ def run_monitoring_pass(
     factory: sessionmaker[Session],
     now: datetime | None = None,
     *,
+    rollback: Rollback,
     cache: MonitoringCache | None = None,
     session: Session | None = None,
 ) -> PassReport:
@@ -134,16 +134,18 @@ def run_monitoring_pass(
     session's transaction."""
     moment = now or datetime.now(UTC)
     if session is not None:
-        return _judge_keys(model_versions_to_judge(session, moment), lambda: nullcontext(session), moment, cache)
+        keys = model_versions_to_judge(session, moment)
+        return _judge_keys(keys, lambda: nullcontext(session), moment, rollback, cache)
     with unit_of_work(factory) as reading:
         keys = model_versions_to_judge(reading, moment)
-    return _judge_keys(keys, lambda: unit_of_work(factory), moment, cache)
+    return _judge_keys(keys, lambda: unit_of_work(factory), moment, rollback, cache)
 
 
 def _judge_keys(
     keys: list[tuple[uuid.UUID, str, str]],
     transaction: Callable[[], AbstractContextManager[Session]],
     moment: datetime,
+    rollback: Rollback,
     cache: MonitoringCache | None,
 ) -> PassReport:
     report = PassReport()
@@ -152,7 +154,7 @@ def _judge_keys(
             if not _lock(session, f"quality-monitor:{customer_id}:{model_name}:{model_version}"):
                 report.skipped_busy += 1
                 continue
-            verdict = monitor_version(session, customer_id, model_name, model_version, moment, report, cache)
+            verdict = monitor_version(session, customer_id, model_name, model_version, moment, rollback, report, cache)
             labels = {"source": "worker", "verdict": verdict}
             counters.add(session, "optiinfra_detection_passes", labels, customer_id=customer_id)
         report.judged += 1
@@ -377,10 +379,13 @@ def monitor_version(
     model_name: str,
     model_version: str,
     now: datetime,
+    rollback: Rollback,
     report: PassReport | None = None,
     cache: MonitoringCache | None = None,
 ) -> str:
-    """One version's monitoring at `now` (the caller holds its lock); returns the pass's verdict."""
+    """One version's monitoring at `now` (the caller holds its lock); returns the pass's verdict. An incident whose
+    policy is rollback rolls back, with `rollback` (the optimization lifecycle's, given by the edge that runs the
+    pass), the optimization its window's evidence names."""
     report = report if report is not None else PassReport()
     customer = session.get(Customer, customer_id)
     if customer is None:
@@ -491,7 +496,7 @@ def monitor_version(
         worst = max(wants_rollback, key=lambda r: SEVERITY_ORDER.index(r.severity))
         longest = max(v.window_minutes or 0 for v in flagged_windows)
         rolled_back = rollback_if_attributable(
-            session, customer_id, wants_rollback, worst, now - timedelta(minutes=longest), now
+            session, customer_id, wants_rollback, worst, now - timedelta(minutes=longest), now, rollback
         )
         report.rollbacks += rolled_back is not None
     session.flush()
