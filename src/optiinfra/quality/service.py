@@ -14,6 +14,7 @@ from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers import repository as customer_repository
 from optiinfra.errors import ConflictError, InvalidInputError, NotFoundError
 from optiinfra.events import service as events
+from optiinfra.gcpause import no_cyclic_gc
 from optiinfra.metrics import counters
 from optiinfra.models import (
     BaselineType,
@@ -89,6 +90,19 @@ def ingest(
 ) -> quality_schemas.IngestResult:
     """Store a batch of quality records atomically; records already stored (same request_id) are skipped. `source`
     (json, import) names the counters the batch adds to; None: the caller counts (OTLP)."""
+    with no_cyclic_gc():  # the batch allocates no cycles; see optiinfra.gcpause
+        return _ingest(session, principal, raw_records, customer_id=customer_id, agent_id=agent_id, source=source)
+
+
+def _ingest(
+    session: Session,
+    principal: Principal,
+    raw_records: list[dict[str, Any]],
+    *,
+    customer_id: uuid.UUID | None,
+    agent_id: uuid.UUID | None,
+    source: str | None,
+) -> quality_schemas.IngestResult:
     principal.require(Role.CUSTOMER, Role.AGENT, Role.OPERATOR)
     principal.require_writable()
     if len(raw_records) > quality_schemas.MAX_BATCH:
