@@ -10,27 +10,17 @@ from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal
 from optiinfra.collectors.schemas import PrometheusSourceFilters
-from optiinfra.db.queries import list_page
-from optiinfra.errors import NotFoundError
+from optiinfra.db.queries import get_row, list_page
 from optiinfra.models import AgentMetric, PrometheusSource, ResourceMetric
 from optiinfra.pagination import Page
-from optiinfra.tenancy import scope_to_caller
 
 
 def get_source(
     session: Session, principal: Principal, source_id: uuid.UUID, *, for_update: bool = False
 ) -> PrometheusSource:
-    statement = scope_to_caller(
-        select(PrometheusSource).where(PrometheusSource.id == source_id),
-        principal,
-        customer_column=PrometheusSource.customer_id,
+    return get_row(
+        session, PrometheusSource, source_id, principal, "Prometheus source", "source_id", for_update=for_update
     )
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    source = session.scalar(statement)
-    if source is None:
-        raise NotFoundError("No such Prometheus source.", details={"source_id": str(source_id)})
-    return source
 
 
 def list_sources(session: Session, principal: Principal, filters: PrometheusSourceFilters) -> Page[PrometheusSource]:

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal, Role
 from optiinfra.customers.schemas import CustomerFilters
-from optiinfra.db.queries import list_page
+from optiinfra.db.queries import get_row, list_page
 from optiinfra.errors import InvalidInputError, NotFoundError
 from optiinfra.models import Customer
 from optiinfra.pagination import Page
@@ -19,16 +19,16 @@ from optiinfra.tenancy import acts_for, scope_to_caller
 def get_customer(
     session: Session, principal: Principal, customer_id: uuid.UUID, *, for_update: bool = False
 ) -> Customer:
-    """The customer, if the caller may see it; 404 otherwise."""
-    statement = scope_to_caller(
-        select(Customer).where(Customer.id == customer_id), principal, customer_column=Customer.id
+    return get_row(
+        session,
+        Customer,
+        customer_id,
+        principal,
+        "customer",
+        "customer_id",
+        customer_column=Customer.id,
+        for_update=for_update,
     )
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    customer = session.scalar(statement)
-    if customer is None:
-        raise NotFoundError("No such customer.", details={"customer_id": str(customer_id)})
-    return customer
 
 
 def customer_to_act_for(

@@ -1,5 +1,5 @@
-"""Building list queries: one scoped, filtered page of a list, newest first on (created_at, id) with an opaque
-cursor (`list_page`); ids by the prefix people type."""
+"""Building queries on tenant rows: one scoped, filtered page of a list, newest first on (created_at, id) with an
+opaque cursor (`list_page`), one scoped row by id (`get_row`); ids by the prefix people type."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from sqlalchemy.sql.elements import ColumnElement
 
 from optiinfra.auth.principal import Principal
+from optiinfra.errors import NotFoundError
 from optiinfra.listing import Condition, FilterModel, ListQuery
 from optiinfra.pagination import Page, decode_cursor, page_of
 from optiinfra.tenancy import scope_to_caller
 
 S = TypeVar("S", bound=Select[*tuple[Any, ...]])
+T = TypeVar("T")
 
 # A list shows a JSON column as stored up to this many bytes (twice the input limit of a free-form field, so every
 # value written since the limits is shown whole); a larger one, stored before the limits, is shown as a stand-in.
@@ -52,13 +54,7 @@ def list_page(
     its schema (`Page.map`).
     """
     statement: Select[Any] = select(*columns) if columns is not None else select(table)
-    if principal is not None:
-        statement = scope_to_caller(
-            statement,
-            principal,
-            customer_column=customer_column if customer_column is not None else table.customer_id,
-            agent_column=getattr(table, "agent_id", None),
-        )
+    statement = _scoped(statement, table, principal, customer_column)
     statement = where_filters(statement, table, filters)
     created_column, id_column = table.created_at, table.id
     if filters.cursor:
@@ -69,6 +65,48 @@ def list_page(
     statement = statement.order_by(created_column.desc(), id_column.desc()).limit(filters.limit + 1)
     rows = session.execute(statement).all() if columns is not None else session.scalars(statement).all()
     return page_of(rows, filters.limit)
+
+
+def get_row(
+    session: Session,
+    table: type[T],
+    row_id: uuid.UUID,
+    principal: Principal | None,
+    name: str,
+    id_name: str,
+    *,
+    customer_column: InstrumentedAttribute[Any] | None = None,
+    for_update: bool = False,
+    options: Sequence[Any] = (),
+) -> T:
+    """The row of `table` with this id if the caller may see it (scoped as `list_page` scopes), locked with
+    `for_update`, loaded with `options`. Otherwise 404 "No such <name>." with the id as `id_name` in its details
+    (`get_row(session, AlertRoute, route_id, principal, "alert route", "route_id")`), whether the row is another
+    tenant's or nobody's."""
+    statement = _scoped(select(table).where(table.id == row_id), table, principal, customer_column)  # type: ignore[attr-defined]
+    if options:
+        statement = statement.options(*options)
+    if for_update:
+        statement = statement.with_for_update().execution_options(populate_existing=True)
+    row: T | None = session.scalar(statement)
+    if row is None:
+        raise NotFoundError(f"No such {name}.", details={id_name: str(row_id)})
+    return row
+
+
+def _scoped(
+    statement: S, table: type[Any], principal: Principal | None, customer_column: InstrumentedAttribute[Any] | None
+) -> S:
+    """`tenancy.scope_to_caller` on the table's customer_id (or `customer_column`) and, where the table has one, its
+    agent_id; no scope without a principal."""
+    if principal is None:
+        return statement
+    return scope_to_caller(
+        statement,
+        principal,
+        customer_column=customer_column if customer_column is not None else table.customer_id,
+        agent_column=getattr(table, "agent_id", None),
+    )
 
 
 def where_filters(statement: S, table: type[Any], filters: FilterModel) -> S:

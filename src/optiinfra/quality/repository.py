@@ -34,8 +34,7 @@ from sqlalchemy.orm import Session, defer
 
 from optiinfra.auth.principal import Principal
 from optiinfra.db.bulk import copy_rows
-from optiinfra.db.queries import list_page
-from optiinfra.errors import NotFoundError
+from optiinfra.db.queries import get_row, list_page
 from optiinfra.models import (
     Agent,
     AgentType,
@@ -49,7 +48,7 @@ from optiinfra.models import (
 from optiinfra.pagination import Page
 from optiinfra.quality.schemas import BaselineFilters, RegressionFilters
 from optiinfra.quality.statistics import WindowSummary, summarize_window
-from optiinfra.tenancy import agents_serving, scope_to_caller
+from optiinfra.tenancy import agents_serving
 
 INGEST_COLUMNS = (
     "agent_id",
@@ -428,18 +427,9 @@ def open_regression(
 def get_regression(
     session: Session, principal: Principal, regression_id: uuid.UUID, *, for_update: bool = False
 ) -> QualityRegression:
-    statement = scope_to_caller(
-        select(QualityRegression).where(QualityRegression.id == regression_id),
-        principal,
-        customer_column=QualityRegression.customer_id,
-        agent_column=QualityRegression.agent_id,
+    return get_row(
+        session, QualityRegression, regression_id, principal, "regression", "regression_id", for_update=for_update
     )
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    regression = session.scalar(statement)
-    if regression is None:
-        raise NotFoundError("No such regression.", details={"regression_id": str(regression_id)})
-    return regression
 
 
 def list_regressions(session: Session, principal: Principal, filters: RegressionFilters) -> Page[QualityRegression]:

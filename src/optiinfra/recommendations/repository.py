@@ -9,8 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from optiinfra.auth.principal import Principal
-from optiinfra.db.queries import list_page
-from optiinfra.errors import NotFoundError
+from optiinfra.db.queries import get_row, list_page
 from optiinfra.models import (
     Optimization,
     OptimizationStatus,
@@ -19,7 +18,9 @@ from optiinfra.models import (
 )
 from optiinfra.pagination import Page
 from optiinfra.recommendations.schemas import OptimizationFilters, RecommendationFilters
-from optiinfra.tenancy import scope_to_caller
+
+# A recommendation's detail loads its decisions and optimizations with it (relationships are lazy="raise").
+_CHILDREN = (selectinload(Recommendation.approvals), selectinload(Recommendation.optimizations))
 
 
 def get_recommendation(
@@ -30,22 +31,16 @@ def get_recommendation(
     for_update: bool = False,
     with_children: bool = False,
 ) -> Recommendation:
-    statement = scope_to_caller(
-        select(Recommendation).where(Recommendation.id == recommendation_id),
+    return get_row(
+        session,
+        Recommendation,
+        recommendation_id,
         principal,
-        customer_column=Recommendation.customer_id,
-        agent_column=Recommendation.agent_id,
+        "recommendation",
+        "recommendation_id",
+        for_update=for_update,
+        options=_CHILDREN if with_children else (),
     )
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    if with_children:
-        statement = statement.options(
-            selectinload(Recommendation.approvals), selectinload(Recommendation.optimizations)
-        )
-    recommendation = session.scalar(statement)
-    if recommendation is None:
-        raise NotFoundError("No such recommendation.", details={"recommendation_id": str(recommendation_id)})
-    return recommendation
 
 
 def list_recommendations(
@@ -57,18 +52,9 @@ def list_recommendations(
 def get_optimization(
     session: Session, principal: Principal, optimization_id: uuid.UUID, *, for_update: bool = False
 ) -> Optimization:
-    statement = scope_to_caller(
-        select(Optimization).where(Optimization.id == optimization_id),
-        principal,
-        customer_column=Optimization.customer_id,
-        agent_column=Optimization.agent_id,
+    return get_row(
+        session, Optimization, optimization_id, principal, "optimization", "optimization_id", for_update=for_update
     )
-    if for_update:
-        statement = statement.with_for_update().execution_options(populate_existing=True)
-    optimization = session.scalar(statement)
-    if optimization is None:
-        raise NotFoundError("No such optimization.", details={"optimization_id": str(optimization_id)})
-    return optimization
 
 
 def lock_recommendation_of(session: Session, optimization: Optimization) -> Recommendation:

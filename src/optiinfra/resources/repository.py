@@ -12,8 +12,7 @@ from sqlalchemy.orm import Session
 
 from optiinfra.auth.principal import Principal
 from optiinfra.db.bulk import copy_rows
-from optiinfra.db.queries import list_page, where_filters
-from optiinfra.errors import NotFoundError
+from optiinfra.db.queries import get_row, list_page, where_filters
 from optiinfra.models import (
     Agent,
     AgentType,
@@ -135,16 +134,7 @@ def workflow_of_customer(session: Session, workflow_execution_id: uuid.UUID, cus
 
 
 def get_scaling_event(session: Session, principal: Principal, scaling_event_id: uuid.UUID) -> ScalingEvent:
-    statement = scope_to_caller(
-        select(ScalingEvent).where(ScalingEvent.id == scaling_event_id),
-        principal,
-        customer_column=ScalingEvent.customer_id,
-        agent_column=ScalingEvent.agent_id,
-    )
-    event = session.scalar(statement)
-    if event is None:
-        raise NotFoundError("No such scaling event.", details={"scaling_event_id": str(scaling_event_id)})
-    return event
+    return get_row(session, ScalingEvent, scaling_event_id, principal, "scaling event", "scaling_event_id")
 
 
 def list_scaling_events(session: Session, principal: Principal, filters: ScalingEventFilters) -> Page[ScalingEvent]:
