@@ -174,11 +174,13 @@ class HandedOffServer(uvicorn.Server):
 
 
 def run_worker_process(spec: WorkerProcessSpec, channel: socket.socket) -> None:
-    """The workflow worker of `optiinfra serve`: queue jobs (workflow runs, scoring, alert deliveries)."""
+    """The workflow worker of `optiinfra serve`: queue jobs (workflow runs, scoring, alert deliveries) and the periodic
+    work of `optiinfra worker` (optiinfra.background)."""
     import threading
 
     from sqlalchemy import make_url
 
+    from optiinfra import background
     from optiinfra.db.engine import make_engine, make_session_factory
     from optiinfra.demo import driver as demo_driver
     from optiinfra.workflows import queue
@@ -188,7 +190,11 @@ def run_worker_process(spec: WorkerProcessSpec, channel: socket.socket) -> None:
     engine = make_engine(make_url(spec.database_url))
     factory = make_session_factory(engine)
     runner = build_runner(factory, Path(spec.data_dir))
-    periodic = demo_driver.periodic_work(factory, Path(spec.data_dir)) if spec.demo else []
+    # The same periodic work as `optiinfra worker` (partitions, monitoring, Prometheus collection); with the demo,
+    # the demo's own pass (at the demo's pace) monitors instead.
+    periodic = background.periodic_work(factory, monitor_seconds=0 if spec.demo else background.MONITOR_INTERVAL)
+    if spec.demo:
+        periodic += demo_driver.periodic_work(factory, Path(spec.data_dir))
     worker = queue.Worker(
         engine.url,
         runner.advance,
