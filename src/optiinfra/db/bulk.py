@@ -27,9 +27,9 @@ def json_text(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
-# (table, columns) -> the columns' type OIDs, for tables whose columns are all of built-in types (their OIDs are the
-# same in every database; a table's column types change only with a migration, which restarts the processes).
-_builtin_types: dict[tuple[str, tuple[str, ...]], list[int]] = {}
+# (table, columns) -> the columns' type OIDs if all are built-in types (their OIDs are the same in every database),
+# else None (text COPY). A table's column types change only with a migration, which restarts the processes.
+_builtin_types: dict[tuple[str, tuple[str, ...]], list[int] | None] = {}
 _FIRST_USER_OID = 16384  # PostgreSQL's FirstNormalObjectId: OIDs below it are built in
 
 _COLUMN_TYPES = (
@@ -42,16 +42,12 @@ def _builtin_column_types(cursor: Any, table: str, columns: Sequence[str]) -> li
     """The columns' type OIDs if all are built-in types (binary COPY), else None (text COPY: enums and other types
     created by the migrations have an OID of their own in each database)."""
     key = (table, tuple(columns))
-    types = _builtin_types.get(key)
-    if types is not None:
-        return types
-    cursor.execute(_COLUMN_TYPES, {"table": table, "columns": list(columns)})
-    by_name = {name: int(oid) for name, oid in cursor.fetchall()}
-    if any(name not in by_name for name in columns) or any(oid >= _FIRST_USER_OID for oid in by_name.values()):
-        return None
-    types = [by_name[name] for name in columns]
-    _builtin_types[key] = types
-    return types
+    if key not in _builtin_types:
+        cursor.execute(_COLUMN_TYPES, {"table": table, "columns": list(columns)})
+        by_name = {name: int(oid) for name, oid in cursor.fetchall()}
+        builtin = all(name in by_name for name in columns) and all(oid < _FIRST_USER_OID for oid in by_name.values())
+        _builtin_types[key] = [by_name[name] for name in columns] if builtin else None
+    return _builtin_types[key]
 
 
 def copy_rows(
