@@ -8,6 +8,7 @@ command writes them to docs/screenshots), else to a temporary folder.
 from __future__ import annotations
 
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -261,8 +262,15 @@ def test_every_page_renders_with_the_demo_data_and_is_screenshotted(
     expect(page.locator("#overall-chart .chart-tip")).to_contain_text("UTC:")
     _shoot(page, folder, "quality")
     requests_before = _requests_shown(page)
-    living_demo.demo.tick()  # the server's worker does this every few seconds
-    page.reload()
+    # The server's worker ticks every few seconds; a tick sends the traffic of the time since the last one, so a tick
+    # right after the worker's may send none: tick until some arrives (bounded), as a person would reload.
+    deadline = time.monotonic() + 60
+    while True:
+        living_demo.demo.tick()
+        page.reload()
+        if _requests_shown(page) > requests_before or time.monotonic() > deadline:
+            break
+        time.sleep(1)
     assert _requests_shown(page) > requests_before  # the traffic keeps arriving
     page.locator("#routes a").first.click()
     expect(page.locator("#route-filter")).to_be_visible()
